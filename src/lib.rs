@@ -1,0 +1,20 @@
+//! DermLIP (Derm1M, ICCV 2025) on Burn: one model graph for the native CLI, the browser and the
+//! trainer. open_clip's `CLIP` (ViT image tower + CLIP text tower), its weight files, its
+//! tokenizer and its preprocessing, reproduced so the numbers match open_clip's.
+
+pub mod clip;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod preprocess;
+pub mod text;
+pub mod tokenizer;
+pub mod transformer;
+pub mod vision;
+pub mod weights;
+pub mod zero_shot;
+
+pub use clip::Clip;
+pub use config::{Activation, ClipConfig, ModelFileConfig};
+pub use error::{Error, Result};
+pub use pipeline::DermLip;

@@ -1,0 +1,195 @@
+//! A loaded model with its tokenizer and preprocessing: what the CLI, the browser API and the
+//! evaluation code call. Tensor work stays on the device; only embeddings are read back.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::clip::Clip;
+use crate::config::{ClipConfig, ModelFileConfig};
+use crate::error::{Error, Result};
+use crate::preprocess::{self, PreprocessConfig};
+use crate::tokenizer::{ClipTokenizer, VOCAB_SIZE};
+use crate::weights::StateDict;
+use crate::zero_shot::{self, fill_template, Prediction};
+
+/// Inputs per forward pass: bounds peak memory for long label lists and many images.
+pub const IMAGE_BATCH: usize = 8;
+pub const TEXT_BATCH: usize = 64;
+
+pub struct DermLip {
+    pub config: ClipConfig,
+    pub preprocess: PreprocessConfig,
+    pub tokenizer: ClipTokenizer,
+    pub model: Clip,
+    pub device: Device,
+}
+
+impl DermLip {
+    pub fn from_parts(file_config: ModelFileConfig, weights: StateDict, device: Device) -> Result<Self> {
+        let ModelFileConfig { model: config, preprocess } = file_config;
+        if config.text.vocab_size != VOCAB_SIZE {
+            return Err(Error::Config(format!(
+                "text_cfg.vocab_size is {}, but the CLIP BPE tokenizer has {VOCAB_SIZE} tokens",
+                config.text.vocab_size
+            )));
+        }
+        if preprocess.size as usize != config.vision.image_size {
+            return Err(Error::Config(format!(
+                "preprocess_cfg size {} differs from vision_cfg.image_size {}",
+                preprocess.size, config.vision.image_size
+            )));
+        }
+        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
+        let model = Clip::from_state_dict(&config, weights, &device)?;
+        Ok(DermLip { config, preprocess, tokenizer, model, device })
+    }
+
+    /// A checkpoint directory (`open_clip_config.json` + weights) or a weights file whose
+    /// directory holds the config. Weights: `open_clip_model.safetensors`, else
+    /// `open_clip_pytorch_model.bin`, else a single `.pt`/`.pth`/`.bin`/`.safetensors` file.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn load(path: &std::path::Path, device: Device) -> Result<Self> {
+        let (dir, weights_path) = locate_checkpoint(path)?;
+        let config_path = dir.join("open_clip_config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
+            path: config_path.display().to_string(),
+            message: format!("cannot read the model config: {e}"),
+        })?;
+        let file_config = ModelFileConfig::from_json_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", config_path.display(), e.detail())))?;
+        let weights = StateDict::from_file(&weights_path)?;
+        Self::from_parts(file_config, weights, device)
+    }
+
+    /// Decodes and preprocesses each image (as the CLI and the browser receive them: file bytes).
+    pub fn preprocess_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+        images.iter().map(|b| Ok(preprocess::preprocess(b, &self.preprocess)?)).collect()
+    }
+
+    /// Normalised `3×size×size` CHW buffers → unnormalised image embeddings `[n, embed_dim]`.
+    pub fn encode_pixels(&self, pixels: &[Vec<f32>]) -> Tensor<2> {
+        let size = self.preprocess.size as usize;
+        let parts: Vec<Tensor<2>> = pixels
+            .chunks(IMAGE_BATCH)
+            .map(|chunk| {
+                let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+                let batch = Tensor::<4>::from_data(TensorData::new(flat, [chunk.len(), 3, size, size]), &self.device);
+                self.model.encode_image(batch)
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    pub fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        Ok(self.tokenizer.encode_batch(texts)?)
+    }
+
+    /// Token ids → unnormalised text embeddings `[n, embed_dim]`.
+    pub fn encode_ids(&self, ids: &[Vec<u32>]) -> Tensor<2> {
+        let ctx = self.config.text.context_length;
+        let parts: Vec<Tensor<2>> = ids
+            .chunks(TEXT_BATCH)
+            .map(|chunk| {
+                let flat: Vec<i32> = chunk.iter().flatten().map(|&i| i as i32).collect();
+                let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), ctx]), &self.device);
+                self.model.encode_text(batch)
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    /// The texts the zero-shot classifier embeds: every template for the first class, then the next.
+    pub fn prompts(labels: &[String], templates: &[String]) -> Vec<String> {
+        labels.iter().flat_map(|l| templates.iter().map(move |t| fill_template(t, l.trim()))).collect()
+    }
+}
+
+/// Reads a `[n, d]` tensor back to rows. Native only: WebGPU needs [`rows_async`].
+#[cfg(not(target_family = "wasm"))]
+pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, d] = t.dims();
+    let data = t.into_data();
+    split_rows(data, d)
+}
+
+pub async fn rows_async(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, d] = t.dims();
+    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))?;
+    split_rows(data, d)
+}
+
+fn split_rows(data: TensorData, d: usize) -> Result<Vec<Vec<f32>>> {
+    let flat = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Device(format!("unexpected result type: {e:?}")))?;
+    Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// Native convenience: the full zero-shot pipeline with blocking readback.
+#[cfg(not(target_family = "wasm"))]
+impl DermLip {
+    pub fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+        rows(self.encode_pixels(&self.preprocess_images(images)?))
+    }
+
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        rows(self.encode_ids(&self.token_ids(texts)?))
+    }
+
+    pub fn zero_shot_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
+        zero_shot::validate_labels(labels)?;
+        zero_shot::validate_templates(templates)?;
+        let prompts = Self::prompts(labels, templates);
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        Ok(zero_shot::class_weights(&self.embed_texts(&refs)?, templates.len()))
+    }
+}
+
+/// Top-k predictions of one image embedding against zero-shot class weights.
+pub fn classify_embedding(embedding: &[f32], weights: &[Vec<f32>], labels: &[String], k: usize) -> Vec<Prediction> {
+    zero_shot::top_k(labels, &zero_shot::logits(embedding, weights), k.max(1))
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Io { path: shown.clone(), message: format!("no such model: {e}") })?;
+    if meta.is_file() {
+        let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| ".".into());
+        let dir = if dir.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { dir };
+        return Ok((dir, path.to_path_buf()));
+    }
+    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
+        let p = path.join(name);
+        if p.is_file() {
+            return Ok((path.to_path_buf(), p));
+        }
+    }
+    let mut others: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::Io { path: shown.clone(), message: e.to_string() })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(p.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "bin" | "safetensors"))
+        })
+        .collect();
+    others.sort();
+    match others.len() {
+        1 => Ok((path.to_path_buf(), others.remove(0))),
+        0 => Err(Error::Io {
+            path: shown,
+            message: "no weights found (expected open_clip_model.safetensors or open_clip_pytorch_model.bin)".into(),
+        }),
+        _ => Err(Error::Io {
+            path: shown,
+            message: format!(
+                "several weight files and no open_clip_model.safetensors; name one: {}",
+                others.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+}
+

@@ -1,0 +1,99 @@
+//! open_clip's `VisionTransformer`: patch conv (no bias), class token, learned positions,
+//! ln_pre, the shared block stack, ln_post, class-token pooling and `@ proj`.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm};
+use burn::tensor::{Device, Tensor};
+
+use crate::config::{ClipConfig, VisionConfig, VisionPool};
+use crate::error::Result;
+use crate::transformer::{layer_norm, load_layer_norm, Transformer, TransformerDims};
+use crate::weights::WeightLoader;
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    pub conv1: Conv2d,
+    pub class_embedding: Param<Tensor<1>>,
+    pub positional_embedding: Param<Tensor<2>>,
+    pub ln_pre: LayerNorm,
+    pub transformer: Transformer,
+    pub ln_post: LayerNorm,
+    pub proj: Param<Tensor<2>>,
+    pub avg_pool: bool,
+    pub final_ln_after_pool: bool,
+}
+
+pub fn vision_dims(cfg: &ClipConfig) -> TransformerDims {
+    let v = &cfg.vision;
+    TransformerDims {
+        width: v.width,
+        layers: v.layers,
+        heads: v.heads,
+        mlp_width: v.mlp_width,
+        activation: cfg.activation,
+        eps: cfg.layer_norm_eps(),
+    }
+}
+
+impl VisionTransformer {
+    /// Random initialisation as open_clip's constructor does it (scale = width^-0.5).
+    pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
+        let v: &VisionConfig = &cfg.vision;
+        let scale = (v.width as f64).powf(-0.5);
+        let normal = Initializer::Normal { mean: 0.0, std: scale };
+        VisionTransformer {
+            conv1: Conv2dConfig::new([3, v.width], [v.patch_size, v.patch_size])
+                .with_stride([v.patch_size, v.patch_size])
+                .with_bias(false)
+                .init(device),
+            class_embedding: normal.init([v.width], device),
+            positional_embedding: normal.init([v.num_positions(), v.width], device),
+            ln_pre: layer_norm(v.width, cfg.layer_norm_eps(), device),
+            transformer: Transformer::new(vision_dims(cfg), device),
+            ln_post: layer_norm(v.width, cfg.layer_norm_eps(), device),
+            proj: normal.init([v.width, cfg.embed_dim], device),
+            avg_pool: v.pool == VisionPool::Avg,
+            final_ln_after_pool: v.final_ln_after_pool,
+        }
+    }
+
+    /// `images`: `[batch, 3, size, size]`, normalised. Returns unnormalised `[batch, embed_dim]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.conv1.forward(images); // [b, width, grid, grid]
+        let [batch, width, gh, gw] = x.dims();
+        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
+        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
+        let x = self.ln_pre.forward(x);
+        let x = self.transformer.forward(x, false);
+        let pooled = if self.final_ln_after_pool {
+            self.ln_post.forward(self.pool(x))
+        } else {
+            self.pool(self.ln_post.forward(x))
+        };
+        pooled.matmul(self.proj.val())
+    }
+
+    fn pool(&self, x: Tensor<3>) -> Tensor<2> {
+        let [batch, seq, width] = x.dims();
+        if self.avg_pool {
+            x.narrow(1, 1, seq - 1).mean_dim(1).reshape([batch, width])
+        } else {
+            x.narrow(1, 0, 1).reshape([batch, width])
+        }
+    }
+
+    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+        let v = &cfg.vision;
+        let p = v.patch_size;
+        self.conv1.weight = w.param("visual.conv1.weight", [v.width, 3, p, p])?;
+        self.class_embedding = w.param("visual.class_embedding", [v.width])?;
+        self.positional_embedding = w.param("visual.positional_embedding", [v.num_positions(), v.width])?;
+        load_layer_norm(&mut self.ln_pre, w, "visual.ln_pre", v.width)?;
+        self.transformer.load(w, "visual.transformer", vision_dims(cfg))?;
+        load_layer_norm(&mut self.ln_post, w, "visual.ln_post", v.width)?;
+        self.proj = w.param("visual.proj", [v.width, cfg.embed_dim])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! Reading open_clip checkpoints into a name → tensor map, and taking tensors out of it with
+//! strict shape checks. Loading is all-or-nothing: a missing, unexpected or mis-shaped key is an
+//! error naming the key (and both shapes), never a silently half-initialised model.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::store::{bridge, ModuleStore, SafetensorsStore};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+
+/// The tensors of one checkpoint, keyed by their open_clip state-dict names.
+pub struct StateDict {
+    tensors: BTreeMap<String, TensorData>,
+}
+
+impl StateDict {
+    pub fn from_tensors(tensors: BTreeMap<String, TensorData>) -> Self {
+        StateDict { tensors }
+    }
+
+    /// Safetensors bytes, as in `open_clip_model.safetensors` (works in the browser too).
+    pub fn from_safetensors_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let mut store = SafetensorsStore::from_bytes(Some(bytes));
+        let tensors = store
+            .get_all_tensors()
+            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+        Self::from_pack(tensors.values())
+    }
+
+    /// `open_clip_model.safetensors`, `open_clip_pytorch_model.bin`, or a training checkpoint
+    /// `.pt` (a `state_dict` wrapper whose keys may carry DDP's `module.` prefix).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let head = read_head(path)?;
+        if is_safetensors(&head) {
+            let bytes = std::fs::read(path).map_err(|e| io_error(&shown, e))?;
+            return Self::from_safetensors_bytes(bytes)
+                .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())));
+        }
+        let mut store = burn::store::PytorchStore::from_file(path).map_indices_contiguous(false);
+        let tensors = store.get_all_tensors().map_err(|e| {
+            Error::Weights(format!("{shown}: not a readable safetensors or PyTorch checkpoint: {e}"))
+        })?;
+        let sd = Self::from_pack(tensors.values())
+            .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())))?;
+        Ok(sd.unwrap_training_checkpoint())
+    }
+
+    fn from_pack<'a>(tensors: impl Iterator<Item = &'a burn::store::burn_pack::Tensor>) -> Result<Self> {
+        let mut out = BTreeMap::new();
+        for t in tensors {
+            let data = bridge::to_data(t)
+                .map_err(|e| Error::Weights(format!("cannot read tensor '{}': {e:?}", t.name)))?;
+            out.insert(t.name.clone(), data);
+        }
+        if out.is_empty() {
+            return Err(Error::Weights("the checkpoint holds no tensors".into()));
+        }
+        Ok(StateDict { tensors: out })
+    }
+
+    /// open_clip training checkpoints hold `{"epoch", "state_dict": {"module.visual…": …}, …}`.
+    fn unwrap_training_checkpoint(mut self) -> Self {
+        const WRAPPER: &str = "state_dict.";
+        if self.tensors.keys().any(|k| k.starts_with(WRAPPER)) {
+            self.tensors = std::mem::take(&mut self.tensors)
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix(WRAPPER).map(|s| (s.to_string(), v)))
+                .collect();
+        }
+        if self.tensors.keys().all(|k| k.starts_with("module.")) {
+            self.tensors = std::mem::take(&mut self.tensors)
+                .into_iter()
+                .map(|(k, v)| (k["module.".len()..].to_string(), v))
+                .collect();
+        }
+        self
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|t| t.shape().as_slice())
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, data: TensorData) {
+        self.tensors.insert(key.into(), data);
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<TensorData> {
+        self.tensors.remove(key)
+    }
+}
+
+/// Takes tensors out of a [`StateDict`] onto a device, checking each shape.
+pub struct WeightLoader<'a> {
+    weights: StateDict,
+    device: &'a Device,
+}
+
+impl<'a> WeightLoader<'a> {
+    pub fn new(weights: StateDict, device: &'a Device) -> Self {
+        WeightLoader { weights, device }
+    }
+
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
+    /// The raw data of `key`, which must have exactly `shape`. open_clip stores scalars such as
+    /// `logit_scale` 0-d; they match a `[1]` request.
+    pub fn data(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
+        let data = self.weights.remove(key).ok_or_else(|| {
+            Error::Weights(format!("missing tensor '{key}' (expected shape {shape:?})"))
+        })?;
+        let scalar_ok = data.shape().is_empty() && shape == [1];
+        if data.shape().as_slice() != shape && !scalar_ok {
+            return Err(Error::Weights(format!(
+                "tensor '{key}' has shape {:?} in the checkpoint but the model expects {shape:?}",
+                data.shape().as_slice()
+            )));
+        }
+        let data = if scalar_ok { TensorData::new(to_f32(data, key)?, [1]) } else { data };
+        Ok(data.convert_dtype(DType::F32))
+    }
+
+    pub fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let data = self.data(key, &shape)?;
+        Ok(Tensor::from_data(data, self.device))
+    }
+
+    pub fn param<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>> {
+        Ok(Param::from_tensor(self.tensor(key, shape)?))
+    }
+
+    /// A PyTorch `[out, in]` weight as Burn's `[in, out]`.
+    pub fn linear_weight(&mut self, key: &str, d_in: usize, d_out: usize) -> Result<Param<Tensor<2>>> {
+        Ok(Param::from_tensor(self.tensor(key, [d_out, d_in])?.transpose()))
+    }
+
+    /// Fails when keys remain that the model did not use.
+    pub fn finish(self) -> Result<()> {
+        let left: Vec<&String> = self.weights.keys().collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = left
+            .iter()
+            .take(5)
+            .map(|k| format!("'{k}' {:?}", self.weights.shape(k).unwrap_or(&[])))
+            .collect();
+        let more = if left.len() > 5 { format!(" and {} more", left.len() - 5) } else { String::new() };
+        Err(Error::Weights(format!(
+            "unexpected tensor{} in the checkpoint (not part of this model config): {}{more}",
+            if left.len() == 1 { "" } else { "s" },
+            shown.join(", ")
+        )))
+    }
+}
+
+fn to_f32(data: TensorData, key: &str) -> Result<Vec<f32>> {
+    data.convert_dtype(DType::F32)
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Weights(format!("tensor '{key}' is not a float tensor: {e:?}")))
+}
+
+
+#[cfg(not(target_family = "wasm"))]
+fn read_head(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|e| io_error(&shown, e))?;
+    let mut head = vec![0u8; 16];
+    let n = f.read(&mut head).map_err(|e| io_error(&shown, e))?;
+    head.truncate(n);
+    if n == 0 {
+        return Err(Error::Weights(format!("{shown}: the file is empty")));
+    }
+    Ok(head)
+}
+
+/// Safetensors starts with a little-endian u64 header length followed by `{`.
+fn is_safetensors(head: &[u8]) -> bool {
+    head.len() >= 9 && head[8] == b'{'
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn io_error(path: &str, e: std::io::Error) -> Error {
+    Error::Io { path: path.to_string(), message: e.to_string() }
+}

@@ -1,0 +1,155 @@
+//! The Burn graph against open_clip: the small random-weight checkpoints in tests/fixtures/models
+//! are loaded through the same loader users use, and their outputs compared with the PyTorch
+//! reference values (`tests/reference/make_fixtures.py`).
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use dermlip::pipeline::{classify_embedding, rows};
+use dermlip::preprocess;
+use dermlip::zero_shot::{class_weights, logits, softmax};
+use dermlip::DermLip;
+
+/// The bound on unnormalised embeddings (f32, CPU).
+const TOL: f32 = 1e-4;
+
+fn load(dir: &str, file: Option<&str>, device: Device) -> DermLip {
+    let path = match file {
+        Some(f) => model_dir(dir).join(f),
+        None => model_dir(dir),
+    };
+    DermLip::load(&path, device).unwrap_or_else(|e| panic!("loading {dir}: {e}"))
+}
+
+/// Image embeddings from PIL's exact crops, and text embeddings from open_clip's token ids.
+fn check_embeddings(model: &DermLip, r: &Reference, what: &str) {
+    let pixels: Vec<Vec<f32>> = r
+        .images
+        .iter()
+        .map(|im| preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
+        .collect();
+    let got = rows(model.encode_pixels(&pixels)).unwrap();
+    let mut worst = 0f32;
+    for (im, g) in r.images.iter().zip(&got) {
+        let d = max_abs_diff(g, &im.embedding);
+        assert!(d <= TOL, "{what}: image {} max |Δ| {d:e} > {TOL:e}", im.file);
+        worst = worst.max(d);
+    }
+    let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
+    let got = rows(model.encode_ids(&ids)).unwrap();
+    for (t, g) in r.texts.iter().zip(&got) {
+        let d = max_abs_diff(g, &t.embedding);
+        assert!(d <= TOL, "{what}: text {:?} max |Δ| {d:e} > {TOL:e}", t.text);
+        worst = worst.max(d);
+    }
+    println!("{what}: {} images, {} texts, max |Δ| {worst:e}", r.images.len(), r.texts.len());
+}
+
+#[test]
+fn gelu_safetensors_matches_open_clip() {
+    let r = reference("tiny-gelu");
+    let model = load("tiny-gelu", None, Device::flex());
+    check_embeddings(&model, &r, "tiny-gelu safetensors");
+    let scale = model.model.logit_scale.val().into_data().try_to_vec::<f32>().unwrap()[0];
+    assert!((scale - r.logit_scale).abs() < 1e-6, "logit_scale {scale} vs {}", r.logit_scale);
+}
+
+#[test]
+fn gelu_pytorch_bin_matches_open_clip() {
+    let r = reference("tiny-gelu");
+    let model = load("tiny-gelu", Some("open_clip_pytorch_model.bin"), Device::flex());
+    check_embeddings(&model, &r, "tiny-gelu .bin");
+}
+
+#[test]
+fn quickgelu_safetensors_matches_open_clip() {
+    let r = reference("tiny-quickgelu");
+    let model = load("tiny-quickgelu", None, Device::flex());
+    check_embeddings(&model, &r, "tiny-quickgelu safetensors");
+}
+
+#[test]
+fn quickgelu_training_checkpoint_matches_open_clip() {
+    let r = reference("tiny-quickgelu");
+    let model = load("tiny-quickgelu", Some("checkpoint.pt"), Device::flex());
+    check_embeddings(&model, &r, "tiny-quickgelu checkpoint.pt");
+}
+
+/// The activation is part of the function: the QuickGELU checkpoint run with exact GELU must
+/// not match its reference (so the parity tests above can fail on a wrong activation).
+#[test]
+fn activation_changes_the_result() {
+    let r = reference("tiny-quickgelu");
+    let dir = model_dir("tiny-quickgelu");
+    let text = std::fs::read_to_string(dir.join("open_clip_config.json")).unwrap();
+    let mut cfg = dermlip::ModelFileConfig::from_json_str(&text).unwrap();
+    assert_eq!(cfg.model.activation, dermlip::Activation::QuickGelu);
+    cfg.model.activation = dermlip::Activation::Gelu;
+    let weights = dermlip::weights::StateDict::from_file(&dir.join("open_clip_model.safetensors")).unwrap();
+    let model = DermLip::from_parts(cfg, weights, Device::flex()).unwrap();
+    let ids = vec![r.texts[0].ids.clone()];
+    let got = rows(model.encode_ids(&ids)).unwrap();
+    assert!(max_abs_diff(&got[0], &r.texts[0].embedding) > 1e-3);
+}
+
+#[test]
+fn tokenizer_ids_match_reference_texts() {
+    let model = load("tiny-gelu", None, Device::flex());
+    for t in reference("tiny-gelu").texts {
+        assert_eq!(model.tokenizer.encode(&t.text).unwrap(), t.ids, "ids of {:?}", t.text);
+    }
+}
+
+/// Zero-shot protocol end to end: our tokenizer + text tower build the classifier, the PIL crops
+/// give the probabilities, and Rust's own preprocessing gives the same top-1 on every image.
+#[test]
+fn zero_shot_matches_open_clip() {
+    for name in ["tiny-gelu", "tiny-quickgelu"] {
+        let r = reference(name);
+        let model = load(name, None, Device::flex());
+        let zs = &r.zero_shot;
+        let weights = model.zero_shot_weights(&zs.classnames, &zs.templates).unwrap();
+        for (w, rw) in weights.iter().zip(&zs.classifier) {
+            assert!(max_abs_diff(w, rw) <= TOL, "{name}: classifier row differs");
+        }
+        let pixels: Vec<Vec<f32>> = r
+            .images
+            .iter()
+            .map(|im| preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
+            .collect();
+        let emb = rows(model.encode_pixels(&pixels)).unwrap();
+        for (i, e) in emb.iter().enumerate() {
+            let probs = softmax(&logits(e, &weights));
+            assert!(max_abs_diff(&probs, &zs.probs[i]) <= 1e-3, "{name}: probabilities of image {i}");
+            assert_eq!(argmax(&probs), zs.top1[i], "{name}: top-1 of {}", r.images[i].file);
+        }
+        // Rust decoding + resizing instead of PIL's crops.
+        for (i, im) in r.images.iter().enumerate() {
+            let bytes = std::fs::read(fixtures().join(&im.file)).unwrap();
+            let e = model.embed_images(&[bytes.as_slice()]).unwrap();
+            let top = classify_embedding(&e[0], &weights, &zs.classnames, 1);
+            assert_eq!(top[0].index, zs.top1[i], "{name}: top-1 of {} with Rust preprocessing (margin {})", im.file, zs.margin[i]);
+        }
+    }
+}
+
+#[test]
+fn class_weights_are_normalised_means() {
+    let e = vec![vec![3.0, 4.0], vec![0.0, 2.0]];
+    let w = class_weights(&e, 2);
+    // mean of (0.6, 0.8) and (0, 1) = (0.3, 0.9), renormalised.
+    let n = (0.09f32 + 0.81).sqrt();
+    assert!(max_abs_diff(&w[0], &[0.3 / n, 0.9 / n]) < 1e-6);
+}
+
+/// The same graph on wgpu (lavapipe in CI) gives the same numbers.
+#[test]
+fn wgpu_matches_open_clip() {
+    let device = Device::wgpu_options()
+        .init()
+        .expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
+    let r = reference("tiny-gelu");
+    let model = load("tiny-gelu", None, device);
+    check_embeddings(&model, &r, "tiny-gelu on wgpu");
+}

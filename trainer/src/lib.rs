@@ -1,0 +1,1 @@
+//! The Derm1M trainer lands with its own issue; this crate keeps the workspace shape.
