@@ -1,0 +1,671 @@
+//! CLIP BPE tokenizer with exact open_clip `SimpleTokenizer` parity (ViT-B-16 text tower).
+//!
+//! Pipeline, in open_clip's order (open_clip 3.3 `tokenizer.py`, `clean='lower'`):
+//! 1. `ftfy.fix_text` (the `plsfix` crate, wrapped so that it follows ftfy 6.3 where plsfix differs),
+//! 2. `html.unescape` twice (a port of Python's, since `html-escape` lacks legacy and numeric quirks),
+//! 3. whitespace collapse with Python's `str.split()` whitespace set, then lowercase,
+//! 4. open_clip's regex pre-tokenisation, byte-level mapping and BPE (the `tokenizers` crate),
+//! 5. `[sot] + ids + [eot]`, cut to `context_length` with eot forced last, zero padding.
+//!
+//! Deliberate difference: the literal strings `<start_of_text>` / `<end_of_text>` typed by a user are
+//! tokenised as ordinary text, never as the special ids (stock open_clip's regex maps them to 49406/49407).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, OnceLock};
+
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::utils::SysRegex;
+use tokenizers::{SplitDelimiterBehavior, Tokenizer};
+
+pub const SOT_TOKEN: u32 = 49406;
+pub const EOT_TOKEN: u32 = 49407;
+pub const PAD_TOKEN: u32 = 0;
+pub const VOCAB_SIZE: usize = 49408;
+pub const DEFAULT_CONTEXT_LENGTH: usize = 77;
+/// Upper bound accepted by [`ClipTokenizer::with_context_length`] (guards against huge allocations).
+pub const MAX_CONTEXT_LENGTH: usize = 1 << 16;
+
+const BPE_VOCAB_GZ: &[u8] = include_bytes!("../assets/bpe_simple_vocab_16e6.txt.gz");
+/// open_clip keeps `merges[1:49152-256-2+1]`: the first 48894 merge lines after the header.
+const MERGE_COUNT: usize = 49152 - 256 - 2;
+
+/// open_clip's pattern without the special-token alternatives. `IGNORECASE` is spelled out: in Python's
+/// `regex` it only changes `'s` (also matches `'ſ`) and drops U+0345 (matched by no alternative).
+fn pretokenize_pattern() -> String {
+    format!(
+        r"'[sSſ]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[\p{{L}}{l}]+|[\p{{N}}{n}]|[^\s\p{{L}}\p{{N}}\x{{345}}{l}{n}]+",
+        l = NEWER_LETTERS,
+        n = NEWER_NUMBERS
+    )
+}
+
+/// Code points that Python's `regex` 2026.11.19 (Unicode 17) counts as `\p{L}` / `\p{N}` but Rust's
+/// regex tables (Unicode 16) do not (found by comparing all 1 112 064 code points).
+const NEWER_LETTERS: &str = concat!(
+    r"\x{558}\x{58b}-\x{58c}\x{88f}\x{c5c}\x{cdc}\x{208f}\x{209d}-\x{209f}\x{a7ce}-\x{a7cf}",
+    r"\x{a7d2}\x{a7d4}\x{a7dd}\x{a7e2}\x{a7f1}\x{ab6c}-\x{ab6d}\x{107bb}-\x{107bf}",
+    r"\x{10940}-\x{10959}\x{10ec5}-\x{10ec7}\x{10ed9}-\x{10eee}\x{11b0a}\x{11db0}-\x{11ddb}",
+    r"\x{11df1}\x{16ea0}-\x{16eb8}\x{16ebb}-\x{16ed3}\x{16ff2}-\x{16ff3}\x{187f8}-\x{187ff}",
+    r"\x{18cd6}-\x{18cda}\x{18d09}-\x{18d20}\x{18d80}-\x{18df2}\x{18e00}-\x{19191}",
+    r"\x{191a0}-\x{191d2}\x{1b123}-\x{1b128}\x{1b168}\x{1d6a6}\x{1df1f}-\x{1df24}",
+    r"\x{1df2b}-\x{1df81}\x{1df90}-\x{1df96}\x{1dfcd}-\x{1dfff}\x{1e6c0}-\x{1e6de}",
+    r"\x{1e6e0}-\x{1e6e2}\x{1e6e4}-\x{1e6e5}\x{1e6e7}-\x{1e6ed}\x{1e6f0}-\x{1e6f4}",
+    r"\x{1e6fe}-\x{1e6ff}\x{2b73a}-\x{2b73f}\x{2b81e}\x{2cea2}-\x{2cead}\x{323b0}-\x{33479}",
+    r"\x{3d000}-\x{3fc3f}",
+);
+const NEWER_NUMBERS: &str =
+    r"\x{11de0}-\x{11de9}\x{1246f}\x{12475}-\x{1247f}\x{12550}-\x{12686}\x{16ff4}-\x{16ff6}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("embedded BPE vocabulary is unreadable: {0}")]
+    Vocabulary(String),
+    #[error("building the BPE tokenizer failed: {0}")]
+    Build(String),
+    #[error("context length {0} is invalid: it must be between 2 (room for sot and eot) and {MAX_CONTEXT_LENGTH}")]
+    ContextLength(usize),
+    #[error("BPE encoding failed: {0}")]
+    Encode(String),
+}
+
+/// CLIP BPE tokenizer; cheap to clone (the BPE model and its cache are shared).
+#[derive(Clone)]
+pub struct ClipTokenizer {
+    inner: Arc<Tokenizer>,
+    context_length: usize,
+}
+
+impl std::fmt::Debug for ClipTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipTokenizer")
+            .field("context_length", &self.context_length)
+            .finish()
+    }
+}
+
+impl ClipTokenizer {
+    /// Tokenizer over the embedded OpenAI CLIP vocabulary, context length 77.
+    pub fn new() -> Result<Self, TokenizerError> {
+        let (vocab, merges) = load_vocab_and_merges()?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .end_of_word_suffix("</w>".to_string())
+            .build()
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let split = Split::new(
+            SplitPattern::Regex(pretokenize_pattern()),
+            SplitDelimiterBehavior::Removed,
+            true,
+        )
+        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let byte_level = ByteLevel::new(false, false, false);
+        let mut tokenizer = Tokenizer::new(bpe);
+        tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![split.into(), byte_level.into()])));
+        Ok(Self {
+            inner: Arc::new(tokenizer),
+            context_length: DEFAULT_CONTEXT_LENGTH,
+        })
+    }
+
+    /// Same tokenizer with another output length (>= 2: sot and eot always fit).
+    pub fn with_context_length(self, n: usize) -> Result<Self, TokenizerError> {
+        if !(2..=MAX_CONTEXT_LENGTH).contains(&n) {
+            return Err(TokenizerError::ContextLength(n));
+        }
+        Ok(Self {
+            context_length: n,
+            ..self
+        })
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// Exactly `context_length` ids: sot, BPE ids, eot, zero padding; over-long input keeps eot last.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let cleaned = clean_text(text);
+        let encoding = self
+            .inner
+            .encode(cleaned.as_str(), false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let ids = encoding.get_ids();
+        let body = ids.len().min(self.context_length - 2);
+        let mut out = Vec::with_capacity(self.context_length);
+        out.push(SOT_TOKEN);
+        out.extend_from_slice(&ids[..body]);
+        out.push(EOT_TOKEN);
+        out.resize(self.context_length, PAD_TOKEN);
+        Ok(out)
+    }
+
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
+        texts.iter().map(|t| self.encode(t)).collect()
+    }
+}
+
+/// open_clip's byte -> unicode table, in its order (printable Latin-1 bytes first).
+fn bytes_to_unicode() -> Vec<char> {
+    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut chars = bytes.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bytes.contains(&b) {
+            bytes.push(b);
+            chars.push(256 + n);
+            n += 1;
+        }
+    }
+    chars.into_iter().filter_map(char::from_u32).collect()
+}
+
+type VocabAndMerges = (Vocab, Merges);
+
+/// Vocabulary exactly as `SimpleTokenizer.__init__` builds it: 256 byte chars, the same with `</w>`,
+/// the 48894 merges joined, then `<start_of_text>`, `<end_of_text>`.
+fn load_vocab_and_merges() -> Result<VocabAndMerges, TokenizerError> {
+    let reader = BufReader::new(flate2::read::GzDecoder::new(BPE_VOCAB_GZ));
+    let mut merges = Vec::with_capacity(MERGE_COUNT);
+    for line in reader.lines().skip(1).take(MERGE_COUNT) {
+        let line = line.map_err(|e| TokenizerError::Vocabulary(e.to_string()))?;
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), None) => merges.push((a.to_string(), b.to_string())),
+            _ => {
+                return Err(TokenizerError::Vocabulary(format!(
+                    "malformed merge line {line:?}"
+                )))
+            }
+        }
+    }
+    if merges.len() != MERGE_COUNT {
+        return Err(TokenizerError::Vocabulary(format!(
+            "{} merges, expected {MERGE_COUNT}",
+            merges.len()
+        )));
+    }
+    let byte_chars: Vec<String> = bytes_to_unicode().into_iter().map(String::from).collect();
+    let words: Vec<String> = byte_chars
+        .iter()
+        .cloned()
+        .chain(byte_chars.iter().map(|c| format!("{c}</w>")))
+        .chain(merges.iter().map(|(a, b)| format!("{a}{b}")))
+        .chain(["<start_of_text>".to_string(), "<end_of_text>".to_string()])
+        .collect();
+    if words.len() != VOCAB_SIZE {
+        return Err(TokenizerError::Vocabulary(format!(
+            "{} vocabulary entries, expected {VOCAB_SIZE}",
+            words.len()
+        )));
+    }
+    let vocab: Vocab = words.into_iter().zip(0u32..).collect();
+    if vocab.len() != VOCAB_SIZE {
+        return Err(TokenizerError::Vocabulary(
+            "duplicate vocabulary entries".to_string(),
+        ));
+    }
+    Ok((vocab, merges))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Cleaning: open_clip `_clean_lower` = whitespace_clean(basic_clean(x)).lower()
+// ---------------------------------------------------------------------------------------------------
+
+/// open_clip's `clean='lower'`: ftfy.fix_text, html.unescape twice, strip, whitespace collapse, lowercase.
+pub fn clean_text(text: &str) -> String {
+    let fixed = ftfy_fix_text(text);
+    let unescaped = html_unescape(&html_unescape(&fixed)).into_owned();
+    let collapsed = unescaped
+        .split(is_python_space)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    python_lower(&collapsed)
+}
+
+/// Python 3.11's `str.lower()` (Unicode 14): Rust's tables (Unicode 17) also lowercase these later
+/// additions, which Python 3.11 sees as unassigned (neither cased nor case-ignorable, so for the final
+/// sigma rule they act like a string boundary, as splitting there does).
+fn python_lower(text: &str) -> String {
+    fn newer_cased(c: char) -> bool {
+        matches!(c, '\u{1c89}' | '\u{a7cb}' | '\u{a7cc}' | '\u{a7ce}' | '\u{a7d2}' | '\u{a7d4}'
+            | '\u{a7da}' | '\u{a7dc}' | '\u{10d50}'..='\u{10d65}' | '\u{16ea0}'..='\u{16eb8}')
+    }
+    if !text.chars().any(newer_cased) {
+        return text.to_lowercase();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut run_start = 0;
+    for (i, c) in text.char_indices().filter(|&(_, c)| newer_cased(c)) {
+        out.push_str(&text[run_start..i].to_lowercase());
+        out.push(c);
+        run_start = i + c.len_utf8();
+    }
+    out.push_str(&text[run_start..].to_lowercase());
+    out
+}
+
+/// Python's `str.isspace()` (what `str.split()` and `str.strip()` use): note U+001C..U+001F.
+fn is_python_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t'..='\r' | '\u{1c}'..='\u{20}' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
+            | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
+}
+
+/// Longest piece of one line handed to plsfix, in code points. ftfy uses 1 000 000, but plsfix's
+/// regex engine hits its backtracking limit and panics on mojibake-dense lines from about 400 000
+/// code points on, so over-long lines are fixed in smaller pieces (a documented difference).
+const FTFY_MAX_DECODE_LENGTH: usize = 100_000;
+/// ftfy loops until nothing changes; bound it so that a pathological cycle cannot hang.
+const FTFY_MAX_ROUNDS: usize = 64;
+
+/// `ftfy.fix_text` (6.3) with its default config, built on plsfix for the per-segment fixers.
+///
+/// Differences handled here: ftfy fixes each line on its own and, once a line contains `<`, stops
+/// unescaping HTML for that and every later line; plsfix always unescapes (and decodes numeric
+/// entities differently). So HTML unescaping is done here (ftfy's `unescape_html`) and plsfix never
+/// sees an `&` (it is swapped for an ASCII stand-in that no fixer treats specially, then back).
+fn ftfy_fix_text(text: &str) -> String {
+    let mut unescape = true;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        if let Some((i, _)) = rest[..end].char_indices().nth(FTFY_MAX_DECODE_LENGTH) {
+            end = i;
+        }
+        let (segment, tail) = rest.split_at(end);
+        if segment.contains('<') {
+            unescape = false;
+        }
+        out.push_str(&ftfy_fix_segment(segment, unescape));
+        rest = tail;
+    }
+    out
+}
+
+fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
+    let mut text = segment.to_string();
+    for _ in 0..FTFY_MAX_ROUNDS {
+        let unescaped = if unescape {
+            ftfy_unescape_html(&text)
+        } else {
+            Cow::Borrowed(text.as_str())
+        };
+        let fixed =
+            plsfix_without_unescape(&fullwidth_macron(&remove_terminal_escapes(&unescaped)));
+        if fixed == text {
+            break;
+        }
+        text = fixed;
+    }
+    text
+}
+
+/// ftfy's `remove_terminal_escapes` (plsfix's pattern is broken: Rust has no `\033` octal escape, so it
+/// never matches and plsfix's control-character removal leaves `[31m` behind). ftfy runs it after the
+/// width and ligature fixers; running it first differs only for sequences spelled with those characters.
+fn remove_terminal_escapes(text: &str) -> Cow<'_, str> {
+    static ANSI: OnceLock<Option<SysRegex>> = OnceLock::new();
+    let Some(ansi) = ANSI.get_or_init(|| SysRegex::new(r"\x1b\[(?:\d|;)*[a-zA-Z]").ok()) else {
+        return Cow::Borrowed(text);
+    };
+    if !text.contains('\u{1b}') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in ansi.find_iter(text) {
+        out.push_str(&text[copied..start]);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// ftfy's width map is NFKC, which sends U+FFE3 FULLWIDTH MACRON to two code points (space, U+0304);
+/// plsfix's char-to-char map keeps only the space. Done before plsfix (ftfy: after fix_encoding, which
+/// cannot decode either form).
+fn fullwidth_macron(text: &str) -> Cow<'_, str> {
+    if text.contains('\u{ffe3}') {
+        Cow::Owned(text.replace('\u{ffe3}', " \u{304}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// ASCII stand-ins for `&`, none special to any ftfy fixer: badness looks only at letters, digits,
+/// `_`, whitespace and `.,?!`; the other fixers at `;`, `[`, `?`, quotes. One that is absent from the
+/// text (with its fullwidth twin, which the width fixer would turn into it) can be swapped back safely.
+const AMPERSAND_STAND_INS: [char; 18] = [
+    '~', '^', '|', '@', '=', '+', '*', '$', '%', '{', '}', '(', ')', '/', ':', '>', '#', '-',
+];
+
+fn plsfix_without_unescape(text: &str) -> String {
+    let config = plsfix::TextFixerConfig {
+        max_decode_length: i32::MAX,
+        ..Default::default()
+    };
+    if !text.contains('&') {
+        return plsfix::fix_and_explain(text, false, Some(&config)).text;
+    }
+    let fullwidth = |c: char| char::from_u32(c as u32 + 0xFEE0).unwrap_or(c);
+    match AMPERSAND_STAND_INS
+        .iter()
+        .find(|&&c| !text.contains(c) && !text.contains(fullwidth(c)))
+    {
+        Some(&stand_in) => {
+            let hidden = text.replace('&', stand_in.encode_utf8(&mut [0; 4]));
+            plsfix::fix_and_explain(&hidden, false, Some(&config))
+                .text
+                .replace(stand_in, "&")
+        }
+        // Every stand-in is already used: plsfix may then also unescape entities (documented difference).
+        None => plsfix::fix_and_explain(text, false, Some(&config)).text,
+    }
+}
+
+/// ftfy's `unescape_html`: entities matching `&#?[0-9A-Za-z]{1,24};` that are in its table (HTML5
+/// names ending in `;`, plus upper-cased forms of lower-case names) or numeric references that
+/// `html.unescape` fully decodes.
+fn ftfy_unescape_html(text: &str) -> Cow<'_, str> {
+    if !text.contains('&') {
+        return Cow::Borrowed(text);
+    }
+    let table = ftfy_entity_table();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'&' {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        let numeric = bytes.get(j) == Some(&b'#');
+        if numeric {
+            j += 1;
+        }
+        let alnum = bytes[j.min(bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if !(1..=24).contains(&alnum) || bytes.get(j + alnum) != Some(&b';') {
+            i += 1;
+            continue;
+        }
+        let end = j + alnum + 1;
+        let entity = &text[i..end];
+        let replacement = match table.get(entity) {
+            Some(value) => Some(Cow::Borrowed(value.as_str())),
+            None if numeric => Some(html_unescape(entity)).filter(|u| !u.contains(';')),
+            None => None,
+        };
+        if let Some(replacement) = replacement {
+            out.push_str(&text[copied..i]);
+            out.push_str(&replacement);
+            copied = end;
+        }
+        i = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// ftfy's `HTML_ENTITIES` (chardata.py `_build_html_entities`).
+fn ftfy_entity_table() -> &'static HashMap<String, String> {
+    static TABLE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = HashMap::new();
+        for &(name, _) in html_escape::NAMED_ENTITIES.iter() {
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            let Some(value) = html5_entity(&format!("{name};")) else {
+                continue;
+            };
+            table.insert(format!("&{name};"), value.clone());
+            if name == name.to_lowercase() {
+                let upper = format!("&{};", name.to_uppercase());
+                if html_unescape(&upper) == upper.as_str() {
+                    table.entry(upper).or_insert_with(|| value.to_uppercase());
+                }
+            }
+        }
+        table
+    })
+}
+
+/// Python's `html.entities.html5[name]` (`name` with its `;`, or a legacy name without one).
+fn html5_entity(name: &str) -> Option<String> {
+    let bare = match name.strip_suffix(';') {
+        Some(bare) => bare,
+        None if LEGACY_ENTITIES.contains(&name) => name,
+        None => return None,
+    };
+    let index = html_escape::NAMED_ENTITIES
+        .binary_search_by(|(n, _)| n.cmp(&bare.as_bytes()))
+        .ok()?;
+    let first = html_escape::NAMED_ENTITIES[index].1;
+    // html-escape keeps only the first code point of two-code-point entities.
+    match TWO_CODE_POINT_ENTITIES.iter().find(|(n, _)| *n == bare) {
+        Some((_, second)) => Some(format!("{first}{second}")),
+        None => Some(first.to_string()),
+    }
+}
+
+/// Python's `html.unescape` (3.11): `&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)`.
+fn html_unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('&') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        match charref(after) {
+            Some((consumed, replacement)) => {
+                out.push_str(&replacement);
+                rest = &after[consumed..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// One character reference after `&`: (bytes consumed, replacement), or None when nothing matches.
+fn charref(s: &str) -> Option<(usize, String)> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b'#') {
+        let (radix, start) = match b.get(1) {
+            Some(b'x' | b'X') if b.get(2).is_some_and(u8::is_ascii_hexdigit) => (16, 2),
+            Some(d) if d.is_ascii_digit() => (10, 1),
+            _ => return None,
+        };
+        let digits = b[start..]
+            .iter()
+            .take_while(|c| char::from(**c).is_digit(radix))
+            .count();
+        let mut end = start + digits;
+        if b.get(end) == Some(&b';') {
+            end += 1;
+        }
+        let number = s[start..start + digits]
+            .chars()
+            .filter_map(|c| c.to_digit(radix))
+            .fold(0u64, |n, d| {
+                (n * u64::from(radix) + u64::from(d)).min(0x11_0000)
+            });
+        return Some((end, numeric_charref(number)));
+    }
+    let name_end = s
+        .char_indices()
+        .take(32)
+        .find(|&(_, c)| matches!(c, '\t' | '\n' | '\u{c}' | ' ' | '<' | '&' | '#' | ';'))
+        .map_or_else(
+            || s.char_indices().nth(32).map_or(s.len(), |(i, _)| i),
+            |(i, _)| i,
+        );
+    if name_end == 0 {
+        return None;
+    }
+    let end = if s[name_end..].starts_with(';') {
+        name_end + 1
+    } else {
+        name_end
+    };
+    let name = &s[..end];
+    if let Some(value) = html5_entity(name) {
+        return Some((end, value));
+    }
+    // Longest legacy (semicolon-less) entity that prefixes the name, at least 2 code points long.
+    let cuts: Vec<usize> = name.char_indices().map(|(i, _)| i).skip(2).collect();
+    for &cut in cuts.iter().rev() {
+        if let Some(value) = html5_entity(&name[..cut]) {
+            return Some((end, format!("{value}{}", &name[cut..])));
+        }
+    }
+    Some((end, format!("&{name}")))
+}
+
+/// Python's numeric character reference rules (`_invalid_charrefs`, `_invalid_codepoints`).
+fn numeric_charref(n: u64) -> String {
+    const WINDOWS_1252: [char; 32] = [
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
+        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
+        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
+        '\u{178}',
+    ];
+    match n {
+        0 => "\u{fffd}".to_string(),
+        0x0d => "\r".to_string(),
+        0x80..=0x9f => WINDOWS_1252[(n - 0x80) as usize].to_string(),
+        0xd800..=0xdfff | 0x11_0000.. => "\u{fffd}".to_string(),
+        0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f | 0xfdd0..=0xfdef => String::new(),
+        _ if n & 0xfffe == 0xfffe => String::new(),
+        _ => char::from_u32(n as u32)
+            .map(String::from)
+            .unwrap_or_else(|| "\u{fffd}".to_string()),
+    }
+}
+
+/// HTML5 entities that are also valid without `;` (Python's `html5` has both spellings).
+#[rustfmt::skip]
+const LEGACY_ENTITIES: [&str; 106] = [
+    "AElig", "AMP", "Aacute", "Acirc", "Agrave", "Aring", "Atilde", "Auml", "COPY", "Ccedil", "ETH", "Eacute",
+    "Ecirc", "Egrave", "Euml", "GT", "Iacute", "Icirc", "Igrave", "Iuml", "LT", "Ntilde", "Oacute", "Ocirc",
+    "Ograve", "Oslash", "Otilde", "Ouml", "QUOT", "REG", "THORN", "Uacute", "Ucirc", "Ugrave", "Uuml", "Yacute",
+    "aacute", "acirc", "acute", "aelig", "agrave", "amp", "aring", "atilde", "auml", "brvbar", "ccedil", "cedil",
+    "cent", "copy", "curren", "deg", "divide", "eacute", "ecirc", "egrave", "eth", "euml", "frac12", "frac14",
+    "frac34", "gt", "iacute", "icirc", "iexcl", "igrave", "iquest", "iuml", "laquo", "lt", "macr", "micro",
+    "middot", "nbsp", "not", "ntilde", "oacute", "ocirc", "ograve", "ordf", "ordm", "oslash", "otilde", "ouml",
+    "para", "plusmn", "pound", "quot", "raquo", "reg", "sect", "shy", "sup1", "sup2", "sup3", "szlig", "thorn",
+    "times", "uacute", "ucirc", "ugrave", "uml", "uuml", "yacute", "yen", "yuml",
+];
+
+/// Second code point of the HTML5 entities whose value is two code points long.
+#[rustfmt::skip]
+const TWO_CODE_POINT_ENTITIES: [(&str, char); 93] = [
+    ("acE", '\u{333}'), ("bne", '\u{20e5}'), ("bnequiv", '\u{20e5}'), ("caps", '\u{fe00}'), ("cups", '\u{fe00}'),
+    ("fjlig", 'j'), ("gesl", '\u{fe00}'), ("gvertneqq", '\u{fe00}'), ("gvnE", '\u{fe00}'), ("lates", '\u{fe00}'),
+    ("lesg", '\u{fe00}'), ("lvertneqq", '\u{fe00}'), ("lvnE", '\u{fe00}'), ("nang", '\u{20d2}'),
+    ("napE", '\u{338}'), ("napid", '\u{338}'), ("nbump", '\u{338}'), ("nbumpe", '\u{338}'),
+    ("ncongdot", '\u{338}'), ("nedot", '\u{338}'), ("nesim", '\u{338}'), ("ngE", '\u{338}'), ("ngeqq", '\u{338}'),
+    ("ngeqslant", '\u{338}'), ("nges", '\u{338}'), ("nGg", '\u{338}'), ("nGt", '\u{20d2}'), ("nGtv", '\u{338}'),
+    ("nlE", '\u{338}'), ("nleqq", '\u{338}'), ("nleqslant", '\u{338}'), ("nles", '\u{338}'), ("nLl", '\u{338}'),
+    ("nLt", '\u{20d2}'), ("nLtv", '\u{338}'), ("NotEqualTilde", '\u{338}'), ("NotGreaterFullEqual", '\u{338}'),
+    ("NotGreaterGreater", '\u{338}'), ("NotGreaterSlantEqual", '\u{338}'), ("NotHumpDownHump", '\u{338}'),
+    ("NotHumpEqual", '\u{338}'), ("notindot", '\u{338}'), ("notinE", '\u{338}'),
+    ("NotLeftTriangleBar", '\u{338}'), ("NotLessLess", '\u{338}'), ("NotLessSlantEqual", '\u{338}'),
+    ("NotNestedGreaterGreater", '\u{338}'), ("NotNestedLessLess", '\u{338}'), ("NotPrecedesEqual", '\u{338}'),
+    ("NotRightTriangleBar", '\u{338}'), ("NotSquareSubset", '\u{338}'), ("NotSquareSuperset", '\u{338}'),
+    ("NotSubset", '\u{20d2}'), ("NotSucceedsEqual", '\u{338}'), ("NotSucceedsTilde", '\u{338}'),
+    ("NotSuperset", '\u{20d2}'), ("nparsl", '\u{20e5}'), ("npart", '\u{338}'), ("npre", '\u{338}'),
+    ("npreceq", '\u{338}'), ("nrarrc", '\u{338}'), ("nrarrw", '\u{338}'), ("nsce", '\u{338}'),
+    ("nsubE", '\u{338}'), ("nsubset", '\u{20d2}'), ("nsubseteqq", '\u{338}'), ("nsucceq", '\u{338}'),
+    ("nsupE", '\u{338}'), ("nsupset", '\u{20d2}'), ("nsupseteqq", '\u{338}'), ("nvap", '\u{20d2}'),
+    ("nvge", '\u{20d2}'), ("nvgt", '\u{20d2}'), ("nvle", '\u{20d2}'), ("nvlt", '\u{20d2}'), ("nvltrie", '\u{20d2}'),
+    ("nvrtrie", '\u{20d2}'), ("nvsim", '\u{20d2}'), ("race", '\u{331}'), ("smtes", '\u{fe00}'),
+    ("sqcaps", '\u{fe00}'), ("sqcups", '\u{fe00}'), ("ThickSpace", '\u{200a}'), ("varsubsetneq", '\u{fe00}'),
+    ("varsubsetneqq", '\u{fe00}'), ("varsupsetneq", '\u{fe00}'), ("varsupsetneqq", '\u{fe00}'),
+    ("vnsub", '\u{20d2}'), ("vnsup", '\u{20d2}'), ("vsubnE", '\u{fe00}'), ("vsubne", '\u{fe00}'),
+    ("vsupnE", '\u{fe00}'), ("vsupne", '\u{fe00}'),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_matches_open_clip_layout() {
+        let (vocab, merges) = load_vocab_and_merges().unwrap();
+        assert_eq!(merges.len(), 48894);
+        assert_eq!(vocab["!"], 0);
+        assert_eq!(vocab["a</w>"], 256 + 64);
+        assert_eq!(vocab["<start_of_text>"], SOT_TOKEN);
+        assert_eq!(vocab["<end_of_text>"], EOT_TOKEN);
+    }
+
+    // Expected values below come from Python 3.11 `html.unescape` and ftfy 6.3.1 `chardata`/`fixes`.
+    #[test]
+    fn python_html_unescape_rules() {
+        assert_eq!(html_unescape("&amp;amp;"), "&amp;");
+        assert_eq!(html_unescape("&amp"), "&");
+        assert_eq!(html_unescape("&notit;"), "\u{ac}it;");
+        assert_eq!(
+            html_unescape("&#128;&#0;&#1;&#x110000;&#65"),
+            "\u{20ac}\u{fffd}\u{fffd}A"
+        );
+        assert_eq!(html_unescape("&fjlig;&unknown;&;&#;"), "fj&unknown;&;&#;");
+    }
+
+    #[test]
+    fn ftfy_entity_table_has_uppercase_forms() {
+        let table = ftfy_entity_table();
+        assert_eq!(table.len(), 3501);
+        assert_eq!(table["&EACUTE;"], "\u{c9}");
+        assert!(!table.contains_key("&nTILDE;"));
+        assert_eq!(
+            ftfy_unescape_html("&#128; &#0; &#65a;"),
+            "\u{20ac} \u{fffd} &#65a;"
+        );
+    }
+
+    #[test]
+    fn context_length_bounds() {
+        let tok = ClipTokenizer::new().unwrap();
+        assert!(tok.clone().with_context_length(1).is_err());
+        let tok = tok.with_context_length(2).unwrap();
+        assert_eq!(
+            tok.encode("a long caption").unwrap(),
+            vec![SOT_TOKEN, EOT_TOKEN]
+        );
+    }
+
+    #[test]
+    fn tokenizer_is_send_sync_clone() {
+        fn check<T: Clone + Send + Sync>() {}
+        check::<ClipTokenizer>();
+    }
+}
