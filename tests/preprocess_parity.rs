@@ -1,0 +1,193 @@
+//! Preprocessing parity with open_clip (PIL + torchvision) and bad-input handling.
+//!
+//! References: tests/fixtures/preprocess/*.png, written by tests/reference/make_preprocess_fixtures.py
+//! (open_clip ViT-B-16 eval preprocess before Normalize, after PIL.ImageOps.exif_transpose).
+
+use std::path::{Path, PathBuf};
+
+use dermlip::preprocess::{crop_rgb, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError, ResizeMode};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    let p = fixtures().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// Runs `crop_rgb` on every manifest entry, prints max |Δ| per image and asserts it is <= 2.
+fn check_manifest(manifest: &str, min_entries: usize) {
+    let manifest: serde_json::Value = serde_json::from_slice(&read(manifest)).unwrap();
+    let size = manifest["size"].as_u64().unwrap() as u32;
+    let entries = manifest["images"].as_array().unwrap();
+    assert!(entries.len() >= min_entries, "expected at least {min_entries} fixture images, got {}", entries.len());
+
+    let mut failures = Vec::new();
+    println!("{:<40} {:>6} {:>10}", "image", "max|Δ|", "pixels≠");
+    for e in entries {
+        let file = e["file"].as_str().unwrap();
+        // Entries of variants.json also name the open_clip interpolation / resize_mode.
+        let cfg = PreprocessConfig::from_open_clip(e, size).unwrap();
+        let reference = image::load_from_memory(&read(e["reference"].as_str().unwrap())).unwrap().to_rgb8();
+        let got = match crop_rgb(&read(file), &cfg) {
+            Ok(img) => img,
+            Err(err) => {
+                failures.push(format!("{file}: {err}"));
+                continue;
+            }
+        };
+        assert_eq!(got.dimensions(), (size, size), "{file}");
+        let diffs = got.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b));
+        let (max, count) = diffs.fold((0u8, 0usize), |(m, n), d| (m.max(d), n + (d > 0) as usize));
+        println!("{:<40} {:>6} {:>10}", file.trim_start_matches("images/"), max, count);
+        if max > 2 {
+            failures.push(format!("{file}: max |Δ| = {max} > 2"));
+        }
+    }
+    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn crop_matches_open_clip_on_every_fixture() {
+    check_manifest("preprocess/manifest.json", 20);
+}
+
+#[test]
+fn crop_matches_open_clip_with_bilinear_and_squash() {
+    check_manifest("preprocess/variants.json", 4);
+    let v = serde_json::json!({"interpolation": "bilinear", "resize_mode": "squash"});
+    let cfg = PreprocessConfig::from_open_clip(&v, 224).unwrap();
+    assert_eq!((cfg.interpolation, cfg.resize_mode), (Interpolation::Bilinear, ResizeMode::Squash));
+}
+
+#[test]
+fn preprocess_normalises_the_crop() {
+    let bytes = read("images/astronaut_512_q90_420.jpg");
+    let cfg = PreprocessConfig::default();
+    let crop = crop_rgb(&bytes, &cfg).unwrap();
+    let t = preprocess(&bytes, &cfg).unwrap();
+    assert_eq!(t.len(), 3 * 224 * 224);
+    let (x, y) = (100u32, 50u32);
+    for c in 0..3 {
+        let v = crop.get_pixel(x, y).0[c] as f32 / 255.0;
+        assert_eq!(t[c * 224 * 224 + (y * 224 + x) as usize], (v - cfg.mean[c]) / cfg.std[c]);
+    }
+}
+
+#[test]
+fn load_rgb_applies_exif_orientation() {
+    // chelsea_exif6 is stored 200x300 with orientation 6 (rotate 90° clockwise to display).
+    let img = load_rgb(&read("images/chelsea_exif6_300x200.jpg"), 100_000_000).unwrap();
+    assert_eq!(img.dimensions(), (300, 200));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad inputs: each must give an Err with a message naming the problem, never a panic.
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let img = image::GrayImage::new(w, h);
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+/// Rewrites the IHDR width/height of a PNG (and its CRC), leaving the pixel data as it is.
+fn png_claiming(mut bytes: Vec<u8>, w: u32, h: u32) -> Vec<u8> {
+    bytes[16..20].copy_from_slice(&w.to_be_bytes());
+    bytes[20..24].copy_from_slice(&h.to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    bytes
+}
+
+fn err(bytes: &[u8], cfg: &PreprocessConfig) -> String {
+    match crop_rgb(bytes, cfg) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "one-line message expected: {msg:?}");
+            println!("{msg}");
+            msg
+        }
+    }
+}
+
+#[test]
+fn rejects_zero_bytes() {
+    assert!(matches!(crop_rgb(&[], &PreprocessConfig::default()), Err(PreprocessError::Empty)));
+    assert!(err(&[], &PreprocessConfig::default()).contains("zero bytes"));
+}
+
+#[test]
+fn rejects_text_named_jpg() {
+    let msg = err(b"This is a text file, renamed to photo.jpg.\n", &PreprocessConfig::default());
+    assert!(msg.contains("not a JPEG, PNG, WebP, GIF or BMP"), "{msg}");
+}
+
+#[test]
+fn rejects_truncated_and_corrupt_jpeg() {
+    let cfg = PreprocessConfig::default();
+    let jpeg = read("images/coffee_600x400_progressive.jpg");
+    for cut in [jpeg.len() / 2, jpeg.len() - 3, 700] {
+        let msg = err(&jpeg[..cut], &cfg);
+        assert!(msg.contains("JPEG"), "{msg}");
+    }
+    let baseline = read("images/astronaut_512_q90_420.jpg");
+    assert!(err(&baseline[..baseline.len() / 3], &cfg).contains("truncated"));
+    let mut garbage = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    garbage.extend(std::iter::repeat_n(0x42, 300));
+    assert!(err(&garbage, &cfg).contains("JPEG"));
+}
+
+#[test]
+fn rejects_truncated_and_corrupt_png() {
+    let cfg = PreprocessConfig::default();
+    let bytes = read("images/camera_l_333x251.png");
+    assert!(err(&bytes[..bytes.len() / 2], &cfg).contains("PNG"));
+    assert!(err(&bytes[..30], &cfg).contains("PNG"));
+    let mut corrupt = bytes.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0x5A);
+    assert!(err(&corrupt, &cfg).contains("PNG"));
+}
+
+#[test]
+fn rejects_tiny_and_elongated_images() {
+    let cfg = PreprocessConfig::default();
+    assert!(err(&png(1, 1), &cfg).contains("1x1"));
+    let msg = err(&png(20000, 1), &cfg);
+    assert!(msg.contains("20000x1") && msg.contains("at least 16"), "{msg}");
+    let msg = err(&png(400, 16), &cfg);
+    assert!(msg.contains("aspect ratio"), "{msg}");
+    assert!(crop_rgb(&png(320, 16), &cfg).is_ok(), "20:1 is allowed");
+}
+
+#[test]
+fn rejects_pixel_bombs_before_decoding() {
+    // A valid 4000x4000 PNG of zeros: ~16 KB on disk, 16 MP decoded; refused under a 1 MP cap.
+    let bomb = png(4000, 4000);
+    assert!(bomb.len() < 100_000);
+    let small_cap = PreprocessConfig { max_pixels: 1_000_000, ..PreprocessConfig::default() };
+    let msg = err(&bomb, &small_cap);
+    assert!(msg.contains("16000000 pixels") && msg.contains("limit of 1000000"), "{msg}");
+    // A 200-byte PNG whose header claims 30000x30000 (900 MP): refused under the default 100 MP cap.
+    let claim = png_claiming(png(16, 16), 30000, 30000);
+    let msg = err(&claim, &PreprocessConfig::default());
+    assert!(msg.contains("900000000 pixels"), "{msg}");
+    // Just above the default cap.
+    let msg = err(&png_claiming(png(16, 16), 10001, 10000), &PreprocessConfig::default());
+    assert!(msg.contains("limit of 100000000"), "{msg}");
+    // Under the cap the claimed size is decoded and the missing data reported.
+    assert!(err(&png_claiming(png(16, 16), 2000, 2000), &PreprocessConfig::default()).contains("PNG"));
+}
+
+#[test]
+fn rejects_unsupported_formats() {
+    let cfg = PreprocessConfig::default();
+    let tiff = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+    assert!(err(tiff, &cfg).contains("unsupported image format"));
+    let gif_header_only = b"GIF89a\x10\x00\x10\x00\x00\x00\x00";
+    assert!(err(gif_header_only, &cfg).contains("GIF"));
+}
