@@ -33,7 +33,7 @@ from open_clip.zero_shot_classifier import build_zero_shot_classifier
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 FULL_OUT = REPO / "tests" / "reference" / "full"
-DEFAULT_DATA = Path("/work/shared/data/derm1m")
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "derm1m"  # the shared/ folder beside the checkout
 
 # The stock ViT-B-16 CLIP graph, shrunk. The text width is tiny because the 49408-row token table
 # dominates the file size.
