@@ -139,13 +139,16 @@ def contiguous_state_dict(model):
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def write_model_files(model, model_cfg, out_dir, extra):
+def write_model_files(model, model_cfg, out_dir, extra, half):
     """Writes what open_clip's push_to_hf_hub writes (config + safetensors [+ .bin]), and optionally an
-    open_clip training checkpoint (checkpoint.pt, DDP 'module.' prefix)."""
+    open_clip training checkpoint (checkpoint.pt, DDP 'module.' prefix). `half` stores float16, as
+    fp16 checkpoints do (the model's weights were already rounded to float16, so nothing is lost)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in out_dir.iterdir():
         f.unlink()
     tensors = model.state_dict()
+    if half:
+        tensors = {k: v.half() for k, v in tensors.items()}
     save_config_for_hf(model, out_dir / "open_clip_config.json", model_config=copy.deepcopy(model_cfg))
     safetensors.torch.save_file(tensors, out_dir / "open_clip_model.safetensors")
     if "bin" in extra:
@@ -296,11 +299,15 @@ def report_margins(name, out):
 
 
 def build_one(name, model_cfg, seed, out_models, out_json, extra, entries, texts, classnames, templates,
-              check_pp):
+              check_pp, half=False):
     log(f"== {name}")
     model = create_random_model(name, model_cfg, seed)
     perturb_(model, seed, width_fn(model_cfg))
-    write_model_files(model, model_cfg, out_models / name, extra)
+    if half:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.half().float())
+    write_model_files(model, model_cfg, out_models / name, extra, half)
     tokenizer = open_clip.get_tokenizer("ViT-B-16")
     out, inputs = reference_outputs(name, model, tokenizer, entries, texts, classnames, templates)
     check_reload(model, model_cfg, out_models / name, inputs[0], tokenizer(texts[:3]))
@@ -354,7 +361,7 @@ def main():
     build_one("tiny-gelu", gelu_cfg, SEEDS["tiny-gelu"], models_dir, ref_dir, ("bin",), entries, texts, classnames,
               templates, check_pp=True)
     build_one("tiny-quickgelu", quick_cfg, SEEDS["tiny-quickgelu"], models_dir, ref_dir, ("checkpoint",), entries, texts,
-              classnames, templates, check_pp=False)
+              classnames, templates, check_pp=False, half=True)
 
     written = [models_dir / "tiny-gelu", models_dir / "tiny-quickgelu",
                ref_dir / "tiny-gelu.json", ref_dir / "tiny-quickgelu.json"]
