@@ -11,10 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use common::{argmax, fixtures, max_abs_diff, reference_crop, Reference};
-use dermlip::pipeline::rows;
+use common::{argmax, embed_reference_inputs, fixtures, max_abs_diff, Reference};
 use dermlip::zero_shot::{logits, softmax};
-use dermlip::{preprocess, DermLip};
+use dermlip::DermLip;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,14 +34,7 @@ fn main() {
     });
     println!("loaded in {:.1} s", t.elapsed().as_secs_f64());
 
-    let pixels: Vec<Vec<f32>> = r
-        .images
-        .iter()
-        .map(|im| preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
-        .collect();
-    let images = rows(model.encode_pixels(&pixels)).unwrap();
-    let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
-    let texts = rows(model.encode_ids(&ids)).unwrap();
+    let (images, texts) = embed_reference_inputs(&model, &r);
     let image_err = r.images.iter().zip(&images).map(|(a, b)| max_abs_diff(&a.embedding, b)).fold(0.0, f32::max);
     let text_err = r.texts.iter().zip(&texts).map(|(a, b)| max_abs_diff(&a.embedding, b)).fold(0.0, f32::max);
     let magnitude = r.images.iter().flat_map(|i| i.embedding.iter()).fold(0f32, |m, x| m.max(x.abs()));

@@ -32,9 +32,7 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
-        let qkv = self
-            .in_proj
-            .forward(x)
+        let qkv = linear(&self.in_proj, x)
             .reshape([batch, seq, 3, self.heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
@@ -42,7 +40,7 @@ impl Attention {
         let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         let out = attention(q, k, v, None, None, options); // [batch, heads, seq, head_dim]
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, width]))
+        linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, seq, width]))
     }
 
     fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize) -> Result<()> {
@@ -69,9 +67,9 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.c_fc.forward(x);
+        let h = linear(&self.c_fc, x);
         let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
-        self.c_proj.forward(h)
+        linear(&self.c_proj, h)
     }
 
     fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize, hidden: usize) -> Result<()> {
@@ -141,6 +139,15 @@ impl Transformer {
         }
         Ok(())
     }
+}
+
+/// A linear layer over `[batch, seq, d]` as one `[batch·seq, d]` matmul: one large GEMM instead
+/// of a batch of small ones against a broadcast weight.
+fn linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, seq, d] = x.dims();
+    let y = l.forward(x.reshape([batch * seq, d]));
+    let out = y.dims()[1];
+    y.reshape([batch, seq, out])
 }
 
 pub fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {

@@ -138,9 +138,17 @@ impl<'a> WeightLoader<'a> {
         Ok(Param::from_tensor(self.tensor(key, shape)?))
     }
 
-    /// A PyTorch `[out, in]` weight as Burn's `[in, out]`.
+    /// A PyTorch `[out, in]` weight as Burn's `[in, out]`, transposed here once so the matmuls
+    /// read a contiguous matrix instead of copying a strided view on every forward pass.
     pub fn linear_weight(&mut self, key: &str, d_in: usize, d_out: usize) -> Result<Param<Tensor<2>>> {
-        Ok(Param::from_tensor(self.tensor(key, [d_out, d_in])?.transpose()))
+        let src = to_f32(self.data(key, &[d_out, d_in])?, key)?;
+        let mut dst = vec![0f32; src.len()];
+        for (o, row) in src.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                dst[i * d_out + o] = v;
+            }
+        }
+        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(dst, [d_in, d_out]), self.device)))
     }
 
     /// Fails when keys remain that the model did not use.

@@ -7,7 +7,6 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use dermlip::pipeline::{classify_embedding, rows};
-use dermlip::preprocess;
 use dermlip::zero_shot::{class_weights, logits, softmax};
 use dermlip::DermLip;
 
@@ -24,21 +23,14 @@ fn load(dir: &str, file: Option<&str>, device: Device) -> DermLip {
 
 /// Image embeddings from PIL's exact crops, and text embeddings from open_clip's token ids.
 fn check_embeddings(model: &DermLip, r: &Reference, what: &str) {
-    let pixels: Vec<Vec<f32>> = r
-        .images
-        .iter()
-        .map(|im| preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
-        .collect();
-    let got = rows(model.encode_pixels(&pixels)).unwrap();
+    let (images, texts) = embed_reference_inputs(model, r);
     let mut worst = 0f32;
-    for (im, g) in r.images.iter().zip(&got) {
+    for (im, g) in r.images.iter().zip(&images) {
         let d = max_abs_diff(g, &im.embedding);
         assert!(d <= TOL, "{what}: image {} max |Δ| {d:e} > {TOL:e}", im.file);
         worst = worst.max(d);
     }
-    let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
-    let got = rows(model.encode_ids(&ids)).unwrap();
-    for (t, g) in r.texts.iter().zip(&got) {
+    for (t, g) in r.texts.iter().zip(&texts) {
         let d = max_abs_diff(g, &t.embedding);
         assert!(d <= TOL, "{what}: text {:?} max |Δ| {d:e} > {TOL:e}", t.text);
         worst = worst.max(d);
@@ -113,12 +105,7 @@ fn zero_shot_matches_open_clip() {
         for (w, rw) in weights.iter().zip(&zs.classifier) {
             assert!(max_abs_diff(w, rw) <= TOL, "{name}: classifier row differs");
         }
-        let pixels: Vec<Vec<f32>> = r
-            .images
-            .iter()
-            .map(|im| preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
-            .collect();
-        let emb = rows(model.encode_pixels(&pixels)).unwrap();
+        let (emb, _) = embed_reference_inputs(&model, &r);
         for (i, e) in emb.iter().enumerate() {
             let probs = softmax(&logits(e, &weights));
             assert!(max_abs_diff(&probs, &zs.probs[i]) <= 1e-3, "{name}: probabilities of image {i}");

@@ -3,10 +3,11 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::Parser;
-use dermlip::config::{Activation, ClipConfig};
-use dermlip::vision::VisionTransformer;
+use dermlip::config::{Activation, ClipConfig, ModelFileConfig};
+use dermlip::preprocess::PreprocessConfig;
+use dermlip::{Clip, DermLip};
 
 #[derive(Parser)]
 #[command(about = "Times DermLIP ViT-B/16 image embedding (random weights) on a Burn device")]
@@ -52,14 +53,16 @@ fn main() {
         })
     });
     let cfg = ClipConfig::vit_b_16(Activation::Gelu);
-    let model = VisionTransformer::new(&cfg, &device);
+    let model = Clip::new(&cfg, &device);
+    let file_config = ModelFileConfig { model: cfg.clone(), preprocess: PreprocessConfig::default() };
+    let model = DermLip::from_model(file_config, model, device).expect("ViT-B/16 config is valid");
     println!("| device | batch | dermlip median ms | ms / image | open_clip PyTorch median ms | ratio |");
     println!("|---|---|---|---|---|---|");
     for &batch in &args.batch {
         let input = random_images(batch, cfg.vision.image_size);
+        // The path `dermlip embed-image` takes: normalised pixels in, embeddings read back.
         let run = || {
-            let x = Tensor::<4>::from_data(input.clone(), &device);
-            let _ = model.forward(x).into_data();
+            let _ = dermlip::pipeline::rows(model.encode_pixels(&input)).expect("readback");
         };
         for _ in 0..args.warmup {
             run();
@@ -88,16 +91,19 @@ fn main() {
     }
 }
 
-fn random_images(batch: usize, size: usize) -> TensorData {
-    let n = batch * 3 * size * size;
+/// Normalised pixel buffers (`3×size×size`, values in [-2, 2)) from a fixed xorshift stream.
+fn random_images(batch: usize, size: usize) -> Vec<Vec<f32>> {
     let mut state = 0x2545F4914F6CDD1Du64;
-    let data: Vec<f32> = (0..n)
+    (0..batch)
         .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+            (0..3 * size * size)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+                })
+                .collect()
         })
-        .collect();
-    TensorData::new(data, [batch, 3, size, size])
+        .collect()
 }

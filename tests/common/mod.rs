@@ -65,6 +65,19 @@ pub fn reference_crop(rel: &str) -> image::RgbImage {
     image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
 }
 
+/// `model`'s image and text embeddings of the reference inputs: PIL's crops and open_clip's ids.
+pub fn embed_reference_inputs(model: &dermlip::DermLip, r: &Reference) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let pixels: Vec<Vec<f32>> = r
+        .images
+        .iter()
+        .map(|im| dermlip::preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
+        .collect();
+    let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
+    let images = dermlip::pipeline::rows(model.encode_pixels(&pixels)).unwrap();
+    let texts = dermlip::pipeline::rows(model.encode_ids(&ids)).unwrap();
+    (images, texts)
+}
+
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
