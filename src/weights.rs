@@ -62,6 +62,7 @@ impl StateDict {
         Ok(StateDict { tensors: out })
     }
 
+    #[cfg(not(target_family = "wasm"))]
     /// open_clip training checkpoints hold `{"epoch", "state_dict": {"module.visual…": …}, …}`.
     fn unwrap_training_checkpoint(mut self) -> Self {
         const WRAPPER: &str = "state_dict.";
@@ -193,6 +194,7 @@ fn read_head(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 /// Safetensors starts with a little-endian u64 header length followed by `{`.
+#[cfg(not(target_family = "wasm"))]
 fn is_safetensors(head: &[u8]) -> bool {
     head.len() >= 9 && head[8] == b'{'
 }
