@@ -3,6 +3,7 @@
 //! tokenizer and its preprocessing, reproduced so the numbers match open_clip's.
 
 pub mod clip;
+pub mod concepts;
 pub mod config;
 pub mod error;
 pub mod pipeline;

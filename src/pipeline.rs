@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::clip::Clip;
+use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
 use crate::config::{ClipConfig, ModelFileConfig};
 use crate::error::{Error, Result};
 use crate::preprocess::{self, PreprocessConfig};
@@ -155,6 +156,14 @@ impl DermLip {
         let prompts = Self::prompts(labels, templates);
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         Ok(zero_shot::class_weights(&self.embed_texts(&refs)?, templates.len()))
+    }
+
+    /// Embeds every concept prompt once; the scorer then needs only image embeddings.
+    pub fn concept_scorer(&self, concepts: &[Concept], prompts: &ConceptPromptSet, temperature: f32) -> Result<ConceptScorer> {
+        prompts.validate()?;
+        let texts = concept_prompts(concepts, prompts);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        ConceptScorer::from_text_embeddings(concepts, prompts, &self.embed_texts(&refs)?, temperature)
     }
 }
 
