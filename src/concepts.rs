@@ -12,12 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::labels;
 use crate::zero_shot::{fill_template, l2_normalize};
-
-/// MONET's temperature: 1 / exp(4.5944) (`concept_annotation/model.py` in Derm1M).
-pub fn monet_temperature() -> f32 {
-    (-4.5944f32).exp()
-}
 
 /// A concept and the synonym terms that are put into the templates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +30,14 @@ pub struct ConceptPromptSet {
 }
 
 impl ConceptPromptSet {
+    /// MONET's six templates and their reference prompts, as Derm1M uses them.
+    pub fn monet() -> Self {
+        ConceptPromptSet {
+            templates: labels::CONCEPT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+            references: labels::CONCEPT_REFERENCE_PROMPTS.iter().map(|s| vec![s.to_string()]).collect(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.templates.is_empty() {
             return Err(Error::Input("no concept templates given".into()));

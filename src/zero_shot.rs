@@ -6,16 +6,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Derm1M's eight zero-shot skin templates (`OPENAI_SKIN_TEMPLATES`); `{c}` is the class name.
-pub const SKIN_TEMPLATES: [&str; 8] = [
-    "This is a skin image of {c}",
-    "This is a skin image of {c}.",
-    "A skin image of {c}.",
-    "An image of {c}, a skin condition.",
-    "{c}, a skin disorder, is shown in this image.",
-    "The skin lesion depicted is {c}.",
-    "The skin cancer in this image is {c}.",
-    "This image depicts {c}, a type of skin cancer.",
-];
+pub use crate::labels::ZERO_SHOT_TEMPLATES as SKIN_TEMPLATES;
 
 /// The fixed logit scale of the evaluation protocol (not the trained `logit_scale`).
 pub const ZERO_SHOT_SCALE: f32 = 100.0;

@@ -5,7 +5,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use dermlip::concepts::{monet_temperature, Concept, ConceptPromptSet};
+use dermlip::concepts::{Concept, ConceptPromptSet};
+use dermlip::labels::concept_temperature as monet_temperature;
 use dermlip::pipeline::rows;
 use dermlip::{preprocess, DermLip};
 use serde::Deserialize;
@@ -27,6 +28,7 @@ fn concept_scores_match_monet_reference() {
     assert!((r.temperature - monet_temperature()).abs() < 1e-9);
     let model = DermLip::load(&model_dir("tiny-gelu"), Device::flex()).unwrap();
     let prompts = ConceptPromptSet { templates: r.templates.clone(), references: r.references.clone() };
+    assert_eq!(prompts, ConceptPromptSet::monet());
     let scorer = model.concept_scorer(&r.concepts, &prompts, monet_temperature()).unwrap();
     let pixels: Vec<Vec<f32>> =
         r.images.iter().map(|p| preprocess::normalize(&reference_crop(p), &model.preprocess)).collect();
