@@ -6,6 +6,7 @@ pub mod clip;
 pub mod concepts;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod labels;
 pub mod metrics;
 pub mod ontology;

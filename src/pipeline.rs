@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::clip::Clip;
+#[cfg(not(target_family = "wasm"))]
 use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
 use crate::config::{ClipConfig, ModelFileConfig};
 use crate::error::{Error, Result};

@@ -137,6 +137,7 @@ fn cli_bad_inputs() {
     assert_cli_error(&["classify", good, "--model", model, "--labels", "a,,b"], "empty");
     assert_cli_error(&["classify", good, "--model", model, "--labels", "a,b,a"], "twice");
     assert_cli_error(&["embed-text", "--model", model, "--out", "x.txt", "hi"], "x.txt");
+    assert_cli_error(&["classify", good, "--model", model, "--label-set", "ham8"], "unknown label set \"ham8\"");
     std::fs::remove_dir_all(&dir).ok();
 }
 

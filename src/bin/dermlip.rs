@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dermlip::pipeline::classify_embedding;
 use dermlip::zero_shot::{l2_normalize, Prediction, SKIN_TEMPLATES};
+use dermlip::labels::LabelSet;
 use dermlip::{DermLip, Error, Result};
 
 #[derive(Parser)]
@@ -32,6 +33,73 @@ enum Command {
     EmbedImage(EmbedImageArgs),
     /// Text embeddings (one row per text, open_clip `encode_text`).
     EmbedText(EmbedTextArgs),
+    /// Clinical concept tags (MONET presence scores of Derm1M's 64 concept term lists).
+    Concepts(ConceptsArgs),
+    /// Evaluation protocols of the Derm1M paper on your data.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Zero-shot classification of a labelled CSV (`image_path,label`): accuracy, balanced
+    /// accuracy, weighted F1, macro AUROC, top-5, confusion matrix.
+    ZeroShot(EvalZeroShotArgs),
+}
+
+#[derive(Args)]
+struct LabelArgs {
+    /// Comma-separated class names, e.g. "melanoma,nevus,basal cell carcinoma".
+    #[arg(long, conflicts_with_all = ["label_file", "label_set"], required_unless_present_any = ["label_file", "label_set"])]
+    labels: Option<String>,
+    /// File of class names: one per line, a JSON array of strings, or a CSV with a `label` column.
+    #[arg(long, value_name = "FILE", conflicts_with = "label_set")]
+    label_file: Option<PathBuf>,
+    /// A built-in label set: ham7, pad6, daffodil5, f17k, snu134, sd128, derm1m.
+    #[arg(long, value_name = "ID")]
+    label_set: Option<String>,
+    /// File of prompt templates with `{c}` for the class name (one per line, or a JSON array).
+    /// Default: Derm1M's eight skin templates.
+    #[arg(long, value_name = "FILE")]
+    template_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ConceptsArgs {
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How many concepts to report per image.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    top_k: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalZeroShotArgs {
+    /// CSV with columns `image_path,label`; the label is a class name or a 0-based class index.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// Directory that relative image paths are read from (default: the CSV's directory).
+    #[arg(long, value_name = "DIR")]
+    images_root: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// A DermFM-Zero per-image prediction file (`image_path,true_label,predicted_label,
+    /// probability_class_0,…`) to compare ours with, image by image (matched by file name).
+    #[arg(long, value_name = "FILE")]
+    compare_reference: Option<PathBuf>,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    out_json: Option<PathBuf>,
+    /// Print JSON instead of the markdown report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -57,16 +125,8 @@ struct ClassifyArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Comma-separated class names, e.g. "melanoma,nevus,basal cell carcinoma".
-    #[arg(long, conflicts_with = "label_file", required_unless_present = "label_file")]
-    labels: Option<String>,
-    /// File of class names: one per line, or a JSON array of strings.
-    #[arg(long, value_name = "FILE")]
-    label_file: Option<PathBuf>,
-    /// File of prompt templates with `{c}` for the class name (one per line, or a JSON array).
-    /// Default: Derm1M's eight skin templates.
-    #[arg(long, value_name = "FILE")]
-    template_file: Option<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// How many classes to report per image.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
@@ -115,6 +175,8 @@ fn main() -> ExitCode {
         Command::Classify(a) => classify(a),
         Command::EmbedImage(a) => embed_image(a),
         Command::EmbedText(a) => embed_text(a),
+        Command::Concepts(a) => concepts(a),
+        Command::Eval(EvalCommand::ZeroShot(a)) => eval_zero_shot(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,11 +235,24 @@ fn embed_each(model: &DermLip, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
     dermlip::pipeline::rows(model.encode_pixels(&pixels))
 }
 
-fn classify(a: ClassifyArgs) -> Result<()> {
-    let labels = match (&a.labels, &a.label_file) {
-        (Some(l), _) => l.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>(),
-        (None, Some(f)) => read_list(f)?,
-        (None, None) => unreachable!("clap requires --labels or --label-file"),
+/// The class names and templates a command was given.
+fn labels_and_templates(a: &LabelArgs) -> Result<(Vec<String>, Vec<String>)> {
+    let labels = if let Some(l) = &a.labels {
+        l.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()
+    } else if let Some(id) = &a.label_set {
+        let set = LabelSet::builtin(id).ok_or_else(|| {
+            let ids: Vec<&str> = LabelSet::builtin_ids().collect();
+            Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
+        })?;
+        set.classes().to_vec()
+    } else if let Some(f) = &a.label_file {
+        if f.extension().and_then(|e| e.to_str()) == Some("csv") {
+            LabelSet::from_path(f).map_err(|e| Error::Input(e.to_string()))?.classes().to_vec()
+        } else {
+            read_list(f)?
+        }
+    } else {
+        return Err(Error::Input("give --labels, --label-file or --label-set".into()));
     };
     let templates = match &a.template_file {
         Some(f) => read_list(f)?,
@@ -185,6 +260,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     };
     dermlip::zero_shot::validate_labels(&labels)?;
     dermlip::zero_shot::validate_templates(&templates)?;
+    Ok((labels, templates))
+}
+
+fn classify(a: ClassifyArgs) -> Result<()> {
+    let (labels, templates) = labels_and_templates(&a.labels)?;
     let model = load_model(&a.model)?;
     let weights = model.zero_shot_weights(&labels, &templates)?;
     let embeddings = embed_each(&model, &a.images)?;
@@ -277,4 +357,142 @@ fn npy_f32(rows: &[Vec<f32>]) -> Vec<u8> {
         out.extend(v.to_le_bytes());
     }
     out
+}
+
+fn concepts(a: ConceptsArgs) -> Result<()> {
+    let model = load_model(&a.model)?;
+    let scorer = model.concept_scorer(
+        dermlip::labels::concepts(),
+        &dermlip::concepts::ConceptPromptSet::monet(),
+        dermlip::labels::concept_temperature(),
+    )?;
+    let embeddings = embed_each(&model, &a.images)?;
+    let results: Vec<_> = a
+        .images
+        .iter()
+        .zip(&embeddings)
+        .map(|(p, e)| (p.display().to_string(), scorer.top(e, a.top_k as usize)))
+        .collect();
+    if a.json {
+        let out: Vec<_> = results.iter().map(|(image, c)| serde_json::json!({"image": image, "concepts": c})).collect();
+        println!("{}", serde_json::to_string_pretty(&out).expect("plain data serialises"));
+    } else {
+        for (image, concepts) in &results {
+            println!("{image}");
+            for c in concepts {
+                println!("  {:.3}  {}", c.score, c.concept);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
+    let (labels, templates) = labels_and_templates(&a.labels)?;
+    let rows = read_labelled_csv(&a.csv, &labels)?;
+    let root = a.images_root.clone().unwrap_or_else(|| a.csv.parent().map(Path::to_path_buf).unwrap_or_default());
+    let model = load_model(&a.model)?;
+    let weights = model.zero_shot_weights(&labels, &templates)?;
+    let (mut truth, mut probs, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::<&str>::new();
+    let mut duplicates = 0;
+    for (i, (path, label)) in rows.iter().enumerate() {
+        duplicates += usize::from(!seen.insert(path.as_str()));
+        let full = if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) };
+        let embedded = read_file(&full).and_then(|b| {
+            let px = model.preprocess_images(&[b.as_slice()])?;
+            dermlip::pipeline::rows(model.encode_pixels(&px))
+        });
+        match embedded {
+            Ok(e) => {
+                let logits = dermlip::zero_shot::logits(&e[0], &weights);
+                let p: Vec<f64> = dermlip::zero_shot::softmax(&logits).iter().map(|&x| x as f64).collect();
+                truth.push(*label);
+                probs.push(p.clone());
+                ours.push((path.clone(), p));
+            }
+            Err(e @ Error::Io { .. }) => problems.push(format!("row {}: {e}", i + 2)),
+            Err(e) => problems.push(format!("row {}: {}: {e}", i + 2, full.display())),
+        }
+        if (i + 1) % 50 == 0 || i + 1 == rows.len() {
+            eprint!("\rdermlip: embedded {}/{} images", i + 1, rows.len());
+        }
+    }
+    eprintln!();
+    for p in &problems {
+        eprintln!("dermlip: skipped {p}");
+    }
+    if truth.is_empty() {
+        return Err(Error::Input(format!("{}: none of the {} images could be read", a.csv.display(), rows.len())));
+    }
+    let report = dermlip::eval::zero_shot_report(&labels, &truth, &probs)?;
+    let agreement = match &a.compare_reference {
+        Some(f) => {
+            let text = String::from_utf8(read_file(f)?).map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
+            let reference = dermlip::eval::read_reference_predictions(&text)?;
+            Some(dermlip::eval::compare_with_reference(&ours, &reference)?)
+        }
+        None => None,
+    };
+    let json = serde_json::json!({
+        "csv": a.csv.display().to_string(), "rows": rows.len(), "skipped": problems, "duplicate_rows": duplicates,
+        "report": report, "reference_agreement": agreement,
+    });
+    if let Some(out) = &a.out_json {
+        std::fs::write(out, serde_json::to_string_pretty(&json).expect("plain data serialises"))
+            .map_err(|e| Error::Io { path: out.display().to_string(), message: e.to_string() })?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json).expect("plain data serialises"));
+        return Ok(());
+    }
+    println!("{}", report.to_markdown());
+    println!("{} rows, {} evaluated, {} skipped, {} duplicate rows", rows.len(), truth.len(), problems.len(), duplicates);
+    if let Some(g) = agreement {
+        println!(
+            "\nagreement with {}: {} images matched ({} only ours, {} only in the reference), top-1 agreement {:.4}, \
+             max |Δprob| {:.2e}, mean |Δprob| {:.2e}",
+            a.compare_reference.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            g.matched,
+            g.only_ours.len(),
+            g.only_reference,
+            g.top1_agreement,
+            g.max_abs_prob_diff,
+            g.mean_abs_prob_diff
+        );
+    }
+    Ok(())
+}
+
+/// `image_path,label` rows; a label is a class name (case-insensitive) or a 0-based index.
+fn read_labelled_csv(path: &Path, classes: &[String]) -> Result<Vec<(String, usize)>> {
+    let shown = path.display().to_string();
+    let text = String::from_utf8(read_file(path)?).map_err(|_| Error::Input(format!("{shown}: not UTF-8 text")))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header = reader.headers().map_err(|e| Error::Input(format!("{shown}: {e}")))?.clone();
+    let col = |name: &str| header.iter().position(|h| h.trim() == name);
+    let (Some(pc), Some(lc)) = (col("image_path"), col("label")) else {
+        return Err(Error::Input(format!("{shown}: expected a header with image_path and label columns")));
+    };
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let r = record.map_err(|e| Error::Input(format!("{shown}, line {line}: {e}")))?;
+        let (p, l) = (r.get(pc).unwrap_or("").trim(), r.get(lc).unwrap_or("").trim());
+        if p.is_empty() {
+            return Err(Error::Input(format!("{shown}, line {line}: empty image_path")));
+        }
+        let index = match l.parse::<usize>() {
+            Ok(k) if k < classes.len() => k,
+            Ok(k) => return Err(Error::Input(format!("{shown}, line {line}: label {k} but only {} classes", classes.len()))),
+            Err(_) => classes.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
+                Error::Input(format!("{shown}, line {line}: label \"{l}\" is not one of the {} classes", classes.len()))
+            })?,
+        };
+        rows.push((p.to_string(), index));
+    }
+    if rows.is_empty() {
+        return Err(Error::Input(format!("{shown}: no rows")));
+    }
+    Ok(rows)
 }
