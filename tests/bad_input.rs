@@ -167,3 +167,34 @@ fn cli_classify_and_embed() {
     assert_eq!(bytes.len(), 10 + header_len + 2 * dim * 4);
     std::fs::remove_file(&npy).ok();
 }
+
+/// `classify --hierarchy`: the chain descends with non-increasing probabilities, every step at or
+/// above the threshold, and ends at the top class with that class's own probability.
+#[test]
+fn cli_classify_hierarchy() {
+    let model = model_dir("tiny-gelu");
+    let image = fixtures().join("images/retina_1600x1200_q80.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .arg("classify")
+        .arg(&image)
+        .args(["--label-set", "ham7", "--hierarchy", "0.3", "--json", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chain = v[0]["hierarchy"].as_array().unwrap();
+    let top = &v[0]["predictions"][0];
+    assert!(!chain.is_empty());
+    let probs: Vec<f64> = chain.iter().map(|n| n["prob"].as_f64().unwrap()).collect();
+    assert!(probs.windows(2).all(|w| w[1] <= w[0] + 1e-6) && probs.iter().all(|&p| p >= 0.3), "{probs:?}");
+    let last = chain.last().unwrap();
+    if top["probability"].as_f64().unwrap() >= 0.3 {
+        assert_eq!(last["name"], top["label"]);
+        assert!((last["prob"].as_f64().unwrap() - top["probability"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    assert_cli_error(
+        &["classify", image.to_str().unwrap(), "--model", model.to_str().unwrap(), "--labels", "a,b", "--hierarchy", "2"],
+        "between 0 and 1",
+    );
+}

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dermlip::pipeline::classify_embedding;
-use dermlip::zero_shot::{l2_normalize, Prediction, SKIN_TEMPLATES};
+use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
 use dermlip::labels::LabelSet;
+use dermlip::ontology::{Ontology, UnplacedLabels};
 use dermlip::{DermLip, Error, Result};
 
 #[derive(Parser)]
@@ -130,6 +131,10 @@ struct ClassifyArgs {
     /// How many classes to report per image.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
+    /// Also report the ontology chain: probabilities summed over each condition group, down to
+    /// the most specific group whose probability reaches THRESHOLD (default 0.5).
+    #[arg(long, value_name = "THRESHOLD", num_args = 0..=1, default_missing_value = "0.5")]
+    hierarchy: Option<f32>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -265,31 +270,52 @@ fn labels_and_templates(a: &LabelArgs) -> Result<(Vec<String>, Vec<String>)> {
 
 fn classify(a: ClassifyArgs) -> Result<()> {
     let (labels, templates) = labels_and_templates(&a.labels)?;
+    if let Some(t) = a.hierarchy {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::Input(format!("--hierarchy threshold {t} is not between 0 and 1")));
+        }
+    }
     let model = load_model(&a.model)?;
     let weights = model.zero_shot_weights(&labels, &templates)?;
     let embeddings = embed_each(&model, &a.images)?;
-    let k = a.top_k as usize;
-    let results: Vec<(String, Vec<Prediction>)> = a
-        .images
-        .iter()
-        .zip(&embeddings)
-        .map(|(p, e)| (p.display().to_string(), classify_embedding(e, &weights, &labels, k)))
-        .collect();
+    let ontology = Ontology::builtin();
+    let mut out = Vec::new();
+    for (path, e) in a.images.iter().zip(&embeddings) {
+        let preds = classify_embedding(e, &weights, &labels, a.top_k as usize);
+        let chain = match a.hierarchy {
+            Some(threshold) => {
+                let probs = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights));
+                let nodes = ontology
+                    .aggregate_with(&labels, &probs, UnplacedLabels::Bucket)
+                    .map_err(|err| Error::Input(err.to_string()))?;
+                Some(ontology.most_specific(&nodes, threshold))
+            }
+            None => None,
+        };
+        out.push((path.display().to_string(), preds, chain));
+    }
     if a.json {
-        let out: Vec<_> = results
+        let items: Vec<_> = out
             .iter()
-            .map(|(image, preds)| serde_json::json!({"image": image, "predictions": preds}))
+            .map(|(image, preds, chain)| serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).expect("plain data serialises"));
-    } else {
-        for (image, preds) in &results {
-            println!("{image}");
-            for p in preds {
-                println!("  {:>6.2}%  {}", p.probability * 100.0, p.label);
+        println!("{}", serde_json::to_string_pretty(&items).expect("plain data serialises"));
+        return Ok(());
+    }
+    for (image, preds, chain) in &out {
+        println!("{image}");
+        for p in preds {
+            println!("  {:>6.2}%  {}", p.probability * 100.0, p.label);
+        }
+        if let Some(chain) = chain {
+            let steps: Vec<String> = chain.iter().map(|n| format!("{} {:.2}", n.name, n.prob)).collect();
+            match steps.is_empty() {
+                true => println!("  hierarchy: no condition group reaches the threshold"),
+                false => println!("  hierarchy: {}", steps.join(" → ")),
             }
         }
-        println!("(educational use only, not a diagnosis)");
     }
+    println!("(educational use only, not a diagnosis)");
     Ok(())
 }
 
