@@ -176,3 +176,114 @@ fn argmax(v: &[f64]) -> usize {
     }
     best
 }
+
+/// Recall@K of paired images and captions (row i ↔ row i), both directions, as open_clip's
+/// `get_clip_metrics` on cosine similarities.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetrievalReport {
+    pub n_pairs: usize,
+    pub ks: Vec<usize>,
+    pub image_to_text: Vec<f64>,
+    pub text_to_image: Vec<f64>,
+}
+
+/// The K of the Derm1M retrieval tables.
+pub const RECALL_KS: [usize; 5] = [1, 5, 10, 50, 200];
+
+pub fn retrieval_report(images: &[Vec<f32>], texts: &[Vec<f32>], ks: &[usize]) -> Result<RetrievalReport> {
+    let m = |e: metrics::MetricsError| Error::Input(e.to_string());
+    if images.len() != texts.len() {
+        return Err(Error::Input(format!("{} images but {} captions", images.len(), texts.len())));
+    }
+    let norm = |v: &Vec<f32>| crate::zero_shot::l2_normalize(v);
+    let (i, t): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (images.iter().map(norm).collect(), texts.iter().map(norm).collect());
+    let sim: Vec<Vec<f64>> =
+        i.iter().map(|a| t.iter().map(|b| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum()).collect()).collect();
+    Ok(RetrievalReport {
+        n_pairs: images.len(),
+        ks: ks.to_vec(),
+        image_to_text: metrics::recall_at_k(&sim, ks).map_err(m)?,
+        text_to_image: metrics::recall_at_k(&metrics::transpose(&sim).map_err(m)?, ks).map_err(m)?,
+    })
+}
+
+/// Concept annotation as Derm1M reports it: AUROC of each concept's presence score against the
+/// binary annotations, their mean, and how many exceed 0.7.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConceptReport {
+    pub per_concept: Vec<(String, Option<f64>)>,
+    pub mean_auroc: Option<f64>,
+    pub above_0_7: usize,
+    /// Concepts whose annotations are all 0 or all 1 (no AUROC).
+    pub undefined: Vec<String>,
+}
+
+/// `present[i][c]`: annotation of concept c on image i; `scores[i][c]`: its presence score.
+pub fn concept_report(concepts: &[String], present: &[Vec<bool>], scores: &[Vec<f32>]) -> Result<ConceptReport> {
+    if present.len() != scores.len() {
+        return Err(Error::Input(format!("{} annotation rows but {} score rows", present.len(), scores.len())));
+    }
+    let mut per_concept = Vec::with_capacity(concepts.len());
+    for (c, name) in concepts.iter().enumerate() {
+        let y: Vec<bool> = present.iter().map(|r| r[c]).collect();
+        let s: Vec<f64> = scores.iter().map(|r| r[c] as f64).collect();
+        let auc = metrics::roc_auc_binary(&y, &s).map_err(|e| Error::Input(format!("concept \"{name}\": {e}")))?;
+        per_concept.push((name.clone(), auc));
+    }
+    let defined: Vec<f64> = per_concept.iter().filter_map(|(_, a)| *a).collect();
+    Ok(ConceptReport {
+        mean_auroc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+        above_0_7: defined.iter().filter(|&&a| a > 0.7).count(),
+        undefined: per_concept.iter().filter(|(_, a)| a.is_none()).map(|(n, _)| n.clone()).collect(),
+        per_concept,
+    })
+}
+
+/// One linear-probe run: multinomial logistic regression on frozen, L2-normalised image
+/// embeddings, fitted on a per-class fraction of train+val, scored on test.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeReport {
+    pub fraction: f64,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub c: f64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub weighted_f1: f64,
+    /// One-vs-one macro AUROC (the Derm1M probe's AUROC).
+    pub macro_auroc: Option<f64>,
+    pub converged: bool,
+}
+
+pub fn linear_probe_report(
+    train: (&[Vec<f32>], &[usize]),
+    test: (&[Vec<f32>], &[usize]),
+    n_classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> Result<ProbeReport> {
+    let m = |e: metrics::MetricsError| Error::Input(e.to_string());
+    // Features are L2-normalised, so cached (stored normalised) and fresh embeddings agree.
+    let feature = |r: &Vec<f32>| -> Vec<f64> { crate::zero_shot::l2_normalize(r).iter().map(|&x| x as f64).collect() };
+    let to64 = |rows: &[Vec<f32>]| -> Vec<Vec<f64>> { rows.iter().map(feature).collect() };
+    let picked = metrics::few_shot_indices(train.1, fraction, seed).map_err(m)?;
+    let x: Vec<Vec<f64>> = picked.iter().map(|&i| feature(&train.0[i])).collect();
+    let y: Vec<usize> = picked.iter().map(|&i| train.1[i]).collect();
+    let dim = x.first().map_or(0, Vec::len);
+    let probe = metrics::LogisticRegression::derm1m(dim, n_classes);
+    let fitted = probe.fit(&x, &y, n_classes).map_err(m)?;
+    let test_x = to64(test.0);
+    let probs = fitted.predict_proba(&test_x).map_err(m)?;
+    let pred = fitted.predict(&test_x).map_err(m)?;
+    Ok(ProbeReport {
+        fraction,
+        n_train: picked.len(),
+        n_test: test.1.len(),
+        c: probe.c,
+        accuracy: metrics::accuracy(test.1, &pred).map_err(m)?,
+        balanced_accuracy: metrics::balanced_accuracy(test.1, &pred).map_err(m)?,
+        weighted_f1: metrics::weighted_f1(test.1, &pred, n_classes).map_err(m)?,
+        macro_auroc: metrics::macro_auroc_ovo(test.1, &probs).map_err(m)?.macro_auroc,
+        converged: fitted.converged,
+    })
+}

@@ -46,6 +46,63 @@ enum EvalCommand {
     /// Zero-shot classification of a labelled CSV (`image_path,label`): accuracy, balanced
     /// accuracy, weighted F1, macro AUROC, top-5, confusion matrix.
     ZeroShot(EvalZeroShotArgs),
+    /// Image↔caption retrieval of a CSV (`image_path,caption`, row i ↔ row i): Recall@1/5/10/50/200
+    /// both directions.
+    Retrieval(EvalRetrievalArgs),
+    /// Concept annotation of a CSV (`image_path` + one 0/1 column per concept, named as in
+    /// Derm1M's ConceptTerms): per-concept AUROC, mean AUROC, count above 0.7.
+    Concepts(EvalConceptsArgs),
+    /// Linear probe of a CSV (`image_path,label,split` with split train/val/test): logistic
+    /// regression on frozen image embeddings (C = dim·classes/100), fitted on per-class fractions
+    /// of train+val, scored on test.
+    LinearProbe(EvalProbeArgs),
+}
+
+#[derive(Args)]
+struct EvalInput {
+    /// The CSV to evaluate.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// Directory that relative image paths are read from (default: the CSV's directory).
+    #[arg(long, value_name = "DIR")]
+    images_root: Option<PathBuf>,
+    /// Embedding cache (a .dlemb file): images already embedded by this model are not embedded again.
+    #[arg(long, value_name = "FILE")]
+    cache: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    out_json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalRetrievalArgs {
+    #[command(flatten)]
+    input: EvalInput,
+    /// Caption column.
+    #[arg(long, default_value = "caption")]
+    caption_key: String,
+}
+
+#[derive(Args)]
+struct EvalConceptsArgs {
+    #[command(flatten)]
+    input: EvalInput,
+}
+
+#[derive(Args)]
+struct EvalProbeArgs {
+    #[command(flatten)]
+    input: EvalInput,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Fractions of the training data per class (Derm1M reports 0.01, 0.1 and 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+    fractions: Vec<f64>,
+    /// Seed of the few-shot sampling.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -182,6 +239,9 @@ fn main() -> ExitCode {
         Command::EmbedText(a) => embed_text(a),
         Command::Concepts(a) => concepts(a),
         Command::Eval(EvalCommand::ZeroShot(a)) => eval_zero_shot(a),
+        Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(a),
+        Command::Eval(EvalCommand::Concepts(a)) => eval_concepts(a),
+        Command::Eval(EvalCommand::LinearProbe(a)) => eval_probe(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -521,4 +581,240 @@ fn read_labelled_csv(path: &Path, classes: &[String]) -> Result<Vec<(String, usi
         return Err(Error::Input(format!("{shown}: no rows")));
     }
     Ok(rows)
+}
+
+/// A CSV with a header, as rows of named fields.
+fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let shown = path.display().to_string();
+    let text = String::from_utf8(read_file(path)?).map_err(|_| Error::Input(format!("{shown}: not UTF-8 text")))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header: Vec<String> =
+        reader.headers().map_err(|e| Error::Input(format!("{shown}: {e}")))?.iter().map(|h| h.trim().to_string()).collect();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let r = record.map_err(|e| Error::Input(format!("{shown}, line {}: {e}", i + 2)))?;
+        rows.push(r.iter().map(|f| f.trim().to_string()).collect());
+    }
+    if rows.is_empty() {
+        return Err(Error::Input(format!("{shown}: no rows")));
+    }
+    Ok((header, rows))
+}
+
+fn column(header: &[String], name: &str, csv: &Path) -> Result<usize> {
+    header.iter().position(|h| h == name).ok_or_else(|| Error::Input(format!("{}: no \"{name}\" column", csv.display())))
+}
+
+/// Embeds every listed image (through the cache when given); unreadable ones are reported on
+/// stderr and come back as `None`, so one bad file never stops a run.
+fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<Vec<Option<Vec<f32>>>> {
+    use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
+    let root = input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
+    let model_id = format!("{} ({})", input.model.model.display(), model.config.embed_dim);
+    let mut cache = match &input.cache {
+        Some(f) if f.exists() => {
+            let store = EmbeddingStore::from_bytes(&read_file(f)?).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
+            if store.model != model_id {
+                return Err(Error::Input(format!("{}: embeddings of {}, not of {model_id}", f.display(), store.model)));
+            }
+            store
+        }
+        _ => EmbeddingStore::new(model_id, model.config.embed_dim),
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    let (mut problems, mut fresh) = (Vec::new(), 0);
+    for (i, p) in paths.iter().enumerate() {
+        let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { root.join(p) };
+        let key = std::fs::metadata(&full).ok().map(|m| {
+            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            format!("{}|{}|{mtime}", full.display(), m.len())
+        });
+        let cached = key.as_ref().and_then(|k| cache.items().iter().position(|it| &it.id == k)).map(|j| cache.vector(j).to_vec());
+        let result = match cached {
+            Some(v) => Ok(v),
+            None => read_file(&full).and_then(|b| {
+                let px = model.preprocess_images(&[b.as_slice()])?;
+                Ok(dermlip::pipeline::rows(model.encode_pixels(&px))?.remove(0))
+            }),
+        };
+        match result {
+            Ok(v) => {
+                if let (Some(k), None) = (&key, cache.items().iter().position(|it| Some(&it.id) == key.as_ref())) {
+                    cache.push(Item { id: k.clone(), kind: ItemKind::Image, source: full.display().to_string(), label: None }, &v)?;
+                    fresh += 1;
+                }
+                out.push(Some(v));
+            }
+            Err(e @ Error::Io { .. }) => {
+                problems.push(format!("row {}: {e}", i + 2));
+                out.push(None);
+            }
+            Err(e) => {
+                problems.push(format!("row {}: {}: {e}", i + 2, full.display()));
+                out.push(None);
+            }
+        }
+        if (i + 1) % 50 == 0 || i + 1 == paths.len() {
+            eprint!("\rdermlip: embedded {}/{} images", i + 1, paths.len());
+        }
+    }
+    eprintln!();
+    for p in &problems {
+        eprintln!("dermlip: skipped {p}");
+    }
+    if let (Some(f), true) = (&input.cache, fresh > 0) {
+        // Cached vectors are normalised; every metric here is cosine-based, so nothing changes.
+        let tmp = f.with_extension("dlemb.tmp");
+        std::fs::write(&tmp, cache.to_bytes(Precision::F32))
+            .and_then(|_| std::fs::rename(&tmp, f))
+            .map_err(|e| Error::Io { path: f.display().to_string(), message: e.to_string() })?;
+    }
+    Ok(out)
+}
+
+fn write_report(input: &EvalInput, json: &serde_json::Value) -> Result<()> {
+    if let Some(out) = &input.out_json {
+        std::fs::write(out, serde_json::to_string_pretty(json).expect("plain data serialises"))
+            .map_err(|e| Error::Io { path: out.display().to_string(), message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
+    let (header, rows) = read_table(&a.input.csv)?;
+    let (pc, cc) = (column(&header, "image_path", &a.input.csv)?, column(&header, &a.caption_key, &a.input.csv)?);
+    let model = load_model(&a.input.model)?;
+    let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
+    let images = embed_listed(&model, &a.input, &paths)?;
+    let (mut img, mut txt) = (Vec::new(), Vec::new());
+    for (e, r) in images.into_iter().zip(&rows) {
+        if let Some(e) = e {
+            img.push(e);
+            txt.push(r[cc].clone());
+        }
+    }
+    if img.is_empty() {
+        return Err(Error::Input("no image could be read".into()));
+    }
+    let refs: Vec<&str> = txt.iter().map(String::as_str).collect();
+    let report = dermlip::eval::retrieval_report(&img, &model.embed_texts(&refs)?, &dermlip::eval::RECALL_KS)?;
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "report": report}))?;
+    println!("| direction | {} |", report.ks.iter().map(|k| format!("R@{k}")).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---|".repeat(report.ks.len()));
+    for (name, r) in [("image → text", &report.image_to_text), ("text → image", &report.text_to_image)] {
+        println!("| {name} | {} |", r.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(" | "));
+    }
+    println!("{} pairs evaluated of {} rows", report.n_pairs, rows.len());
+    Ok(())
+}
+
+fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
+    let (header, rows) = read_table(&a.input.csv)?;
+    let pc = column(&header, "image_path", &a.input.csv)?;
+    let known = dermlip::labels::concepts();
+    let mut chosen = Vec::new();
+    for (c, h) in header.iter().enumerate().filter(|(c, _)| *c != pc) {
+        let concept = known.iter().find(|k| k.name.eq_ignore_ascii_case(h)).ok_or_else(|| {
+            Error::Input(format!("{}: column \"{h}\" is not one of Derm1M's {} concepts", a.input.csv.display(), known.len()))
+        })?;
+        chosen.push((c, concept.clone()));
+    }
+    if chosen.is_empty() {
+        return Err(Error::Input(format!("{}: no concept columns", a.input.csv.display())));
+    }
+    let mut present = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let row: Result<Vec<bool>> = chosen
+            .iter()
+            .map(|(c, k)| match r[*c].as_str() {
+                "1" | "1.0" | "true" => Ok(true),
+                "0" | "0.0" | "false" => Ok(false),
+                v => Err(Error::Input(format!("line {}: \"{v}\" in column {} is not 0 or 1", i + 2, k.name))),
+            })
+            .collect();
+        present.push(row?);
+    }
+    let model = load_model(&a.input.model)?;
+    let concepts: Vec<dermlip::concepts::Concept> = chosen.iter().map(|(_, k)| k.clone()).collect();
+    let scorer = model.concept_scorer(
+        &concepts,
+        &dermlip::concepts::ConceptPromptSet::monet(),
+        dermlip::labels::concept_temperature(),
+    )?;
+    let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
+    let (mut truth, mut scores) = (Vec::new(), Vec::new());
+    for (e, p) in embed_listed(&model, &a.input, &paths)?.into_iter().zip(present) {
+        if let Some(e) = e {
+            scores.push(scorer.scores(&e));
+            truth.push(p);
+        }
+    }
+    let names: Vec<String> = concepts.iter().map(|c| c.name.clone()).collect();
+    let report = dermlip::eval::concept_report(&names, &truth, &scores)?;
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "report": report}))?;
+    println!("| concept | AUROC |\n|---|---|");
+    for (n, auc) in &report.per_concept {
+        println!("| {n} | {} |", auc.map_or("– (one class only)".into(), |x| format!("{x:.4}")));
+    }
+    let mean = report.mean_auroc.map_or("–".into(), |x| format!("{x:.4}"));
+    println!("mean AUROC {mean}; {} of {} concepts above 0.7", report.above_0_7, names.len());
+    Ok(())
+}
+
+fn eval_probe(a: EvalProbeArgs) -> Result<()> {
+    let (labels, _) = labels_and_templates(&a.labels)?;
+    if let Some(f) = a.fractions.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
+        return Err(Error::Input(format!("--fractions: {f} is not in (0, 1]")));
+    }
+    let (header, rows) = read_table(&a.input.csv)?;
+    let csv = &a.input.csv;
+    let (pc, lc, sc) = (column(&header, "image_path", csv)?, column(&header, "label", csv)?, column(&header, "split", csv)?);
+    let mut parsed = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let l = &r[lc];
+        let label = match l.parse::<usize>() {
+            Ok(k) if k < labels.len() => k,
+            _ => labels.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
+                Error::Input(format!("{}, line {}: label \"{l}\" is not one of the {} classes", csv.display(), i + 2, labels.len()))
+            })?,
+        };
+        let test = match r[sc].to_ascii_lowercase().as_str() {
+            "train" | "val" | "valid" | "validation" => false,
+            "test" => true,
+            other => return Err(Error::Input(format!("{}, line {}: split \"{other}\" is not train, val or test", csv.display(), i + 2))),
+        };
+        parsed.push((label, test));
+    }
+    let model = load_model(&a.input.model)?;
+    let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
+    let (mut train_x, mut train_y, mut test_x, mut test_y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (e, (label, test)) in embed_listed(&model, &a.input, &paths)?.into_iter().zip(parsed) {
+        let Some(e) = e else { continue };
+        if test {
+            test_x.push(e);
+            test_y.push(label);
+        } else {
+            train_x.push(e);
+            train_y.push(label);
+        }
+    }
+    if train_x.is_empty() || test_x.is_empty() {
+        return Err(Error::Input(format!("{}: needs readable train/val and test images", csv.display())));
+    }
+    let mut reports = Vec::new();
+    for &f in &a.fractions {
+        reports.push(dermlip::eval::linear_probe_report((&train_x, &train_y), (&test_x, &test_y), labels.len(), f, a.seed)?);
+    }
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "reports": reports}))?;
+    println!("| fraction | train | test | accuracy | balanced accuracy | weighted F1 | macro AUROC (OvO) |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &reports {
+        let auc = r.macro_auroc.map_or("–".into(), |x| format!("{x:.4}"));
+        println!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {auc} |{}",
+            r.fraction, r.n_train, r.n_test, r.accuracy, r.balanced_accuracy, r.weighted_f1,
+            if r.converged { "" } else { " (not converged)" }
+        );
+    }
+    Ok(())
 }
