@@ -11,6 +11,7 @@ pub mod labels;
 pub mod metrics;
 pub mod ontology;
 pub mod pipeline;
+pub mod plots;
 pub mod preprocess;
 pub mod retrieval;
 pub mod text;

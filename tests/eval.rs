@@ -81,6 +81,8 @@ fn cli_eval_zero_shot_matches_open_clip() {
         .arg(model_dir("tiny-gelu"))
         .arg("--compare-reference")
         .arg(dir.join("reference.csv"))
+        .arg("--plots")
+        .arg(dir.join("plots"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -95,5 +97,16 @@ fn cli_eval_zero_shot_matches_open_clip() {
     let correct = r.zero_shot.top1.iter().enumerate().filter(|(i, t)| i % 7 == **t).count();
     let acc = v["report"]["accuracy"].as_f64().unwrap();
     assert!((acc - correct as f64 / r.images.len() as f64).abs() < 1e-12);
+    // The heat map shows every cell of the reported confusion matrix.
+    let svg = std::fs::read_to_string(dir.join("plots/confusion_matrix.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let classes = LabelSet::builtin("ham7").unwrap().classes().to_vec();
+    for (t, row) in v["report"]["confusion_matrix"].as_array().unwrap().iter().enumerate() {
+        for (p, count) in row.as_array().unwrap().iter().enumerate() {
+            assert!(svg.contains(&format!("<title>{} → {}: {count}</title>", classes[t], classes[p])), "cell {t},{p}");
+        }
+    }
+    let roc = std::fs::read_to_string(dir.join("plots/roc.svg")).unwrap();
+    assert!(roc.matches("<polyline").count() >= 2);
     std::fs::remove_dir_all(&dir).ok();
 }

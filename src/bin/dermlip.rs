@@ -74,6 +74,9 @@ struct EvalInput {
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     out_json: Option<PathBuf>,
+    /// Write plots (SVG) into DIR (retrieval: the Recall@K curve).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -155,6 +158,9 @@ struct EvalZeroShotArgs {
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     out_json: Option<PathBuf>,
+    /// Write confusion-matrix and ROC plots (SVG) into DIR.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
     /// Print JSON instead of the markdown report.
     #[arg(long)]
     json: bool,
@@ -512,6 +518,18 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
         return Err(Error::Input(format!("{}: none of the {} images could be read", a.csv.display(), rows.len())));
     }
     let report = dermlip::eval::zero_shot_report(&labels, &truth, &probs)?;
+    if let Some(dir) = &a.plots {
+        let mut curves = Vec::new();
+        for (c, name) in labels.iter().enumerate() {
+            let y: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            let s: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+            if let (Ok(curve), Ok(Some(auc))) = (dermlip::metrics::roc_curve(&y, &s), dermlip::metrics::roc_auc_binary(&y, &s)) {
+                curves.push((name.clone(), curve, auc));
+            }
+        }
+        write_plot(dir, "confusion_matrix.svg", &dermlip::plots::confusion_svg("Zero-shot confusion matrix", &labels, &report.confusion_matrix))?;
+        write_plot(dir, "roc.svg", &dermlip::plots::roc_svg("Zero-shot ROC (one vs rest)", &curves))?;
+    }
     let agreement = match &a.compare_reference {
         Some(f) => {
             let text = String::from_utf8(read_file(f)?).map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
@@ -699,6 +717,10 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     let refs: Vec<&str> = txt.iter().map(String::as_str).collect();
     let report = dermlip::eval::retrieval_report(&img, &model.embed_texts(&refs)?, &dermlip::eval::RECALL_KS)?;
     write_report(&a.input, &serde_json::json!({"rows": rows.len(), "report": report}))?;
+    if let Some(dir) = &a.input.plots {
+        let svg = dermlip::plots::recall_svg("Retrieval recall@K", &report.ks, &report.image_to_text, &report.text_to_image);
+        write_plot(dir, "recall_at_k.svg", &svg)?;
+    }
     println!("| direction | {} |", report.ks.iter().map(|k| format!("R@{k}")).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---|".repeat(report.ks.len()));
     for (name, r) in [("image → text", &report.image_to_text), ("text → image", &report.text_to_image)] {
@@ -817,4 +839,11 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn write_plot(dir: &Path, name: &str, svg: &str) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&path, svg))
+        .map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })
 }
