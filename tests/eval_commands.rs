@@ -150,3 +150,75 @@ fn linear_probe_runs_with_few_shot_counts() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn index_and_search_rank_like_open_clip() {
+    let r = reference("tiny-gelu");
+    let dir = tmpdir("index");
+    let images: Vec<PathBuf> = r.images.iter().take(8).map(|im| fixtures().join(&im.file)).collect();
+    let collection = dir.join("gallery.dlemb");
+    let model = model_dir("tiny-gelu");
+    let status = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .arg("index")
+        .args(&images)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&collection)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let query = &r.texts[0];
+    let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .arg("search")
+        .arg(&collection)
+        .args(["--text", &query.text, "--top-k", "3", "--json", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hits: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut want: Vec<(usize, f32)> = (0..images.len()).map(|i| (i, cos(&query.embedding, &r.images[i].embedding))).collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (h, (i, score)) in hits.iter().zip(&want) {
+        assert_eq!(h["source"].as_str().unwrap(), images[*i].display().to_string());
+        assert!((h["score"].as_f64().unwrap() as f32 - score).abs() < 1e-4);
+    }
+    // A collection is refused by another model.
+    let other = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .arg("search")
+        .arg(&collection)
+        .args(["--text", "x", "--model"])
+        .arg(model_dir("tiny-quickgelu"))
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("not comparable"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn eval_bad_inputs_are_named() {
+    let dir = tmpdir("evalbad");
+    let image = fixtures().join("images/coffee_odd_225x301.jpg");
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("unknown.csv", format!("image_path,label\n{},psoriasis\n", image.display()).into_bytes(), "\"psoriasis\" is not one of"),
+        ("latin1.csv", b"image_path,label\ncaf\xe9.jpg,0\n".to_vec(), "not UTF-8"),
+        ("empty.csv", b"image_path,label\n".to_vec(), "no rows"),
+        ("columns.csv", b"path,diagnosis\nx.jpg,0\n".to_vec(), "image_path"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+            .args(["eval", "zero-shot", "--label-set", "ham7", "--csv"])
+            .arg(&p)
+            .arg("--model")
+            .arg(model_dir("tiny-gelu"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
