@@ -120,6 +120,7 @@ pub fn read_reference_predictions(text: &str) -> Result<Vec<ReferencePrediction>
 /// How far our per-image probabilities are from a reference file's, matched by file name.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Agreement {
+    /// Our images found in the reference (a duplicated image counts each time).
     pub matched: usize,
     pub only_ours: Vec<String>,
     pub only_reference: usize,
@@ -137,6 +138,7 @@ pub fn compare_with_reference(ours: &[(String, Vec<f64>)], reference: &[Referenc
     let by_name: HashMap<&str, &ReferencePrediction> = reference.iter().map(|r| (file_name(&r.image_path), r)).collect();
     let (mut matched, mut same_top1, mut max_diff, mut sum_diff, mut n_values) = (0, 0, 0f64, 0f64, 0usize);
     let mut only_ours = Vec::new();
+    let mut reference_used = std::collections::HashSet::new();
     for (path, probs) in ours {
         let Some(r) = by_name.get(file_name(path)) else {
             only_ours.push(path.clone());
@@ -150,6 +152,7 @@ pub fn compare_with_reference(ours: &[(String, Vec<f64>)], reference: &[Referenc
             )));
         }
         matched += 1;
+        reference_used.insert(file_name(path));
         same_top1 += usize::from(argmax(probs) == argmax(&r.probs));
         for (a, b) in probs.iter().zip(&r.probs) {
             max_diff = max_diff.max((a - b).abs());
@@ -159,7 +162,7 @@ pub fn compare_with_reference(ours: &[(String, Vec<f64>)], reference: &[Referenc
     }
     Ok(Agreement {
         matched,
-        only_reference: reference.len() - matched,
+        only_reference: by_name.len() - reference_used.len(),
         only_ours,
         top1_agreement: if matched == 0 { 0.0 } else { same_top1 as f64 / matched as f64 },
         max_abs_prob_diff: max_diff,

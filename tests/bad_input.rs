@@ -198,3 +198,21 @@ fn cli_classify_hierarchy() {
         "between 0 and 1",
     );
 }
+
+#[test]
+fn cli_concepts_reports_sorted_scores() {
+    let model = model_dir("tiny-gelu");
+    let image = fixtures().join("images/chelsea_451x300_q95_444.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .arg("concepts")
+        .arg(&image)
+        .args(["--top-k", "4", "--json", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scores: Vec<f64> = v[0]["concepts"].as_array().unwrap().iter().map(|c| c["score"].as_f64().unwrap()).collect();
+    assert_eq!(scores.len(), 4);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+}

@@ -72,6 +72,7 @@ fn cli_eval_zero_shot_matches_open_clip() {
         reference += &format!("/elsewhere/{},{label},{},{}\n", im.file.rsplit('/').next().unwrap(), r.zero_shot.top1[i], probs.join(","));
     }
     csv += "not/there.jpg,melanoma\n";
+    csv += &format!("{},0\n", fixtures().join(&r.images[0].file).display()); // a duplicate row
     std::fs::write(dir.join("eval.csv"), &csv).unwrap();
     std::fs::write(dir.join("reference.csv"), &reference).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
@@ -87,16 +88,19 @@ fn cli_eval_zero_shot_matches_open_clip() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["rows"], r.images.len() + 1);
+    assert_eq!(v["rows"], r.images.len() + 2);
     assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(v["duplicate_rows"], 1);
     let g = &v["reference_agreement"];
-    assert_eq!(g["matched"], r.images.len());
+    assert_eq!(g["matched"], r.images.len() + 1);
+    assert_eq!(g["only_reference"], 0);
     assert_eq!(g["top1_agreement"], 1.0);
     assert!(g["max_abs_prob_diff"].as_f64().unwrap() < 1e-3, "{g}");
     // Accuracy from open_clip's top-1 against the labels written above.
-    let correct = r.zero_shot.top1.iter().enumerate().filter(|(i, t)| i % 7 == **t).count();
+    let correct = r.zero_shot.top1.iter().enumerate().filter(|(i, t)| i % 7 == **t).count()
+        + usize::from(r.zero_shot.top1[0] == 0);
     let acc = v["report"]["accuracy"].as_f64().unwrap();
-    assert!((acc - correct as f64 / r.images.len() as f64).abs() < 1e-12);
+    assert!((acc - correct as f64 / (r.images.len() + 1) as f64).abs() < 1e-12);
     // The heat map shows every cell of the reported confusion matrix.
     let svg = std::fs::read_to_string(dir.join("plots/confusion_matrix.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

@@ -111,15 +111,20 @@ struct EvalInput {
     /// Directory that relative image paths are read from (default: the CSV's directory).
     #[arg(long, value_name = "DIR")]
     images_root: Option<PathBuf>,
-    /// Embedding cache (a .dlemb file): images already embedded by this model are not embedded again.
-    #[arg(long, value_name = "FILE")]
+    /// Embedding cache (a .dlemb file): images already embedded by this model (same path, size and
+    /// modification time) are not embedded again. Default: one file per model under
+    /// ~/.cache/dermlip/embeddings/.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
     cache: Option<PathBuf>,
+    /// Embed every image afresh and write no cache.
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     model: ModelArgs,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     out_json: Option<PathBuf>,
-    /// Write plots (SVG) into DIR (retrieval: the Recall@K curve).
+    /// Write plots (SVG) into DIR: confusion matrix and ROC curves (zero-shot), Recall@K (retrieval).
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
 }
@@ -186,26 +191,14 @@ struct ConceptsArgs {
 
 #[derive(Args)]
 struct EvalZeroShotArgs {
-    /// CSV with columns `image_path,label`; the label is a class name or a 0-based class index.
-    #[arg(long, value_name = "FILE")]
-    csv: PathBuf,
-    /// Directory that relative image paths are read from (default: the CSV's directory).
-    #[arg(long, value_name = "DIR")]
-    images_root: Option<PathBuf>,
     #[command(flatten)]
-    model: ModelArgs,
+    input: EvalInput,
     #[command(flatten)]
     labels: LabelArgs,
     /// A DermFM-Zero per-image prediction file (`image_path,true_label,predicted_label,
     /// probability_class_0,…`) to compare ours with, image by image (matched by file name).
     #[arg(long, value_name = "FILE")]
     compare_reference: Option<PathBuf>,
-    /// Write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    out_json: Option<PathBuf>,
-    /// Write confusion-matrix and ROC plots (SVG) into DIR.
-    #[arg(long, value_name = "DIR")]
-    plots: Option<PathBuf>,
     /// Print JSON instead of the markdown report.
     #[arg(long)]
     json: bool,
@@ -528,44 +521,26 @@ fn concepts(a: ConceptsArgs) -> Result<()> {
 
 fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
     let (labels, templates) = labels_and_templates(&a.labels)?;
-    let rows = read_labelled_csv(&a.csv, &labels)?;
-    let root = a.images_root.clone().unwrap_or_else(|| a.csv.parent().map(Path::to_path_buf).unwrap_or_default());
-    let model = load_model(&a.model)?;
+    let rows = read_labelled_csv(&a.input.csv, &labels)?;
+    let model = load_model(&a.input.model)?;
     let weights = model.zero_shot_weights(&labels, &templates)?;
-    let (mut truth, mut probs, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let paths: Vec<String> = rows.iter().map(|(p, _)| p.clone()).collect();
     let mut seen = std::collections::HashSet::<&str>::new();
-    let mut duplicates = 0;
-    for (i, (path, label)) in rows.iter().enumerate() {
-        duplicates += usize::from(!seen.insert(path.as_str()));
-        let full = if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) };
-        let embedded = read_file(&full).and_then(|b| {
-            let px = model.preprocess_images(&[b.as_slice()])?;
-            dermlip::pipeline::rows(model.encode_pixels(&px))
-        });
-        match embedded {
-            Ok(e) => {
-                let logits = dermlip::zero_shot::logits(&e[0], &weights);
-                let p: Vec<f64> = dermlip::zero_shot::softmax(&logits).iter().map(|&x| x as f64).collect();
-                truth.push(*label);
-                probs.push(p.clone());
-                ours.push((path.clone(), p));
-            }
-            Err(e @ Error::Io { .. }) => problems.push(format!("row {}: {e}", i + 2)),
-            Err(e) => problems.push(format!("row {}: {}: {e}", i + 2, full.display())),
-        }
-        if (i + 1) % 50 == 0 || i + 1 == rows.len() {
-            eprint!("\rdermlip: embedded {}/{} images", i + 1, rows.len());
-        }
-    }
-    eprintln!();
-    for p in &problems {
-        eprintln!("dermlip: skipped {p}");
+    let duplicates = paths.iter().filter(|p| !seen.insert(p.as_str())).count();
+    let (embedded, problems) = embed_listed(&model, &a.input, &paths)?;
+    let (mut truth, mut probs, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    for ((path, label), e) in rows.iter().zip(&embedded) {
+        let Some(e) = e else { continue };
+        let p: Vec<f64> = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights)).iter().map(|&x| x as f64).collect();
+        truth.push(*label);
+        probs.push(p.clone());
+        ours.push((path.clone(), p));
     }
     if truth.is_empty() {
-        return Err(Error::Input(format!("{}: none of the {} images could be read", a.csv.display(), rows.len())));
+        return Err(Error::Input(format!("{}: none of the {} images could be read", a.input.csv.display(), rows.len())));
     }
     let report = dermlip::eval::zero_shot_report(&labels, &truth, &probs)?;
-    if let Some(dir) = &a.plots {
+    if let Some(dir) = &a.input.plots {
         let mut curves = Vec::new();
         for (c, name) in labels.iter().enumerate() {
             let y: Vec<bool> = truth.iter().map(|&t| t == c).collect();
@@ -586,13 +561,10 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
         None => None,
     };
     let json = serde_json::json!({
-        "csv": a.csv.display().to_string(), "rows": rows.len(), "skipped": problems, "duplicate_rows": duplicates,
+        "csv": a.input.csv.display().to_string(), "rows": rows.len(), "skipped": problems, "duplicate_rows": duplicates,
         "report": report, "reference_agreement": agreement,
     });
-    if let Some(out) = &a.out_json {
-        std::fs::write(out, serde_json::to_string_pretty(&json).expect("plain data serialises"))
-            .map_err(|e| Error::Io { path: out.display().to_string(), message: e.to_string() })?;
-    }
+    write_report(&a.input, &json)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json).expect("plain data serialises"));
         return Ok(());
@@ -672,11 +644,16 @@ fn column(header: &[String], name: &str, csv: &Path) -> Result<usize> {
 
 /// Embeds every listed image (through the cache when given); unreadable ones are reported on
 /// stderr and come back as `None`, so one bad file never stops a run.
-fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<Vec<Option<Vec<f32>>>> {
+fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>)> {
     use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
     let root = input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
     let model_id = collection_model_id(&input.model, model.config.embed_dim);
-    let mut cache = match &input.cache {
+    let cache_path = match (&input.cache, input.no_cache) {
+        (_, true) => None,
+        (Some(f), _) => Some(f.clone()),
+        (None, false) => default_cache_path(&model_id),
+    };
+    let mut cache = match &cache_path {
         Some(f) if f.exists() => {
             let store = EmbeddingStore::from_bytes(&read_file(f)?).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
             if store.model != model_id {
@@ -688,6 +665,11 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
     };
     let mut out = Vec::with_capacity(paths.len());
     let (mut problems, mut fresh) = (Vec::new(), 0);
+    let bar = indicatif::ProgressBar::new(paths.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images, {per_sec}, ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_message("embedding");
     for (i, p) in paths.iter().enumerate() {
         let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { root.join(p) };
         let key = std::fs::metadata(&full).ok().map(|m| {
@@ -719,22 +701,20 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
                 out.push(None);
             }
         }
-        if (i + 1) % 50 == 0 || i + 1 == paths.len() {
-            eprint!("\rdermlip: embedded {}/{} images", i + 1, paths.len());
-        }
+        bar.inc(1);
     }
-    eprintln!();
+    bar.finish_and_clear();
     for p in &problems {
         eprintln!("dermlip: skipped {p}");
     }
-    if let (Some(f), true) = (&input.cache, fresh > 0) {
+    if let (Some(f), true) = (&cache_path, fresh > 0) {
         // Cached vectors are normalised; every metric here is cosine-based, so nothing changes.
         let tmp = f.with_extension("dlemb.tmp");
         std::fs::write(&tmp, cache.to_bytes(Precision::F32))
             .and_then(|_| std::fs::rename(&tmp, f))
             .map_err(|e| Error::Io { path: f.display().to_string(), message: e.to_string() })?;
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
 fn write_report(input: &EvalInput, json: &serde_json::Value) -> Result<()> {
@@ -750,7 +730,7 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     let (pc, cc) = (column(&header, "image_path", &a.input.csv)?, column(&header, &a.caption_key, &a.input.csv)?);
     let model = load_model(&a.input.model)?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
-    let images = embed_listed(&model, &a.input, &paths)?;
+    let (images, skipped) = embed_listed(&model, &a.input, &paths)?;
     let (mut img, mut txt) = (Vec::new(), Vec::new());
     for (e, r) in images.into_iter().zip(&rows) {
         if let Some(e) = e {
@@ -763,7 +743,7 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     }
     let refs: Vec<&str> = txt.iter().map(String::as_str).collect();
     let report = dermlip::eval::retrieval_report(&img, &model.embed_texts(&refs)?, &dermlip::eval::RECALL_KS)?;
-    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "report": report}))?;
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "report": report}))?;
     if let Some(dir) = &a.input.plots {
         let svg = dermlip::plots::recall_svg("Retrieval recall@K", &report.ks, &report.image_to_text, &report.text_to_image);
         write_plot(dir, "recall_at_k.svg", &svg)?;
@@ -812,7 +792,8 @@ fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
     )?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
     let (mut truth, mut scores) = (Vec::new(), Vec::new());
-    for (e, p) in embed_listed(&model, &a.input, &paths)?.into_iter().zip(present) {
+    let (embedded, skipped) = embed_listed(&model, &a.input, &paths)?;
+    for (e, p) in embedded.into_iter().zip(present) {
         if let Some(e) = e {
             scores.push(scorer.scores(&e));
             truth.push(p);
@@ -820,7 +801,7 @@ fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
     }
     let names: Vec<String> = concepts.iter().map(|c| c.name.clone()).collect();
     let report = dermlip::eval::concept_report(&names, &truth, &scores)?;
-    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "report": report}))?;
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "report": report}))?;
     println!("| concept | AUROC |\n|---|---|");
     for (n, auc) in &report.per_concept {
         println!("| {n} | {} |", auc.map_or("– (one class only)".into(), |x| format!("{x:.4}")));
@@ -857,7 +838,8 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
     let model = load_model(&a.input.model)?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
     let (mut train_x, mut train_y, mut test_x, mut test_y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (e, (label, test)) in embed_listed(&model, &a.input, &paths)?.into_iter().zip(parsed) {
+    let (embedded, skipped) = embed_listed(&model, &a.input, &paths)?;
+    for (e, (label, test)) in embedded.into_iter().zip(parsed) {
         let Some(e) = e else { continue };
         if test {
             test_x.push(e);
@@ -874,7 +856,7 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
     for &f in &a.fractions {
         reports.push(dermlip::eval::linear_probe_report((&train_x, &train_y), (&test_x, &test_y), labels.len(), f, a.seed)?);
     }
-    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "reports": reports}))?;
+    write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "reports": reports}))?;
     println!("| fraction | train | test | accuracy | balanced accuracy | weighted F1 | macro AUROC (OvO) |");
     println!("|---|---|---|---|---|---|---|");
     for r in &reports {
@@ -960,4 +942,16 @@ fn search(a: SearchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `~/.cache/dermlip/embeddings/<hash of the model id>.dlemb` (or under `$XDG_CACHE_HOME`).
+fn default_cache_path(model_id: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    // FNV-1a: a stable file name per model, not a security measure.
+    let hash = model_id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let dir = base.join("dermlip").join("embeddings");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join(format!("{hash:016x}.dlemb")))
 }
