@@ -54,7 +54,14 @@ fn polyline(points: impl Iterator<Item = (f64, f64)>, colour: &str) -> String {
 }
 
 fn legend(entries: &[String]) -> String {
-    entries
+    let backdrop = format!(
+        "<rect x=\"{}\" y=\"{}\" width=\"245\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
+        W - 275.0,
+        MARGIN + 4.0,
+        16.0 * entries.len() as f64 + 6.0
+    );
+    backdrop
+        + &entries
         .iter()
         .enumerate()
         .map(|(i, e)| {
@@ -62,14 +69,14 @@ fn legend(entries: &[String]) -> String {
             let c = COLOURS[i % COLOURS.len()];
             format!(
                 "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{c}\" stroke-width=\"3\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
+                W - 270.0,
                 W - 250.0,
-                W - 230.0,
-                W - 225.0,
+                W - 245.0,
                 y + 4.0,
                 escape(e)
             )
         })
-        .collect()
+        .collect::<String>()
 }
 
 /// One ROC curve per class (one-vs-rest), with its AUROC in the legend.
