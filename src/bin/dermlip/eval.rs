@@ -1,93 +1,14 @@
-//! `dermlip`: zero-shot classification and embeddings from the command line.
+//! `dermlip eval …`: the Derm1M evaluation protocols on a user's CSVs.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use dermlip::pipeline::classify_embedding;
-use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
-use dermlip::labels::LabelSet;
-use dermlip::ontology::{Ontology, UnplacedLabels};
+use clap::{Args, Subcommand};
 use dermlip::{DermLip, Error, Result};
 
-#[derive(Parser)]
-#[command(
-    name = "dermlip",
-    version,
-    about = "DermLIP skin-image classification and embeddings (educational use, not a diagnosis)",
-    long_about = "DermLIP (Derm1M, ICCV 2025) vision-language models on Burn.\n\
-                  MODEL is an open_clip checkpoint directory (open_clip_config.json plus \
-                  open_clip_model.safetensors, open_clip_pytorch_model.bin or a training .pt), \
-                  or a weights file beside its open_clip_config.json.\n\
-                  Results are for education and research; they are not a diagnosis."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use super::{collection_model_id, labels_and_templates, load_model, read_file, LabelArgs, ModelArgs};
 
 #[derive(Subcommand)]
-enum Command {
-    /// Zero-shot classification of images against a list of labels.
-    Classify(ClassifyArgs),
-    /// Image embeddings (one row per image, open_clip `encode_image`).
-    EmbedImage(EmbedImageArgs),
-    /// Text embeddings (one row per text, open_clip `encode_text`).
-    EmbedText(EmbedTextArgs),
-    /// Clinical concept tags (MONET presence scores of Derm1M's 64 concept term lists).
-    Concepts(ConceptsArgs),
-    /// Build a searchable collection (.dlemb) from images and/or captions.
-    Index(IndexArgs),
-    /// Search a collection by text or by image.
-    Search(SearchArgs),
-    /// Evaluation protocols of the Derm1M paper on your data.
-    #[command(subcommand)]
-    Eval(EvalCommand),
-}
-
-#[derive(Args)]
-struct IndexArgs {
-    /// Image files to add (their path is their id).
-    #[arg(value_name = "IMAGE")]
-    images: Vec<PathBuf>,
-    /// A text file of captions to add, one per line (id: caption-<line>).
-    #[arg(long, value_name = "FILE")]
-    captions: Option<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    /// The collection file to write.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-    /// Store float16 vectors (half the size).
-    #[arg(long)]
-    f16: bool,
-}
-
-#[derive(Args)]
-struct SearchArgs {
-    /// A collection written by `dermlip index`.
-    #[arg(value_name = "COLLECTION")]
-    collection: PathBuf,
-    /// Query text.
-    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
-    text: Option<String>,
-    /// Query image.
-    #[arg(long, value_name = "FILE")]
-    image: Option<PathBuf>,
-    /// Only return items of this kind.
-    #[arg(long, value_parser = ["image", "text"])]
-    kind: Option<String>,
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    top_k: u32,
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum EvalCommand {
+pub(crate) enum EvalCommand {
     /// Zero-shot classification of a labelled CSV (`image_path,label`): accuracy, balanced
     /// accuracy, weighted F1, macro AUROC, top-5, confusion matrix.
     ZeroShot(EvalZeroShotArgs),
@@ -104,7 +25,7 @@ enum EvalCommand {
 }
 
 #[derive(Args)]
-struct EvalInput {
+pub(crate) struct EvalInput {
     /// The CSV to evaluate.
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
@@ -130,7 +51,7 @@ struct EvalInput {
 }
 
 #[derive(Args)]
-struct EvalRetrievalArgs {
+pub(crate) struct EvalRetrievalArgs {
     #[command(flatten)]
     input: EvalInput,
     /// Caption column.
@@ -139,13 +60,13 @@ struct EvalRetrievalArgs {
 }
 
 #[derive(Args)]
-struct EvalConceptsArgs {
+pub(crate) struct EvalConceptsArgs {
     #[command(flatten)]
     input: EvalInput,
 }
 
 #[derive(Args)]
-struct EvalProbeArgs {
+pub(crate) struct EvalProbeArgs {
     #[command(flatten)]
     input: EvalInput,
     #[command(flatten)]
@@ -159,38 +80,7 @@ struct EvalProbeArgs {
 }
 
 #[derive(Args)]
-struct LabelArgs {
-    /// Comma-separated class names, e.g. "melanoma,nevus,basal cell carcinoma".
-    #[arg(long, conflicts_with_all = ["label_file", "label_set"], required_unless_present_any = ["label_file", "label_set"])]
-    labels: Option<String>,
-    /// File of class names: one per line, a JSON array of strings, or a CSV with a `label` column.
-    #[arg(long, value_name = "FILE", conflicts_with = "label_set")]
-    label_file: Option<PathBuf>,
-    /// A built-in label set: ham7, pad6, daffodil5, f17k, snu134, sd128, derm1m.
-    #[arg(long, value_name = "ID")]
-    label_set: Option<String>,
-    /// File of prompt templates with `{c}` for the class name (one per line, or a JSON array).
-    /// Default: Derm1M's eight skin templates.
-    #[arg(long, value_name = "FILE")]
-    template_file: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct ConceptsArgs {
-    #[arg(required = true, value_name = "IMAGE")]
-    images: Vec<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    /// How many concepts to report per image.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    top_k: u32,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct EvalZeroShotArgs {
+pub(crate) struct EvalZeroShotArgs {
     #[command(flatten)]
     input: EvalInput,
     #[command(flatten)]
@@ -204,319 +94,14 @@ struct EvalZeroShotArgs {
     json: bool,
 }
 
-#[derive(Args)]
-struct ModelArgs {
-    /// Checkpoint directory or weights file.
-    #[arg(long, value_name = "MODEL")]
-    model: PathBuf,
-    /// Compute device: `cpu` (pure-Rust flex backend) or `wgpu` (GPU through Vulkan/Metal/DX12).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
-}
 
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    Cpu,
-    Wgpu,
-}
-
-#[derive(Args)]
-struct ClassifyArgs {
-    /// Image files (JPEG, PNG, WebP, GIF, BMP).
-    #[arg(required = true, value_name = "IMAGE")]
-    images: Vec<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    labels: LabelArgs,
-    /// How many classes to report per image.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    top_k: u32,
-    /// Also report the ontology chain: probabilities summed over each condition group, down to
-    /// the most specific group whose probability reaches THRESHOLD (default 0.5).
-    #[arg(long, value_name = "THRESHOLD", num_args = 0..=1, default_missing_value = "0.5")]
-    hierarchy: Option<f32>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct EmbedImageArgs {
-    #[arg(required = true, value_name = "IMAGE")]
-    images: Vec<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    out: OutputArgs,
-}
-
-#[derive(Args)]
-struct EmbedTextArgs {
-    /// Texts to embed.
-    #[arg(value_name = "TEXT", required_unless_present = "text_file")]
-    texts: Vec<String>,
-    /// File with one text per line (added after the TEXT arguments).
-    #[arg(long, value_name = "FILE")]
-    text_file: Option<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    out: OutputArgs,
-}
-
-#[derive(Args)]
-struct OutputArgs {
-    /// Write to FILE instead of standard output: `.npy` (float32 [n, dim]) or `.json`.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
-    /// L2-normalise each embedding (open_clip's `normalize=True`).
-    #[arg(long)]
-    normalize: bool,
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Classify(a) => classify(a),
-        Command::EmbedImage(a) => embed_image(a),
-        Command::EmbedText(a) => embed_text(a),
-        Command::Concepts(a) => concepts(a),
-        Command::Index(a) => index(a),
-        Command::Search(a) => search(a),
-        Command::Eval(EvalCommand::ZeroShot(a)) => eval_zero_shot(a),
-        Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(a),
-        Command::Eval(EvalCommand::Concepts(a)) => eval_concepts(a),
-        Command::Eval(EvalCommand::LinearProbe(a)) => eval_probe(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dermlip: error: {e}");
-            ExitCode::FAILURE
-        }
+pub(crate) fn run(command: EvalCommand) -> Result<()> {
+    match command {
+        EvalCommand::ZeroShot(a) => eval_zero_shot(a),
+        EvalCommand::Retrieval(a) => eval_retrieval(a),
+        EvalCommand::Concepts(a) => eval_concepts(a),
+        EvalCommand::LinearProbe(a) => eval_probe(a),
     }
-}
-
-fn load_model(args: &ModelArgs) -> Result<DermLip> {
-    let device = match args.device {
-        DeviceArg::Cpu => burn::tensor::Device::flex(),
-        DeviceArg::Wgpu => burn::tensor::Device::wgpu_options()
-            .init()
-            .map_err(|e| Error::Device(format!("no usable wgpu adapter: {e:?}")))?,
-    };
-    DermLip::load(&args.model, device)
-}
-
-fn read_images(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
-    paths.iter().map(|p| read_file(p)).collect()
-}
-
-fn read_file(p: &Path) -> Result<Vec<u8>> {
-    std::fs::read(p).map_err(|e| Error::Io { path: p.display().to_string(), message: e.to_string() })
-}
-
-/// One entry per line (blank lines and `#` comments skipped), or a JSON array of strings.
-fn read_list(p: &Path) -> Result<Vec<String>> {
-    let bytes = read_file(p)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{}: not UTF-8 text", p.display())))?;
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: not a JSON array of strings: {e}", p.display())));
-    }
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
-}
-
-/// Embeds each image on its own so one unreadable file names itself.
-fn embed_each(model: &DermLip, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
-    let bytes = read_images(paths)?;
-    let mut pixels = Vec::with_capacity(bytes.len());
-    for (p, b) in paths.iter().zip(&bytes) {
-        let px = model
-            .preprocess_images(&[b.as_slice()])
-            .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
-        pixels.extend(px);
-    }
-    dermlip::pipeline::rows(model.encode_pixels(&pixels))
-}
-
-/// The class names and templates a command was given.
-fn labels_and_templates(a: &LabelArgs) -> Result<(Vec<String>, Vec<String>)> {
-    let labels = if let Some(l) = &a.labels {
-        l.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()
-    } else if let Some(id) = &a.label_set {
-        let set = LabelSet::builtin(id).ok_or_else(|| {
-            let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-            Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
-        })?;
-        set.classes().to_vec()
-    } else if let Some(f) = &a.label_file {
-        if f.extension().and_then(|e| e.to_str()) == Some("csv") {
-            LabelSet::from_path(f).map_err(|e| Error::Input(e.to_string()))?.classes().to_vec()
-        } else {
-            read_list(f)?
-        }
-    } else {
-        return Err(Error::Input("give --labels, --label-file or --label-set".into()));
-    };
-    let templates = match &a.template_file {
-        Some(f) => read_list(f)?,
-        None => SKIN_TEMPLATES.iter().map(|s| s.to_string()).collect(),
-    };
-    dermlip::zero_shot::validate_labels(&labels)?;
-    dermlip::zero_shot::validate_templates(&templates)?;
-    Ok((labels, templates))
-}
-
-fn classify(a: ClassifyArgs) -> Result<()> {
-    let (labels, templates) = labels_and_templates(&a.labels)?;
-    if let Some(t) = a.hierarchy {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(Error::Input(format!("--hierarchy threshold {t} is not between 0 and 1")));
-        }
-    }
-    let model = load_model(&a.model)?;
-    let weights = model.zero_shot_weights(&labels, &templates)?;
-    let embeddings = embed_each(&model, &a.images)?;
-    let ontology = Ontology::builtin();
-    let mut out = Vec::new();
-    for (path, e) in a.images.iter().zip(&embeddings) {
-        let preds = classify_embedding(e, &weights, &labels, a.top_k as usize);
-        let chain = match a.hierarchy {
-            Some(threshold) => {
-                let probs = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights));
-                let nodes = ontology
-                    .aggregate_with(&labels, &probs, UnplacedLabels::Bucket)
-                    .map_err(|err| Error::Input(err.to_string()))?;
-                Some(ontology.most_specific(&nodes, threshold))
-            }
-            None => None,
-        };
-        out.push((path.display().to_string(), preds, chain));
-    }
-    if a.json {
-        let items: Vec<_> = out
-            .iter()
-            .map(|(image, preds, chain)| serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&items).expect("plain data serialises"));
-        return Ok(());
-    }
-    for (image, preds, chain) in &out {
-        println!("{image}");
-        for p in preds {
-            println!("  {:>6.2}%  {}", p.probability * 100.0, p.label);
-        }
-        if let Some(chain) = chain {
-            let steps: Vec<String> = chain.iter().map(|n| format!("{} {:.2}", n.name, n.prob)).collect();
-            match steps.is_empty() {
-                true => println!("  hierarchy: no condition group reaches the threshold"),
-                false => println!("  hierarchy: {}", steps.join(" → ")),
-            }
-        }
-    }
-    println!("(educational use only, not a diagnosis)");
-    Ok(())
-}
-
-fn embed_image(a: EmbedImageArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
-    let rows = embed_each(&model, &a.images)?;
-    let names: Vec<String> = a.images.iter().map(|p| p.display().to_string()).collect();
-    write_embeddings(&a.out, "image", &names, rows)
-}
-
-fn embed_text(a: EmbedTextArgs) -> Result<()> {
-    let mut texts = a.texts.clone();
-    if let Some(f) = &a.text_file {
-        let text = String::from_utf8(read_file(f)?)
-            .map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
-        texts.extend(text.lines().map(String::from));
-    }
-    if texts.is_empty() {
-        return Err(Error::Input("no texts given".into()));
-    }
-    let model = load_model(&a.model)?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let rows = model.embed_texts(&refs)?;
-    write_embeddings(&a.out, "text", &texts, rows)
-}
-
-fn write_embeddings(out: &OutputArgs, kind: &str, names: &[String], mut rows: Vec<Vec<f32>>) -> Result<()> {
-    if out.normalize {
-        rows = rows.iter().map(|r| l2_normalize(r)).collect();
-    }
-    let json = || {
-        let items: Vec<_> = names
-            .iter()
-            .zip(&rows)
-            .map(|(n, r)| serde_json::json!({kind: n, "embedding": r}))
-            .collect();
-        serde_json::to_string_pretty(&items).expect("plain data serialises")
-    };
-    match &out.out {
-        None => println!("{}", json()),
-        Some(path) => {
-            let bytes = match path.extension().and_then(|e| e.to_str()) {
-                Some("npy") => npy_f32(&rows),
-                Some("json") => json().into_bytes(),
-                _ => return Err(Error::Input(format!("{}: output must end in .npy or .json", path.display()))),
-            };
-            std::fs::write(path, bytes)
-                .map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })?;
-        }
-    }
-    Ok(())
-}
-
-/// NumPy `.npy` version 1.0, little-endian float32, C order, shape `[rows, dim]`.
-fn npy_f32(rows: &[Vec<f32>]) -> Vec<u8> {
-    let dim = rows.first().map_or(0, Vec::len);
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows.len(), dim);
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    for v in rows.iter().flatten() {
-        out.extend(v.to_le_bytes());
-    }
-    out
-}
-
-fn concepts(a: ConceptsArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
-    let scorer = model.concept_scorer(
-        dermlip::labels::concepts(),
-        &dermlip::concepts::ConceptPromptSet::monet(),
-        dermlip::labels::concept_temperature(),
-    )?;
-    let embeddings = embed_each(&model, &a.images)?;
-    let results: Vec<_> = a
-        .images
-        .iter()
-        .zip(&embeddings)
-        .map(|(p, e)| (p.display().to_string(), scorer.top(e, a.top_k as usize)))
-        .collect();
-    if a.json {
-        let out: Vec<_> = results.iter().map(|(image, c)| serde_json::json!({"image": image, "concepts": c})).collect();
-        println!("{}", serde_json::to_string_pretty(&out).expect("plain data serialises"));
-    } else {
-        for (image, concepts) in &results {
-            println!("{image}");
-            for c in concepts {
-                println!("  {:.3}  {}", c.score, c.concept);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
@@ -878,73 +463,6 @@ fn write_plot(dir: &Path, name: &str, svg: &str) -> Result<()> {
 }
 
 /// Names the model that made a collection or cache, so vectors of another model are refused.
-fn collection_model_id(args: &ModelArgs, dim: usize) -> String {
-    let path = std::fs::canonicalize(&args.model).unwrap_or_else(|_| args.model.clone());
-    format!("{} ({dim})", path.display())
-}
-
-fn index(a: IndexArgs) -> Result<()> {
-    use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
-    let captions: Vec<String> = match &a.captions {
-        Some(f) => String::from_utf8(read_file(f)?)
-            .map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
-        None => Vec::new(),
-    };
-    if a.images.is_empty() && captions.is_empty() {
-        return Err(Error::Input("nothing to index: give images and/or --captions".into()));
-    }
-    let model = load_model(&a.model)?;
-    let mut store = EmbeddingStore::new(collection_model_id(&a.model, model.config.embed_dim), model.config.embed_dim);
-    for (p, e) in a.images.iter().zip(embed_each(&model, &a.images)?) {
-        let id = p.display().to_string();
-        store.push(Item { id: id.clone(), kind: ItemKind::Image, source: id, label: None }, &e)?;
-    }
-    let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
-    for (i, (c, e)) in captions.iter().zip(model.embed_texts(&refs)?).enumerate() {
-        store.push(Item { id: format!("caption-{}", i + 1), kind: ItemKind::Text, source: c.clone(), label: None }, &e)?;
-    }
-    let bytes = store.to_bytes(if a.f16 { Precision::F16 } else { Precision::F32 });
-    std::fs::write(&a.out, &bytes).map_err(|e| Error::Io { path: a.out.display().to_string(), message: e.to_string() })?;
-    println!("{}: {} images, {} captions, {} bytes", a.out.display(), a.images.len(), captions.len(), bytes.len());
-    Ok(())
-}
-
-fn search(a: SearchArgs) -> Result<()> {
-    use dermlip::retrieval::{EmbeddingStore, ItemKind};
-    let store = EmbeddingStore::from_bytes(&read_file(&a.collection)?)
-        .map_err(|e| Error::Input(format!("{}: {}", a.collection.display(), e.detail())))?;
-    let model = load_model(&a.model)?;
-    let expected = collection_model_id(&a.model, model.config.embed_dim);
-    if store.model != expected {
-        return Err(Error::Input(format!(
-            "{} was made by {}, not by {expected}: its vectors are not comparable",
-            a.collection.display(),
-            store.model
-        )));
-    }
-    let query = match (&a.text, &a.image) {
-        (Some(t), _) => model.embed_texts(&[t.as_str()])?.remove(0),
-        (None, Some(img)) => embed_each(&model, std::slice::from_ref(img))?.remove(0),
-        (None, None) => return Err(Error::Input("give --text or --image".into())),
-    };
-    let kind = a.kind.as_deref().map(|k| if k == "image" { ItemKind::Image } else { ItemKind::Text });
-    let hits = store.search(&query, a.top_k as usize, kind)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&hits).expect("plain data serialises"));
-    } else {
-        for h in &hits {
-            println!("{:.4}  {}", h.score, h.source);
-        }
-    }
-    Ok(())
-}
-
-/// `~/.cache/dermlip/embeddings/<hash of the model id>.dlemb` (or under `$XDG_CACHE_HOME`).
 fn default_cache_path(model_id: &str) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
