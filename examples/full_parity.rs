@@ -21,8 +21,8 @@ fn main() {
         eprintln!("usage: full_parity REFERENCE.json MODEL_DIR [cpu|wgpu]");
         std::process::exit(2);
     }
-    let r: Reference = serde_json::from_str(&std::fs::read_to_string(&args[0]).expect("reference file"))
-        .expect("reference JSON");
+    let r: Reference =
+        serde_json::from_str(&std::fs::read_to_string(&args[0]).expect("reference file")).expect("reference JSON");
     let device = match args.get(2).map(String::as_str).unwrap_or("cpu") {
         "wgpu" => Device::wgpu_options().init().expect("no wgpu adapter"),
         _ => Device::flex(),
@@ -50,7 +50,13 @@ fn main() {
         let bytes = std::fs::read(fixtures().join(&r.images[i].file)).unwrap();
         let own = model.embed_images(&[bytes.as_slice()]).unwrap();
         let own_top1 = argmax(&softmax(&logits(&own[0], &zs.classifier)));
-        println!("  {}: top-1 PIL-crop {} / Rust-preprocess {} / reference {}", r.images[i].file, argmax(&p), own_top1, zs.top1[i]);
+        println!(
+            "  {}: top-1 PIL-crop {} / Rust-preprocess {} / reference {}",
+            r.images[i].file,
+            argmax(&p),
+            own_top1,
+            zs.top1[i]
+        );
     }
     println!("model {} on {:?}", r.model, model.device);
     println!("image embeddings: max |Δ| {image_err:e} (largest |value| {magnitude:.3})");

@@ -122,11 +122,7 @@ impl ConceptScorer {
         let directions = targets
             .into_iter()
             .map(|per_t| {
-                per_t
-                    .into_iter()
-                    .zip(&references)
-                    .map(|(t, r)| t.iter().zip(r).map(|(a, b)| a - b).collect())
-                    .collect()
+                per_t.into_iter().zip(&references).map(|(t, r)| t.iter().zip(r).map(|(a, b)| a - b).collect()).collect()
             })
             .collect();
         Ok(ConceptScorer { concepts: concepts.iter().map(|c| c.name.clone()).collect(), temperature, directions })
@@ -152,7 +148,11 @@ impl ConceptScorer {
         let scores = self.scores(image_embedding);
         let mut order: Vec<usize> = (0..scores.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        order.into_iter().take(k).map(|i| ConceptScore { concept: self.concepts[i].clone(), score: scores[i] }).collect()
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| ConceptScore { concept: self.concepts[i].clone(), score: scores[i] })
+            .collect()
     }
 }
 

@@ -136,8 +136,7 @@ impl ClipConfig {
 impl ModelFileConfig {
     /// Parses `open_clip_config.json` text: the hub form or a bare model config.
     pub fn from_json_str(text: &str) -> Result<Self, Error> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
         Self::from_value(&value)
     }
 
@@ -171,7 +170,13 @@ fn parse_vision(v: &Map<String, Value>) -> Result<VisionConfig, Error> {
     const CTX: &str = "vision_cfg";
     for (key, value) in v {
         match key.as_str() {
-            "image_size" | "layers" | "width" | "head_width" | "mlp_ratio" | "patch_size" | "pool_type"
+            "image_size"
+            | "layers"
+            | "width"
+            | "head_width"
+            | "mlp_ratio"
+            | "patch_size"
+            | "pool_type"
             | "final_ln_after_pool" => {}
             // Training-only (dropout of patches, init paths) or output-format switches.
             "patch_dropout" | "output_tokens" | "pretrain_path" => {}
@@ -205,9 +210,7 @@ fn parse_vision(v: &Map<String, Value>) -> Result<VisionConfig, Error> {
         )));
     }
     if head_width == 0 || width % head_width != 0 {
-        return Err(Error::Config(format!(
-            "vision_cfg.width {width} is not a multiple of head_width {head_width}"
-        )));
+        return Err(Error::Config(format!("vision_cfg.width {width} is not a multiple of head_width {head_width}")));
     }
     let pool = match v.get("pool_type").and_then(Value::as_str) {
         None | Some("tok") => VisionPool::Token,
@@ -239,11 +242,16 @@ fn parse_text(t: &Map<String, Value>) -> Result<TextConfig, Error> {
             "ls_init_value" => require_null(value, "text_cfg.ls_init_value", "layer scale")?,
             "embed_cls" => require_false(value, "text_cfg.embed_cls", "a text CLS embedding")?,
             "no_causal_mask" => require_false(value, "text_cfg.no_causal_mask", "a text tower without causal mask")?,
-            "final_ln_after_pool" => require_false(value, "text_cfg.final_ln_after_pool", "final_ln_after_pool in the text tower")?,
+            "final_ln_after_pool" => {
+                require_false(value, "text_cfg.final_ln_after_pool", "final_ln_after_pool in the text tower")?
+            }
             "proj_bias" => require_false(value, "text_cfg.proj_bias", "a text projection with bias")?,
             "pool_type" => {
                 if value.as_str() != Some("argmax") && !value.is_null() {
-                    return Err(unsupported("text_cfg.pool_type", "text pooling other than argmax (end-of-text token)"));
+                    return Err(unsupported(
+                        "text_cfg.pool_type",
+                        "text pooling other than argmax (end-of-text token)",
+                    ));
                 }
             }
             "proj_type" => {

@@ -42,7 +42,11 @@ pub fn zero_shot_report(classes: &[String], labels: &[usize], probs: &[Vec<f64>]
         weighted_f1: metrics::weighted_f1(labels, &predicted, classes.len()).map_err(m)?,
         macro_auroc: auroc.macro_auroc,
         auroc_skipped: auroc.skipped.iter().map(|&c| classes[c].clone()).collect(),
-        top5_accuracy: if classes.len() > 5 { Some(metrics::top_k_accuracy(labels, probs, 5).map_err(m)?) } else { None },
+        top5_accuracy: if classes.len() > 5 {
+            Some(metrics::top_k_accuracy(labels, probs, 5).map_err(m)?)
+        } else {
+            None
+        },
         confusion_matrix: metrics::confusion_matrix(labels, &predicted, classes.len()).map_err(m)?,
     })
 }
@@ -102,7 +106,8 @@ pub fn read_reference_predictions(text: &str) -> Result<Vec<ReferencePrediction>
         let line = i + 2;
         let r = record.map_err(|e| bad(line, e.to_string()))?;
         let num = |c: usize| r.get(c).unwrap_or("").trim().to_string();
-        let int = |c: usize| num(c).parse::<usize>().map_err(|_| bad(line, format!("\"{}\" is not a class index", num(c))));
+        let int =
+            |c: usize| num(c).parse::<usize>().map_err(|_| bad(line, format!("\"{}\" is not a class index", num(c))));
         let probs = prob_cols
             .iter()
             .map(|&c| num(c).parse::<f64>().map_err(|_| bad(line, format!("\"{}\" is not a probability", num(c)))))
@@ -135,7 +140,8 @@ fn file_name(path: &str) -> &str {
 }
 
 pub fn compare_with_reference(ours: &[(String, Vec<f64>)], reference: &[ReferencePrediction]) -> Result<Agreement> {
-    let by_name: HashMap<&str, &ReferencePrediction> = reference.iter().map(|r| (file_name(&r.image_path), r)).collect();
+    let by_name: HashMap<&str, &ReferencePrediction> =
+        reference.iter().map(|r| (file_name(&r.image_path), r)).collect();
     let (mut matched, mut same_top1, mut max_diff, mut sum_diff, mut n_values) = (0, 0, 0f64, 0f64, 0usize);
     let mut only_ours = Vec::new();
     let mut reference_used = std::collections::HashSet::new();

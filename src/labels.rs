@@ -555,7 +555,6 @@ pub fn concept_temperature() -> f32 {
     (-CONCEPT_LOG_SCALE).exp()
 }
 
-
 /// The 64 concepts of `ConceptTerms.json` (MONET's term lists as shipped with Derm1M), in file order.
 pub fn concepts() -> &'static [Concept] {
     static CONCEPTS: OnceLock<Vec<Concept>> = OnceLock::new();

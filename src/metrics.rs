@@ -12,8 +12,7 @@ mod ranking;
 
 pub use logreg::{few_shot_indices, Fitted, LogisticRegression};
 pub use ranking::{
-    average_precision, macro_auroc_ovo, macro_auroc_ovr, roc_auc_binary, roc_curve, OvoAuroc, OvrAuroc,
-    RocCurve,
+    average_precision, macro_auroc_ovo, macro_auroc_ovr, roc_auc_binary, roc_curve, OvoAuroc, OvrAuroc, RocCurve,
 };
 
 /// A bad input to a metric or to the linear probe. The message names the argument and the problem.

@@ -160,7 +160,12 @@ impl DermLip {
     }
 
     /// Embeds every concept prompt once; the scorer then needs only image embeddings.
-    pub fn concept_scorer(&self, concepts: &[Concept], prompts: &ConceptPromptSet, temperature: f32) -> Result<ConceptScorer> {
+    pub fn concept_scorer(
+        &self,
+        concepts: &[Concept],
+        prompts: &ConceptPromptSet,
+        temperature: f32,
+    ) -> Result<ConceptScorer> {
         prompts.validate()?;
         let texts = concept_prompts(concepts, prompts);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -192,9 +197,7 @@ fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std:
     let mut others: Vec<std::path::PathBuf> = std::fs::read_dir(path)
         .map_err(|e| Error::Io { path: shown.clone(), message: e.to_string() })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(p.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "bin" | "safetensors"))
-        })
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "bin" | "safetensors")))
         .collect();
     others.sort();
     match others.len() {
@@ -212,4 +215,3 @@ fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std:
         }),
     }
 }
-

@@ -26,14 +26,23 @@ fn open(width: f64, height: f64, title: &str) -> String {
 /// Axes from (0,0) to (1,1) of a unit plot, with ticks every 0.2 and axis labels.
 fn unit_axes(x_label: &str, y_label: &str) -> String {
     let (x0, y0, x1, y1) = (MARGIN, H - MARGIN, W - MARGIN / 2.0, MARGIN);
-    let mut s = format!("<rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", x1 - x0, y0 - y1);
+    let mut s = format!(
+        "<rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
+        x1 - x0,
+        y0 - y1
+    );
     for i in 0..=5 {
         let f = i as f64 / 5.0;
         let (x, y) = (x0 + f * (x1 - x0), y0 - f * (y0 - y1));
         s += &format!("<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{f:.1}</text>\n", y0 + 16.0);
         s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f:.1}</text>\n", x0 - 6.0, y + 4.0);
     }
-    s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (x0 + x1) / 2.0, H - 16.0, escape(x_label));
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+        (x0 + x1) / 2.0,
+        H - 16.0,
+        escape(x_label)
+    );
     s += &format!(
         "<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n",
         (y0 + y1) / 2.0,
@@ -143,5 +152,9 @@ pub fn confusion_svg(title: &str, classes: &[String], matrix: &[Vec<u64>]) -> St
             s += &format!("<text x=\"{x}\" y=\"{yb}\" transform=\"rotate(60 {x} {yb})\">{}</text>\n", escape(name));
         }
     }
-    s + &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">rows: true class · columns: predicted class</text>\n</svg>\n", width / 2.0, height - 12.0)
+    s + &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">rows: true class · columns: predicted class</text>\n</svg>\n",
+        width / 2.0,
+        height - 12.0
+    )
 }

@@ -109,7 +109,8 @@ impl PreprocessConfig {
         let obj = value.as_object().ok_or_else(|| err(format!("preprocess_cfg must be an object, got {value}")))?;
         let mut cfg = Self { size: image_size, ..Self::default() };
         if let Some(v) = obj.get("size").filter(|v| !v.is_null()) {
-            cfg.size = parse_size(v).ok_or_else(|| err(format!("size must be an integer or a square [h, w], got {v}")))?;
+            cfg.size =
+                parse_size(v).ok_or_else(|| err(format!("size must be an integer or a square [h, w], got {v}")))?;
         }
         for (key, slot) in [("mean", &mut cfg.mean), ("std", &mut cfg.std)] {
             if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
@@ -188,7 +189,11 @@ pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, Prepro
             // torchvision `_compute_resized_output_size`: new_long = int(size * long / short).
             let (short, long) = if w <= h { (w, h) } else { (h, w) };
             let new_long = (s as f64 * long as f64 / short as f64) as u32;
-            if w <= h { (s, new_long) } else { (new_long, s) }
+            if w <= h {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
         }
     };
     let crop = Rect { x: center_offset(nw, s), y: center_offset(nh, s), w: s, h: s };
@@ -230,7 +235,11 @@ pub fn preprocess_file(path: &std::path::Path, cfg: &PreprocessConfig) -> Result
 fn center_offset(n: u32, size: u32) -> u32 {
     let d = n.saturating_sub(size);
     let k = d / 2;
-    if d % 2 == 1 && k % 2 == 1 { k + 1 } else { k }
+    if d % 2 == 1 && k % 2 == 1 {
+        k + 1
+    } else {
+        k
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -276,7 +285,9 @@ impl Decoded {
                 };
                 Decoded::U8 { img: from_raw(out, crop, ch), nearest }
             }
-            Decoded::Cmyk(img) => Decoded::Cmyk(from_raw(resample::<U8Kernel>(img.as_bytes(), w, h, 4, nw, nh, crop, filter), crop, 4)),
+            Decoded::Cmyk(img) => {
+                Decoded::Cmyk(from_raw(resample::<U8Kernel>(img.as_bytes(), w, h, 4, nw, nh, crop, filter), crop, 4))
+            }
             Decoded::Alpha(img) => {
                 let ch = img.color().channel_count() as usize;
                 let mut buf = img.into_bytes();
@@ -362,12 +373,15 @@ fn decode(bytes: &[u8], max_pixels: u64, check_shape: bool) -> Result<(Decoded, 
         return Err(PreprocessError::Empty);
     }
     let format = image::guess_format(bytes).map_err(|_| PreprocessError::UnknownFormat)?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp) {
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp)
+    {
         return Err(PreprocessError::UnsupportedFormat(format!("{format:?}")));
     }
     let name = format_name(format);
     let decode_err = |e: ImageError| match e {
-        ImageError::Limits(l) => PreprocessError::Decode { format: name, message: format!("exceeds decoder limits: {l}") },
+        ImageError::Limits(l) => {
+            PreprocessError::Decode { format: name, message: format!("exceeds decoder limits: {l}") }
+        }
         ImageError::Unsupported(u) => PreprocessError::UnsupportedFormat(format!("{name} variant: {u}")),
         other => PreprocessError::Decode { format: name, message: other.to_string() },
     };
@@ -549,7 +563,8 @@ fn gif_mode(b: &[u8]) -> ModeHint {
                     } else {
                         global
                     };
-                    let grey = table.is_none_or(|t| t.chunks(3).enumerate().all(|(i, c)| c.iter().all(|&v| v as usize == i)));
+                    let grey =
+                        table.is_none_or(|t| t.chunks(3).enumerate().all(|(i, c)| c.iter().all(|&v| v as usize == i)));
                     let covers = fx == 0 && fy == 0 && fw >= sw && fh >= sh;
                     let fill = if covers {
                         None
@@ -693,8 +708,7 @@ fn precompute_coeffs(in_size: u32, out_size: u32, filter: Filter) -> Coeffs {
         let center = (xx as f64 + 0.5) * scale;
         let xmin = ((center - support + 0.5) as i64).max(0);
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
-        let mut k: Vec<f64> =
-            (xmin..xmax).map(|x| filter.eval((x as f64 - center + 0.5) * inv)).collect();
+        let mut k: Vec<f64> = (xmin..xmax).map(|x| filter.eval((x as f64 - center + 0.5) * inv)).collect();
         let ww: f64 = k.iter().sum();
         if ww != 0.0 {
             k.iter_mut().for_each(|v| *v /= ww);
@@ -790,7 +804,16 @@ struct Layout {
 /// including the pass order: Pillow 13 runs the vertical pass first when the height shrinks by more
 /// than twice as many pixels as the width (earlier Pillow versions always went horizontal first).
 #[allow(clippy::too_many_arguments)]
-fn resample<K: Kernel>(src: &[K::T], w: u32, h: u32, ch: usize, nw: u32, nh: u32, crop: Rect, filter: Filter) -> Vec<K::T> {
+fn resample<K: Kernel>(
+    src: &[K::T],
+    w: u32,
+    h: u32,
+    ch: usize,
+    nw: u32,
+    nh: u32,
+    crop: Rect,
+    filter: Filter,
+) -> Vec<K::T> {
     let (need_h, need_v) = (nw != w, nh != h);
     let (dw, dh) = (w as i64 - nw as i64, h as i64 - nh as i64);
     let horizontal_first = !(dh > 0 && dh > dw * 2);
@@ -922,7 +945,10 @@ mod tests {
     fn open_clip_config_parses_and_rejects_unknown_values() {
         let v = serde_json::json!({"mean": [0.5, 0.5, 0.5], "std": 0.5, "interpolation": "bilinear", "resize_mode": "squash"});
         let cfg = PreprocessConfig::from_open_clip(&v, 256).unwrap();
-        assert_eq!((cfg.size, cfg.std, cfg.interpolation, cfg.resize_mode), (256, [0.5; 3], Interpolation::Bilinear, ResizeMode::Squash));
+        assert_eq!(
+            (cfg.size, cfg.std, cfg.interpolation, cfg.resize_mode),
+            (256, [0.5; 3], Interpolation::Bilinear, ResizeMode::Squash)
+        );
         let bad = serde_json::json!({"interpolation": "lanczos"});
         let e = PreprocessConfig::from_open_clip(&bad, 224).unwrap_err().to_string();
         assert!(e.contains("lanczos"), "{e}");

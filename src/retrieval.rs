@@ -110,7 +110,11 @@ impl EmbeddingStore {
     /// The `k` most similar items (cosine), optionally only of one kind, best first.
     pub fn search(&self, query: &[f32], k: usize, kind: Option<ItemKind>) -> Result<Vec<Hit>> {
         if query.len() != self.dim {
-            return Err(Error::Input(format!("query has {} values, the collection holds {}-d vectors", query.len(), self.dim)));
+            return Err(Error::Input(format!(
+                "query has {} values, the collection holds {}-d vectors",
+                query.len(),
+                self.dim
+            )));
         }
         let q = l2_normalize(query);
         let mut scored: Vec<(usize, f32)> = (0..self.len())
@@ -123,7 +127,14 @@ impl EmbeddingStore {
             .take(k)
             .map(|(i, score)| {
                 let it = &self.items[i];
-                Hit { index: i, id: it.id.clone(), kind: it.kind, source: it.source.clone(), label: it.label.clone(), score }
+                Hit {
+                    index: i,
+                    id: it.id.clone(),
+                    kind: it.kind,
+                    source: it.source.clone(),
+                    label: it.label.clone(),
+                    score,
+                }
             })
             .collect())
     }
@@ -182,10 +193,13 @@ impl EmbeddingStore {
             )));
         }
         let vectors = match header.dtype {
-            Precision::F32 => body.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
-            Precision::F16 => {
-                body.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().expect("2 bytes")).to_f32()).collect()
+            Precision::F32 => {
+                body.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
             }
+            Precision::F16 => body
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes(c.try_into().expect("2 bytes")).to_f32())
+                .collect(),
         };
         Ok(EmbeddingStore { model: header.model, dim: header.dim, items: header.items, vectors })
     }

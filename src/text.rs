@@ -37,9 +37,7 @@ impl TextTransformer {
         let t = &cfg.text;
         let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
         TextTransformer {
-            token_embedding: EmbeddingConfig::new(t.vocab_size, t.width)
-                .with_initializer(normal(0.02))
-                .init(device),
+            token_embedding: EmbeddingConfig::new(t.vocab_size, t.width).with_initializer(normal(0.02)).init(device),
             positional_embedding: normal(0.01).init([t.context_length, t.width], device),
             transformer: Transformer::new(text_dims(cfg), device),
             ln_final: layer_norm(t.width, cfg.layer_norm_eps(), device),
@@ -52,8 +50,8 @@ impl TextTransformer {
         let [batch, seq] = ids.dims();
         let width = self.positional_embedding.dims()[1];
         let eot = ids.clone().argmax(1); // [batch, 1]
-        let x = self.token_embedding.forward(ids)
-            + self.positional_embedding.val().narrow(0, 0, seq).unsqueeze_dim::<3>(0);
+        let x =
+            self.token_embedding.forward(ids) + self.positional_embedding.val().narrow(0, 0, seq).unsqueeze_dim::<3>(0);
         let x = self.transformer.forward(x, true);
         let x = self.ln_final.forward(x);
         let index = eot.reshape([batch, 1, 1]).expand([batch, 1, width]);

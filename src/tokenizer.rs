@@ -58,8 +58,7 @@ const NEWER_LETTERS: &str = concat!(
     r"\x{1e6fe}-\x{1e6ff}\x{2b73a}-\x{2b73f}\x{2b81e}\x{2cea2}-\x{2cead}\x{323b0}-\x{33479}",
     r"\x{3d000}-\x{3fc3f}",
 );
-const NEWER_NUMBERS: &str =
-    r"\x{11de0}-\x{11de9}\x{1246f}\x{12475}-\x{1247f}\x{12550}-\x{12686}\x{16ff4}-\x{16ff6}";
+const NEWER_NUMBERS: &str = r"\x{11de0}-\x{11de9}\x{1246f}\x{12475}-\x{1247f}\x{12550}-\x{12686}\x{16ff4}-\x{16ff6}";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -82,9 +81,7 @@ pub struct ClipTokenizer {
 
 impl std::fmt::Debug for ClipTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipTokenizer")
-            .field("context_length", &self.context_length)
-            .finish()
+        f.debug_struct("ClipTokenizer").field("context_length", &self.context_length).finish()
     }
 }
 
@@ -97,19 +94,12 @@ impl ClipTokenizer {
             .end_of_word_suffix("</w>".to_string())
             .build()
             .map_err(|e| TokenizerError::Build(e.to_string()))?;
-        let split = Split::new(
-            SplitPattern::Regex(pretokenize_pattern()),
-            SplitDelimiterBehavior::Removed,
-            true,
-        )
-        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let split = Split::new(SplitPattern::Regex(pretokenize_pattern()), SplitDelimiterBehavior::Removed, true)
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
         let byte_level = ByteLevel::new(false, false, false);
         let mut tokenizer = Tokenizer::new(bpe);
         tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![split.into(), byte_level.into()])));
-        Ok(Self {
-            inner: Arc::new(tokenizer),
-            context_length: DEFAULT_CONTEXT_LENGTH,
-        })
+        Ok(Self { inner: Arc::new(tokenizer), context_length: DEFAULT_CONTEXT_LENGTH })
     }
 
     /// Same tokenizer with another output length (>= 2: sot and eot always fit).
@@ -117,10 +107,7 @@ impl ClipTokenizer {
         if !(2..=MAX_CONTEXT_LENGTH).contains(&n) {
             return Err(TokenizerError::ContextLength(n));
         }
-        Ok(Self {
-            context_length: n,
-            ..self
-        })
+        Ok(Self { context_length: n, ..self })
     }
 
     pub fn context_length(&self) -> usize {
@@ -130,10 +117,7 @@ impl ClipTokenizer {
     /// Exactly `context_length` ids: sot, BPE ids, eot, zero padding; over-long input keeps eot last.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let cleaned = clean_text(text);
-        let encoding = self
-            .inner
-            .encode(cleaned.as_str(), false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let encoding = self.inner.encode(cleaned.as_str(), false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let ids = encoding.get_ids();
         let body = ids.len().min(self.context_length - 2);
         let mut out = Vec::with_capacity(self.context_length);
@@ -151,10 +135,7 @@ impl ClipTokenizer {
 
 /// open_clip's byte -> unicode table, in its order (printable Latin-1 bytes first).
 fn bytes_to_unicode() -> Vec<char> {
-    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
+    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars = bytes.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -179,18 +160,11 @@ fn load_vocab_and_merges() -> Result<VocabAndMerges, TokenizerError> {
         let mut parts = line.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(b), None) => merges.push((a.to_string(), b.to_string())),
-            _ => {
-                return Err(TokenizerError::Vocabulary(format!(
-                    "malformed merge line {line:?}"
-                )))
-            }
+            _ => return Err(TokenizerError::Vocabulary(format!("malformed merge line {line:?}"))),
         }
     }
     if merges.len() != MERGE_COUNT {
-        return Err(TokenizerError::Vocabulary(format!(
-            "{} merges, expected {MERGE_COUNT}",
-            merges.len()
-        )));
+        return Err(TokenizerError::Vocabulary(format!("{} merges, expected {MERGE_COUNT}", merges.len())));
     }
     let byte_chars: Vec<String> = bytes_to_unicode().into_iter().map(String::from).collect();
     let words: Vec<String> = byte_chars
@@ -201,16 +175,11 @@ fn load_vocab_and_merges() -> Result<VocabAndMerges, TokenizerError> {
         .chain(["<start_of_text>".to_string(), "<end_of_text>".to_string()])
         .collect();
     if words.len() != VOCAB_SIZE {
-        return Err(TokenizerError::Vocabulary(format!(
-            "{} vocabulary entries, expected {VOCAB_SIZE}",
-            words.len()
-        )));
+        return Err(TokenizerError::Vocabulary(format!("{} vocabulary entries, expected {VOCAB_SIZE}", words.len())));
     }
     let vocab: Vocab = words.into_iter().zip(0u32..).collect();
     if vocab.len() != VOCAB_SIZE {
-        return Err(TokenizerError::Vocabulary(
-            "duplicate vocabulary entries".to_string(),
-        ));
+        return Err(TokenizerError::Vocabulary("duplicate vocabulary entries".to_string()));
     }
     Ok((vocab, merges))
 }
@@ -223,11 +192,7 @@ fn load_vocab_and_merges() -> Result<VocabAndMerges, TokenizerError> {
 pub fn clean_text(text: &str) -> String {
     let fixed = ftfy_fix_text(text);
     let unescaped = html_unescape(&html_unescape(&fixed)).into_owned();
-    let collapsed = unescaped
-        .split(is_python_space)
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let collapsed = unescaped.split(is_python_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
     python_lower(&collapsed)
 }
 
@@ -297,13 +262,8 @@ fn ftfy_fix_text(text: &str) -> String {
 fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
     let mut text = segment.to_string();
     for _ in 0..FTFY_MAX_ROUNDS {
-        let unescaped = if unescape {
-            ftfy_unescape_html(&text)
-        } else {
-            Cow::Borrowed(text.as_str())
-        };
-        let fixed =
-            plsfix_without_unescape(&fullwidth_macron(&remove_terminal_escapes(&unescaped)));
+        let unescaped = if unescape { ftfy_unescape_html(&text) } else { Cow::Borrowed(text.as_str()) };
+        let fixed = plsfix_without_unescape(&fullwidth_macron(&remove_terminal_escapes(&unescaped)));
         if fixed == text {
             break;
         }
@@ -347,28 +307,19 @@ fn fullwidth_macron(text: &str) -> Cow<'_, str> {
 /// ASCII stand-ins for `&`, none special to any ftfy fixer: badness looks only at letters, digits,
 /// `_`, whitespace and `.,?!`; the other fixers at `;`, `[`, `?`, quotes. One that is absent from the
 /// text (with its fullwidth twin, which the width fixer would turn into it) can be swapped back safely.
-const AMPERSAND_STAND_INS: [char; 18] = [
-    '~', '^', '|', '@', '=', '+', '*', '$', '%', '{', '}', '(', ')', '/', ':', '>', '#', '-',
-];
+const AMPERSAND_STAND_INS: [char; 18] =
+    ['~', '^', '|', '@', '=', '+', '*', '$', '%', '{', '}', '(', ')', '/', ':', '>', '#', '-'];
 
 fn plsfix_without_unescape(text: &str) -> String {
-    let config = plsfix::TextFixerConfig {
-        max_decode_length: i32::MAX,
-        ..Default::default()
-    };
+    let config = plsfix::TextFixerConfig { max_decode_length: i32::MAX, ..Default::default() };
     if !text.contains('&') {
         return plsfix::fix_and_explain(text, false, Some(&config)).text;
     }
     let fullwidth = |c: char| char::from_u32(c as u32 + 0xFEE0).unwrap_or(c);
-    match AMPERSAND_STAND_INS
-        .iter()
-        .find(|&&c| !text.contains(c) && !text.contains(fullwidth(c)))
-    {
+    match AMPERSAND_STAND_INS.iter().find(|&&c| !text.contains(c) && !text.contains(fullwidth(c))) {
         Some(&stand_in) => {
             let hidden = text.replace('&', stand_in.encode_utf8(&mut [0; 4]));
-            plsfix::fix_and_explain(&hidden, false, Some(&config))
-                .text
-                .replace(stand_in, "&")
+            plsfix::fix_and_explain(&hidden, false, Some(&config)).text.replace(stand_in, "&")
         }
         // Every stand-in is already used: plsfix may then also unescape entities (documented difference).
         None => plsfix::fix_and_explain(text, false, Some(&config)).text,
@@ -397,10 +348,7 @@ fn ftfy_unescape_html(text: &str) -> Cow<'_, str> {
         if numeric {
             j += 1;
         }
-        let alnum = bytes[j.min(bytes.len())..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
+        let alnum = bytes[j.min(bytes.len())..].iter().take_while(|b| b.is_ascii_alphanumeric()).count();
         if !(1..=24).contains(&alnum) || bytes.get(j + alnum) != Some(&b';') {
             i += 1;
             continue;
@@ -457,9 +405,7 @@ fn html5_entity(name: &str) -> Option<String> {
         None if LEGACY_ENTITIES.contains(&name) => name,
         None => return None,
     };
-    let index = html_escape::NAMED_ENTITIES
-        .binary_search_by(|(n, _)| n.cmp(&bare.as_bytes()))
-        .ok()?;
+    let index = html_escape::NAMED_ENTITIES.binary_search_by(|(n, _)| n.cmp(&bare.as_bytes())).ok()?;
     let first = html_escape::NAMED_ENTITIES[index].1;
     // html-escape keeps only the first code point of two-code-point entities.
     match TWO_CODE_POINT_ENTITIES.iter().find(|(n, _)| *n == bare) {
@@ -502,10 +448,7 @@ fn charref(s: &str) -> Option<(usize, String)> {
             Some(d) if d.is_ascii_digit() => (10, 1),
             _ => return None,
         };
-        let digits = b[start..]
-            .iter()
-            .take_while(|c| char::from(**c).is_digit(radix))
-            .count();
+        let digits = b[start..].iter().take_while(|c| char::from(**c).is_digit(radix)).count();
         let mut end = start + digits;
         if b.get(end) == Some(&b';') {
             end += 1;
@@ -513,27 +456,18 @@ fn charref(s: &str) -> Option<(usize, String)> {
         let number = s[start..start + digits]
             .chars()
             .filter_map(|c| c.to_digit(radix))
-            .fold(0u64, |n, d| {
-                (n * u64::from(radix) + u64::from(d)).min(0x11_0000)
-            });
+            .fold(0u64, |n, d| (n * u64::from(radix) + u64::from(d)).min(0x11_0000));
         return Some((end, numeric_charref(number)));
     }
     let name_end = s
         .char_indices()
         .take(32)
         .find(|&(_, c)| matches!(c, '\t' | '\n' | '\u{c}' | ' ' | '<' | '&' | '#' | ';'))
-        .map_or_else(
-            || s.char_indices().nth(32).map_or(s.len(), |(i, _)| i),
-            |(i, _)| i,
-        );
+        .map_or_else(|| s.char_indices().nth(32).map_or(s.len(), |(i, _)| i), |(i, _)| i);
     if name_end == 0 {
         return None;
     }
-    let end = if s[name_end..].starts_with(';') {
-        name_end + 1
-    } else {
-        name_end
-    };
+    let end = if s[name_end..].starts_with(';') { name_end + 1 } else { name_end };
     let name = &s[..end];
     if let Some(value) = html5_entity(name) {
         return Some((end, value));
@@ -551,11 +485,10 @@ fn charref(s: &str) -> Option<(usize, String)> {
 /// Python's numeric character reference rules (`_invalid_charrefs`, `_invalid_codepoints`).
 fn numeric_charref(n: u64) -> String {
     const WINDOWS_1252: [char; 32] = [
-        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
-        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
-        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
-        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
-        '\u{178}',
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}', '\u{2021}', '\u{2c6}',
+        '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}', '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}',
+        '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}', '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}',
+        '\u{153}', '\u{9d}', '\u{17e}', '\u{178}',
     ];
     match n {
         0 => "\u{fffd}".to_string(),
@@ -564,9 +497,7 @@ fn numeric_charref(n: u64) -> String {
         0xd800..=0xdfff | 0x11_0000.. => "\u{fffd}".to_string(),
         0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f | 0xfdd0..=0xfdef => String::new(),
         _ if n & 0xfffe == 0xfffe => String::new(),
-        _ => char::from_u32(n as u32)
-            .map(String::from)
-            .unwrap_or_else(|| "\u{fffd}".to_string()),
+        _ => char::from_u32(n as u32).map(String::from).unwrap_or_else(|| "\u{fffd}".to_string()),
     }
 }
 
@@ -633,10 +564,7 @@ mod tests {
         assert_eq!(html_unescape("&amp;amp;"), "&amp;");
         assert_eq!(html_unescape("&amp"), "&");
         assert_eq!(html_unescape("&notit;"), "\u{ac}it;");
-        assert_eq!(
-            html_unescape("&#128;&#0;&#1;&#x110000;&#65"),
-            "\u{20ac}\u{fffd}\u{fffd}A"
-        );
+        assert_eq!(html_unescape("&#128;&#0;&#1;&#x110000;&#65"), "\u{20ac}\u{fffd}\u{fffd}A");
         assert_eq!(html_unescape("&fjlig;&unknown;&;&#;"), "fj&unknown;&;&#;");
     }
 
@@ -646,10 +574,7 @@ mod tests {
         assert_eq!(table.len(), 3501);
         assert_eq!(table["&EACUTE;"], "\u{c9}");
         assert!(!table.contains_key("&nTILDE;"));
-        assert_eq!(
-            ftfy_unescape_html("&#128; &#0; &#65a;"),
-            "\u{20ac} \u{fffd} &#65a;"
-        );
+        assert_eq!(ftfy_unescape_html("&#128; &#0; &#65a;"), "\u{20ac} \u{fffd} &#65a;");
     }
 
     #[test]
@@ -657,10 +582,7 @@ mod tests {
         let tok = ClipTokenizer::new().unwrap();
         assert!(tok.clone().with_context_length(1).is_err());
         let tok = tok.with_context_length(2).unwrap();
-        assert_eq!(
-            tok.encode("a long caption").unwrap(),
-            vec![SOT_TOKEN, EOT_TOKEN]
-        );
+        assert_eq!(tok.encode("a long caption").unwrap(), vec![SOT_TOKEN, EOT_TOKEN]);
     }
 
     #[test]

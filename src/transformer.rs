@@ -32,9 +32,7 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
-        let qkv = linear(&self.in_proj, x)
-            .reshape([batch, seq, 3, self.heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = linear(&self.in_proj, x).reshape([batch, seq, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
         let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
         let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
         let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);

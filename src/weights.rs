@@ -23,9 +23,8 @@ impl StateDict {
     /// Safetensors bytes, as in `open_clip_model.safetensors` (works in the browser too).
     pub fn from_safetensors_bytes(bytes: Vec<u8>) -> Result<Self> {
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
-        let tensors = store
-            .get_all_tensors()
-            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+        let tensors =
+            store.get_all_tensors().map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
         Self::from_pack(tensors.values())
     }
 
@@ -37,23 +36,21 @@ impl StateDict {
         let head = read_head(path)?;
         if is_safetensors(&head) {
             let bytes = std::fs::read(path).map_err(|e| io_error(&shown, e))?;
-            return Self::from_safetensors_bytes(bytes)
-                .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())));
+            return Self::from_safetensors_bytes(bytes).map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())));
         }
         let mut store = burn::store::PytorchStore::from_file(path).map_indices_contiguous(false);
-        let tensors = store.get_all_tensors().map_err(|e| {
-            Error::Weights(format!("{shown}: not a readable safetensors or PyTorch checkpoint: {e}"))
-        })?;
-        let sd = Self::from_pack(tensors.values())
-            .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())))?;
+        let tensors = store
+            .get_all_tensors()
+            .map_err(|e| Error::Weights(format!("{shown}: not a readable safetensors or PyTorch checkpoint: {e}")))?;
+        let sd = Self::from_pack(tensors.values()).map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())))?;
         Ok(sd.unwrap_training_checkpoint())
     }
 
     fn from_pack<'a>(tensors: impl Iterator<Item = &'a burn::store::burn_pack::Tensor>) -> Result<Self> {
         let mut out = BTreeMap::new();
         for t in tensors {
-            let data = bridge::to_data(t)
-                .map_err(|e| Error::Weights(format!("cannot read tensor '{}': {e:?}", t.name)))?;
+            let data =
+                bridge::to_data(t).map_err(|e| Error::Weights(format!("cannot read tensor '{}': {e:?}", t.name)))?;
             out.insert(t.name.clone(), data);
         }
         if out.is_empty() {
@@ -116,9 +113,10 @@ impl<'a> WeightLoader<'a> {
     /// The raw data of `key`, which must have exactly `shape`. open_clip stores scalars such as
     /// `logit_scale` 0-d; they match a `[1]` request.
     pub fn data(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
-        let data = self.weights.remove(key).ok_or_else(|| {
-            Error::Weights(format!("missing tensor '{key}' (expected shape {shape:?})"))
-        })?;
+        let data = self
+            .weights
+            .remove(key)
+            .ok_or_else(|| Error::Weights(format!("missing tensor '{key}' (expected shape {shape:?})")))?;
         let scalar_ok = data.shape().is_empty() && shape == [1];
         if data.shape().as_slice() != shape && !scalar_ok {
             return Err(Error::Weights(format!(
@@ -158,11 +156,8 @@ impl<'a> WeightLoader<'a> {
         if left.is_empty() {
             return Ok(());
         }
-        let shown: Vec<String> = left
-            .iter()
-            .take(5)
-            .map(|k| format!("'{k}' {:?}", self.weights.shape(k).unwrap_or(&[])))
-            .collect();
+        let shown: Vec<String> =
+            left.iter().take(5).map(|k| format!("'{k}' {:?}", self.weights.shape(k).unwrap_or(&[]))).collect();
         let more = if left.len() > 5 { format!(" and {} more", left.len() - 5) } else { String::new() };
         Err(Error::Weights(format!(
             "unexpected tensor{} in the checkpoint (not part of this model config): {}{more}",
@@ -177,7 +172,6 @@ fn to_f32(data: TensorData, key: &str) -> Result<Vec<f32>> {
         .try_to_vec::<f32>()
         .map_err(|e| Error::Weights(format!("tensor '{key}' is not a float tensor: {e:?}")))
 }
-
 
 #[cfg(not(target_family = "wasm"))]
 fn read_head(path: &std::path::Path) -> Result<Vec<u8>> {

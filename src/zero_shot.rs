@@ -75,10 +75,7 @@ pub fn class_weights(text_embeddings: &[Vec<f32>], templates_per_class: usize) -
 /// 100·cos between one image embedding and every class row.
 pub fn logits(image_embedding: &[f32], weights: &[Vec<f32>]) -> Vec<f32> {
     let img = l2_normalize(image_embedding);
-    weights
-        .iter()
-        .map(|w| ZERO_SHOT_SCALE * w.iter().zip(&img).map(|(a, b)| a * b).sum::<f32>())
-        .collect()
+    weights.iter().map(|w| ZERO_SHOT_SCALE * w.iter().zip(&img).map(|(a, b)| a * b).sum::<f32>()).collect()
 }
 
 pub fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -67,11 +67,8 @@ fn truncated_and_foreign_files_are_errors() {
     let dir = std::env::temp_dir().join(format!("dermlip-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bin = std::fs::read(model_dir("tiny-gelu").join("open_clip_pytorch_model.bin")).unwrap();
-    let cases: [(&str, &[u8]); 3] = [
-        ("empty.safetensors", b""),
-        ("half.bin", &bin[..bin.len() / 2]),
-        ("notes.pt", b"this is not a checkpoint\n"),
-    ];
+    let cases: [(&str, &[u8]); 3] =
+        [("empty.safetensors", b""), ("half.bin", &bin[..bin.len() / 2]), ("notes.pt", b"this is not a checkpoint\n")];
     for (name, bytes) in cases {
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
@@ -147,7 +144,8 @@ fn cli_classify_and_embed() {
     let model = model.to_str().unwrap();
     let image = fixtures().join("images/coffee_odd_225x301.jpg");
     let image = image.to_str().unwrap();
-    let (code, out, err) = cli(&["classify", image, "--model", model, "--labels", "melanoma,nevus,acne", "--top-k", "2", "--json"]);
+    let (code, out, err) =
+        cli(&["classify", image, "--model", model, "--labels", "melanoma,nevus,acne", "--top-k", "2", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let preds = v[0]["predictions"].as_array().unwrap();
@@ -194,7 +192,16 @@ fn cli_classify_hierarchy() {
         assert!((last["prob"].as_f64().unwrap() - top["probability"].as_f64().unwrap()).abs() < 1e-6);
     }
     assert_cli_error(
-        &["classify", image.to_str().unwrap(), "--model", model.to_str().unwrap(), "--labels", "a,b", "--hierarchy", "2"],
+        &[
+            "classify",
+            image.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--labels",
+            "a,b",
+            "--hierarchy",
+            "2",
+        ],
         "between 0 and 1",
     );
 }

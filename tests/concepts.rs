@@ -44,7 +44,8 @@ fn concept_scores_match_monet_reference() {
 
 #[test]
 fn concept_inputs_are_validated() {
-    let prompts = ConceptPromptSet { templates: vec!["a {}".into(), "b {}".into()], references: vec![vec!["a".into()]] };
+    let prompts =
+        ConceptPromptSet { templates: vec!["a {}".into(), "b {}".into()], references: vec![vec!["a".into()]] };
     assert!(prompts.validate().unwrap_err().to_string().contains("2 concept templates but 1"));
     let model = DermLip::load(&model_dir("tiny-gelu"), Device::flex()).unwrap();
     let prompts = ConceptPromptSet { templates: vec!["a {}".into()], references: vec![vec!["a".into()]] };

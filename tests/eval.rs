@@ -38,7 +38,8 @@ fn metrics_of_published_predictions_equal_sklearn() {
         assert_eq!((g.matched, g.top1_agreement, g.max_abs_prob_diff), (rows.len(), 1.0, 0.0));
     }
     // The paper's figure for DermLIP ViT-B/16 on HAM.
-    let rows = read_reference_predictions(&std::fs::read_to_string(dir.join("HAM_DermLIP-ViT-B-16.csv")).unwrap()).unwrap();
+    let rows =
+        read_reference_predictions(&std::fs::read_to_string(dir.join("HAM_DermLIP-ViT-B-16.csv")).unwrap()).unwrap();
     let correct = rows.iter().filter(|r| r.predicted_label == r.true_label).count();
     assert_eq!(format!("{:.4}", correct as f64 / rows.len() as f64), "0.6813");
 }
@@ -69,7 +70,12 @@ fn cli_eval_zero_shot_matches_open_clip() {
         let label = i % 7;
         csv += &format!("{},{}\n", path.display(), label);
         let probs: Vec<String> = r.zero_shot.probs[i].iter().map(|p| p.to_string()).collect();
-        reference += &format!("/elsewhere/{},{label},{},{}\n", im.file.rsplit('/').next().unwrap(), r.zero_shot.top1[i], probs.join(","));
+        reference += &format!(
+            "/elsewhere/{},{label},{},{}\n",
+            im.file.rsplit('/').next().unwrap(),
+            r.zero_shot.top1[i],
+            probs.join(",")
+        );
     }
     csv += "not/there.jpg,melanoma\n";
     csv += &format!("{},0\n", fixtures().join(&r.images[0].file).display()); // a duplicate row

@@ -75,7 +75,13 @@ fn auroc(y: &[bool], s: &[f32]) -> Option<f64> {
         for (j, &yj) in y.iter().enumerate() {
             if yi && !yj {
                 pairs += 1.0;
-                num += if s[i] > s[j] { 1.0 } else if s[i] == s[j] { 0.5 } else { 0.0 };
+                num += if s[i] > s[j] {
+                    1.0
+                } else if s[i] == s[j] {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
     }
@@ -90,7 +96,8 @@ fn concept_auroc_matches_reference_scores() {
         images: Vec<String>,
         scores: Vec<Vec<f32>>,
     }
-    let f: Fixture = serde_json::from_str(&std::fs::read_to_string(fixtures().join("concepts/tiny-gelu.json")).unwrap()).unwrap();
+    let f: Fixture =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("concepts/tiny-gelu.json")).unwrap()).unwrap();
     let names: Vec<&str> = f.concepts.iter().map(|c| c.name.as_str()).collect();
     // Annotations: an arbitrary fixed pattern, and one concept present everywhere (no AUROC).
     let truth = |i: usize, c: usize| if c == 0 { true } else { (i * 7 + c * 3) % 5 < 2 };
@@ -110,7 +117,9 @@ fn concept_auroc_matches_reference_scores() {
         let s: Vec<f32> = f.scores.iter().map(|row| row[c]).collect();
         match (got, auroc(&y, &s)) {
             (None, None) => {}
-            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9 || ((a - b).abs() < 0.2 && near_tie(&s)), "{name}: {a} vs {b}"),
+            (Some(a), Some(b)) => {
+                assert!((a - b).abs() < 1e-9 || ((a - b).abs() < 0.2 && near_tie(&s)), "{name}: {a} vs {b}")
+            }
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -131,7 +140,13 @@ fn linear_probe_runs_with_few_shot_counts() {
     let labels: Vec<usize> = r.zero_shot.top1.clone();
     let mut train_counts = std::collections::BTreeMap::new();
     for (i, im) in r.images.iter().enumerate() {
-        let split = if i % 4 == 3 { "test" } else if i % 4 == 2 { "val" } else { "train" };
+        let split = if i % 4 == 3 {
+            "test"
+        } else if i % 4 == 2 {
+            "val"
+        } else {
+            "train"
+        };
         if split != "test" {
             *train_counts.entry(labels[i]).or_insert(0usize) += 1;
         }
@@ -139,7 +154,10 @@ fn linear_probe_runs_with_few_shot_counts() {
     }
     let csv_path = dir.join("probe.csv");
     std::fs::write(&csv_path, csv).unwrap();
-    let v = run(&["eval", "linear-probe", "--csv", csv_path.to_str().unwrap(), "--label-set", "ham7", "--fractions", "0.1,1"], &[]);
+    let v = run(
+        &["eval", "linear-probe", "--csv", csv_path.to_str().unwrap(), "--label-set", "ham7", "--fractions", "0.1,1"],
+        &[],
+    );
     let reports = v["reports"].as_array().unwrap();
     for (rep, fraction) in reports.iter().zip([0.1f64, 1.0]) {
         let want: usize = train_counts.values().map(|&n| ((n as f64 * fraction) as usize).max(1)).sum();
@@ -178,7 +196,8 @@ fn index_and_search_rank_like_open_clip() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let hits: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let mut want: Vec<(usize, f32)> = (0..images.len()).map(|i| (i, cos(&query.embedding, &r.images[i].embedding))).collect();
+    let mut want: Vec<(usize, f32)> =
+        (0..images.len()).map(|i| (i, cos(&query.embedding, &r.images[i].embedding))).collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (h, (i, score)) in hits.iter().zip(&want) {
         assert_eq!(h["source"].as_str().unwrap(), images[*i].display().to_string());
@@ -202,7 +221,11 @@ fn eval_bad_inputs_are_named() {
     let dir = tmpdir("evalbad");
     let image = fixtures().join("images/coffee_odd_225x301.jpg");
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("unknown.csv", format!("image_path,label\n{},psoriasis\n", image.display()).into_bytes(), "\"psoriasis\" is not one of"),
+        (
+            "unknown.csv",
+            format!("image_path,label\n{},psoriasis\n", image.display()).into_bytes(),
+            "\"psoriasis\" is not one of",
+        ),
         ("latin1.csv", b"image_path,label\ncaf\xe9.jpg,0\n".to_vec(), "not UTF-8"),
         ("empty.csv", b"image_path,label\n".to_vec(), "no rows"),
         ("columns.csv", b"path,diagnosis\nx.jpg,0\n".to_vec(), "image_path"),

@@ -11,8 +11,7 @@ use serde_json::Value;
 const TOL: f64 = 1e-6;
 
 fn fixture(name: &str) -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics").join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -73,12 +72,7 @@ fn classification_metrics_match_sklearn() {
             case["balanced_accuracy"].as_f64().unwrap(),
             1e-12,
         );
-        devs.check(
-            "weighted_f1",
-            weighted_f1(&y, &p, k).unwrap(),
-            case["weighted_f1"].as_f64().unwrap(),
-            1e-12,
-        );
+        devs.check("weighted_f1", weighted_f1(&y, &p, k).unwrap(), case["weighted_f1"].as_f64().unwrap(), 1e-12);
         let cm = confusion_matrix(&y, &p, k).unwrap();
         let cm_ref: Vec<Vec<u64>> = case["confusion_matrix"]
             .as_array()
@@ -206,16 +200,10 @@ fn logistic_regression_matches_sklearn() {
             tol: loose["tol"].as_f64().unwrap(),
         };
         let fit_loose = lr_loose.fit(&x, &y, k).unwrap();
-        let loose_dev = max_dev(
-            &fit_loose.predict_proba(&xt).unwrap().concat(),
-            &matrix(&loose["predict_proba_test"]).concat(),
-        );
+        let loose_dev =
+            max_dev(&fit_loose.predict_proba(&xt).unwrap().concat(), &matrix(&loose["predict_proba_test"]).concat());
         assert!(loose_dev <= TOL, "{name}: tol 1e-4 predict_proba max |Δ| = {loose_dev:e}");
-        assert_eq!(
-            fit_loose.n_iter as u64,
-            loose["sklearn_n_iter"].as_u64().unwrap(),
-            "{name}: tol 1e-4 iterations"
-        );
+        assert_eq!(fit_loose.n_iter as u64, loose["sklearn_n_iter"].as_u64().unwrap(), "{name}: tol 1e-4 iterations");
         eprintln!(
             "logreg {name} at tol 1e-4: predict_proba |Δ| {loose_dev:.2e}, {} iterations like sklearn",
             fit_loose.n_iter
@@ -274,8 +262,7 @@ fn bad_input_gives_clear_errors() {
     assert!(err(top_k_accuracy(&[0, 1], &[vec![0.1, 0.2], vec![0.3]], 1)).contains("ragged"));
     assert!(err(top_k_accuracy(&[0, 2], &[vec![0.1, 0.2], vec![0.3, 0.1]], 1)).contains("y_true[1] = 2"));
     assert!(err(top_k_accuracy(&[0], &[vec![0.1, 0.2]], 0)).contains("k must be"));
-    assert!(err(macro_auroc_ovr(&[0, 1], &[vec![0.1, f64::INFINITY], vec![0.3, 0.1]]))
-        .contains("row 0, column 1"));
+    assert!(err(macro_auroc_ovr(&[0, 1], &[vec![0.1, f64::INFINITY], vec![0.3, 0.1]])).contains("row 0, column 1"));
     assert!(err(recall_at_k(&[vec![0.1, 0.2]], &[1])).contains("square"));
     assert!(err(recall_at_k(&[vec![1.0]], &[0])).contains("k = 0"));
     assert!(err(few_shot_indices(&[0, 1], 0.0, 1)).contains("fraction"));

@@ -116,7 +116,11 @@ fn zero_shot_matches_open_clip() {
             let bytes = std::fs::read(fixtures().join(&im.file)).unwrap();
             let e = model.embed_images(&[bytes.as_slice()]).unwrap();
             let top = classify_embedding(&e[0], &weights, &zs.classnames, 1);
-            assert_eq!(top[0].index, zs.top1[i], "{name}: top-1 of {} with Rust preprocessing (margin {})", im.file, zs.margin[i]);
+            assert_eq!(
+                top[0].index, zs.top1[i],
+                "{name}: top-1 of {} with Rust preprocessing (margin {})",
+                im.file, zs.margin[i]
+            );
         }
     }
 }
@@ -133,9 +137,8 @@ fn class_weights_are_normalised_means() {
 /// The same graph on wgpu (lavapipe in CI) gives the same numbers.
 #[test]
 fn wgpu_matches_open_clip() {
-    let device = Device::wgpu_options()
-        .init()
-        .expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
+    let device =
+        Device::wgpu_options().init().expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
     let r = reference("tiny-gelu");
     let model = load("tiny-gelu", None, device);
     check_embeddings(&model, &r, "tiny-gelu on wgpu");

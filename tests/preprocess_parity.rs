@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use dermlip::preprocess::{crop_rgb, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError, ResizeMode};
+use dermlip::preprocess::{
+    crop_rgb, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError, ResizeMode,
+};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -30,7 +30,8 @@ fn text_to_image_ranking_is_cosine_order() {
     let (store, r) = reference_store();
     for t in &r.texts {
         let hits = store.search(&t.embedding, 5, Some(ItemKind::Image)).unwrap();
-        let mut want: Vec<(usize, f32)> = r.images.iter().map(|im| cos(&t.embedding, &im.embedding)).enumerate().collect();
+        let mut want: Vec<(usize, f32)> =
+            r.images.iter().map(|im| cos(&t.embedding, &im.embedding)).enumerate().collect();
         want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         for (h, (i, s)) in hits.iter().zip(&want) {
             assert_eq!(h.id, format!("img-{i}"));

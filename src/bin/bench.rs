@@ -83,11 +83,7 @@ fn main() {
             Some(t) => (format!("{t:.1}"), format!("{:.2}×", median / t)),
             None => ("–".into(), "–".into()),
         };
-        println!(
-            "| {} | {batch} | {median:.1} | {:.1} | {torch_s} | {ratio_s} |",
-            args.device,
-            median / batch as f64
-        );
+        println!("| {} | {batch} | {median:.1} | {:.1} | {torch_s} | {ratio_s} |", args.device, median / batch as f64);
     }
 }
 

@@ -176,11 +176,7 @@ fn cubic_min(a1: f64, f1: f64, d1: f64, a2: f64, f2: f64, d2: f64) -> Option<f64
 }
 
 /// Minimises `fg` (returns f, writes the gradient) from `x0`.
-pub(super) fn minimize(
-    mut fg: impl FnMut(&[f64], &mut [f64]) -> f64,
-    x0: Vec<f64>,
-    opt: &Options,
-) -> Outcome {
+pub(super) fn minimize(mut fg: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, opt: &Options) -> Outcome {
     let mut x = x0;
     let mut g = vec![0.0; x.len()];
     let mut f = fg(&x, &mut g);
@@ -203,8 +199,7 @@ pub(super) fn minimize(
         }
         // scipy's first step has length 1 (step 1/‖d‖); later steps try the full quasi-Newton step.
         let a_init = if hist.is_empty() { (1.0 / dot(&d, &d).sqrt()).min(1.0) } else { 1.0 };
-        let mut ls =
-            LineSearch { fg: &mut fg, x: &x, d: &d, f0: f, dphi0, evals_left: opt.max_line_evals, evals: 0 };
+        let mut ls = LineSearch { fg: &mut fg, x: &x, d: &d, f0: f, dphi0, evals_left: opt.max_line_evals, evals: 0 };
         let trial = ls.search(a_init);
         n_evals += ls.evals;
         let Some(t) = trial.filter(|t| t.a > 0.0 && t.f <= f && !t.g.is_empty()) else {

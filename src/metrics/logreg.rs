@@ -143,10 +143,7 @@ impl LogisticRegression {
     /// Fits on `x` (one feature row per sample) and labels `y < n_classes`; needs two classes present.
     pub fn fit(&self, x: &[Vec<f64>], y: &[usize], n_classes: usize) -> Result<Fitted> {
         if !(self.c > 0.0 && self.c.is_finite()) {
-            return Err(MetricsError::Invalid(format!(
-                "LogisticRegression: c = {} must be positive",
-                self.c
-            )));
+            return Err(MetricsError::Invalid(format!("LogisticRegression: c = {} must be positive", self.c)));
         }
         if !(self.tol >= 0.0 && self.tol.is_finite()) {
             return Err(MetricsError::Invalid(format!("LogisticRegression: tol = {} must be ≥ 0", self.tol)));
@@ -169,8 +166,7 @@ impl LogisticRegression {
         classes.iter().enumerate().for_each(|(i, &c)| index[c] = i);
         let n = x.len() as f64;
         let blocks = if k == 2 { 1 } else { k };
-        let problem =
-            Problem { x, y: y.iter().map(|&l| index[l]).collect(), blocks, d, l2: 1.0 / (self.c * n) };
+        let problem = Problem { x, y: y.iter().map(|&l| index[l]).collect(), blocks, d, l2: 1.0 / (self.c * n) };
         let options = lbfgs::Options {
             max_iter: self.max_iter,
             gtol: self.tol,
@@ -211,9 +207,7 @@ impl Fitted {
         let d = check_matrix("x", x)?;
         let expected = self.coef.first().map_or(0, Vec::len);
         if d != expected {
-            return Err(MetricsError::Invalid(format!(
-                "x has {d} features, the probe was fitted on {expected}"
-            )));
+            return Err(MetricsError::Invalid(format!("x has {d} features, the probe was fitted on {expected}")));
         }
         Ok(x.iter()
             .map(|xi| {
@@ -274,9 +268,7 @@ impl SplitMix64 {
 pub fn few_shot_indices(y: &[usize], fraction: f64, seed: u64) -> Result<Vec<usize>> {
     check_nonempty("y", y.len())?;
     if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(MetricsError::Invalid(format!(
-            "few_shot_indices: fraction = {fraction} must be in (0, 1]"
-        )));
+        return Err(MetricsError::Invalid(format!("few_shot_indices: fraction = {fraction} must be in (0, 1]")));
     }
     let n_classes = y.iter().max().map_or(0, |&m| m + 1);
     let mut by_class = vec![Vec::new(); n_classes];

@@ -177,7 +177,6 @@ pub fn macro_auroc_ovo(y_true: &[usize], probs: &[Vec<f64>]) -> Result<OvoAuroc>
             pair_scores.push((one_side(a)? + one_side(b)?) / 2.0);
         }
     }
-    let macro_auroc =
-        (!pair_scores.is_empty()).then(|| pair_scores.iter().sum::<f64>() / pair_scores.len() as f64);
+    let macro_auroc = (!pair_scores.is_empty()).then(|| pair_scores.iter().sum::<f64>() / pair_scores.len() as f64);
     Ok(OvoAuroc { macro_auroc, skipped })
 }

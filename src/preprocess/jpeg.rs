@@ -67,7 +67,8 @@ const LOOKAHEAD: u32 = 9;
 
 impl Huffman {
     fn new(counts: &[u8; 16], values: Vec<u8>) -> Result<Self, String> {
-        let mut t = Huffman { lookup: vec![0; 1 << LOOKAHEAD], maxcode: [-1; 18], valptr: [0; 17], mincode: [0; 17], values };
+        let mut t =
+            Huffman { lookup: vec![0; 1 << LOOKAHEAD], maxcode: [-1; 18], valptr: [0; 17], mincode: [0; 17], values };
         let (mut code, mut k) = (0u32, 0usize);
         for l in 1..=16usize {
             let n = counts[l - 1] as usize;
@@ -295,7 +296,11 @@ pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
             }
         }
     }
-    Err(if size.is_some() { "the file ends before the end-of-image marker".into() } else { "the file ends before the frame header".into() })
+    Err(if size.is_some() {
+        "the file ends before the end-of-image marker".into()
+    } else {
+        "the file ends before the frame header".into()
+    })
 }
 
 pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
@@ -455,7 +460,11 @@ fn parse_dht(mut seg: &[u8], dc: &mut [Option<Huffman>; 4], ac: &mut [Option<Huf
             return Err("bad Huffman table".into());
         }
         let table = Huffman::new(&counts, seg[17..17 + n].to_vec())?;
-        if class == 0 { dc[th] = Some(table) } else { ac[th] = Some(table) }
+        if class == 0 {
+            dc[th] = Some(table)
+        } else {
+            ac[th] = Some(table)
+        }
         seg = &seg[17 + n..];
     }
     Ok(())
@@ -529,9 +538,16 @@ fn decode_scan(
                     for bx in 0..bh_n {
                         let (row, col) = (uy * bv_n + by, ux * bh_n + bx);
                         let off = (row * comp.bw + col) * 64;
-                        let block: &mut [i16; 64] = (&mut comp.coefs[off..off + 64]).try_into().map_err(|_| "block out of range")?;
+                        let block: &mut [i16; 64] =
+                            (&mut comp.coefs[off..off + 64]).try_into().map_err(|_| "block out of range")?;
                         if !f.progressive {
-                            decode_baseline(bits, block, dc[td].as_ref().unwrap(), ac[ta].as_ref().unwrap(), &mut preds[si])?;
+                            decode_baseline(
+                                bits,
+                                block,
+                                dc[td].as_ref().unwrap(),
+                                ac[ta].as_ref().unwrap(),
+                                &mut preds[si],
+                            )?;
                         } else if scan.ss == 0 {
                             if scan.ah == 0 {
                                 let s = bits.huff(dc[td].as_ref().unwrap())?;
@@ -556,7 +572,13 @@ fn decode_scan(
     Ok(())
 }
 
-fn decode_baseline(bits: &mut Bits, block: &mut [i16; 64], dc: &Huffman, ac: &Huffman, pred: &mut i32) -> Result<(), String> {
+fn decode_baseline(
+    bits: &mut Bits,
+    block: &mut [i16; 64],
+    dc: &Huffman,
+    ac: &Huffman,
+    pred: &mut i32,
+) -> Result<(), String> {
     let s = bits.huff(dc)?;
     if s > 16 {
         return Err("bad DC coefficient".into());
@@ -584,7 +606,13 @@ fn decode_baseline(bits: &mut Bits, block: &mut [i16; 64], dc: &Huffman, ac: &Hu
     Ok(())
 }
 
-fn decode_ac_first(bits: &mut Bits, block: &mut [i16; 64], ac: &Huffman, scan: &Scan, eobrun: &mut u32) -> Result<(), String> {
+fn decode_ac_first(
+    bits: &mut Bits,
+    block: &mut [i16; 64],
+    ac: &Huffman,
+    scan: &Scan,
+    eobrun: &mut u32,
+) -> Result<(), String> {
     if *eobrun > 0 {
         *eobrun -= 1;
         return Ok(());
@@ -615,7 +643,13 @@ fn decode_ac_first(bits: &mut Bits, block: &mut [i16; 64], ac: &Huffman, scan: &
 }
 
 /// Successive-approximation refinement of AC coefficients (libjpeg `decode_mcu_AC_refine`).
-fn decode_ac_refine(bits: &mut Bits, block: &mut [i16; 64], ac: &Huffman, scan: &Scan, eobrun: &mut u32) -> Result<(), String> {
+fn decode_ac_refine(
+    bits: &mut Bits,
+    block: &mut [i16; 64],
+    ac: &Huffman,
+    scan: &Scan,
+    eobrun: &mut u32,
+) -> Result<(), String> {
     let p1: i16 = 1 << scan.al;
     let m1: i16 = -p1;
     let mut k = scan.ss;
@@ -805,7 +839,8 @@ fn upsample(c: &Component, p: &Plane, f: &Frame) -> Result<Vec<u8>, String> {
             for y in 0..h {
                 let (iy, v) = (y / 2, y % 2);
                 let near = row(iy);
-                let (far, bias) = if v == 0 { (row(clamp_row(iy as isize - 1)), 1) } else { (row(clamp_row(iy as isize + 1)), 2) };
+                let (far, bias) =
+                    if v == 0 { (row(clamp_row(iy as isize - 1)), 1) } else { (row(clamp_row(iy as isize + 1)), 2) };
                 for x in 0..w {
                     out[y * w + x] = ((near[x] as i32 * 3 + far[x] as i32 + bias) >> 2) as u8;
                 }
@@ -895,8 +930,7 @@ impl YccTables {
 }
 
 fn output(f: Frame, jfif: bool, adobe: Option<u8>) -> Result<Image, String> {
-    let planes: Vec<Vec<u8>> =
-        f.comps.iter().map(|c| upsample(c, &idct_component(c), &f)).collect::<Result<_, _>>()?;
+    let planes: Vec<Vec<u8>> = f.comps.iter().map(|c| upsample(c, &idct_component(c), &f)).collect::<Result<_, _>>()?;
     let n = f.width * f.height;
     let clamp = |v: i32| v.clamp(0, 255) as u8;
     let (model, data) = match f.comps.len() {

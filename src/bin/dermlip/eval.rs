@@ -94,7 +94,6 @@ pub(crate) struct EvalZeroShotArgs {
     json: bool,
 }
 
-
 pub(crate) fn run(command: EvalCommand) -> Result<()> {
     match command {
         EvalCommand::ZeroShot(a) => eval_zero_shot(a),
@@ -116,13 +115,18 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
     let (mut truth, mut probs, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     for ((path, label), e) in rows.iter().zip(&embedded) {
         let Some(e) = e else { continue };
-        let p: Vec<f64> = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights)).iter().map(|&x| x as f64).collect();
+        let p: Vec<f64> =
+            dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights)).iter().map(|&x| x as f64).collect();
         truth.push(*label);
         probs.push(p.clone());
         ours.push((path.clone(), p));
     }
     if truth.is_empty() {
-        return Err(Error::Input(format!("{}: none of the {} images could be read", a.input.csv.display(), rows.len())));
+        return Err(Error::Input(format!(
+            "{}: none of the {} images could be read",
+            a.input.csv.display(),
+            rows.len()
+        )));
     }
     let report = dermlip::eval::zero_shot_report(&labels, &truth, &probs)?;
     if let Some(dir) = &a.input.plots {
@@ -130,16 +134,23 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
         for (c, name) in labels.iter().enumerate() {
             let y: Vec<bool> = truth.iter().map(|&t| t == c).collect();
             let s: Vec<f64> = probs.iter().map(|p| p[c]).collect();
-            if let (Ok(curve), Ok(Some(auc))) = (dermlip::metrics::roc_curve(&y, &s), dermlip::metrics::roc_auc_binary(&y, &s)) {
+            if let (Ok(curve), Ok(Some(auc))) =
+                (dermlip::metrics::roc_curve(&y, &s), dermlip::metrics::roc_auc_binary(&y, &s))
+            {
                 curves.push((name.clone(), curve, auc));
             }
         }
-        write_plot(dir, "confusion_matrix.svg", &dermlip::plots::confusion_svg("Zero-shot confusion matrix", &labels, &report.confusion_matrix))?;
+        write_plot(
+            dir,
+            "confusion_matrix.svg",
+            &dermlip::plots::confusion_svg("Zero-shot confusion matrix", &labels, &report.confusion_matrix),
+        )?;
         write_plot(dir, "roc.svg", &dermlip::plots::roc_svg("Zero-shot ROC (one vs rest)", &curves))?;
     }
     let agreement = match &a.compare_reference {
         Some(f) => {
-            let text = String::from_utf8(read_file(f)?).map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
+            let text = String::from_utf8(read_file(f)?)
+                .map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
             let reference = dermlip::eval::read_reference_predictions(&text)?;
             Some(dermlip::eval::compare_with_reference(&ours, &reference)?)
         }
@@ -155,7 +166,13 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
         return Ok(());
     }
     println!("{}", report.to_markdown());
-    println!("{} rows, {} evaluated, {} skipped, {} duplicate rows", rows.len(), truth.len(), problems.len(), duplicates);
+    println!(
+        "{} rows, {} evaluated, {} skipped, {} duplicate rows",
+        rows.len(),
+        truth.len(),
+        problems.len(),
+        duplicates
+    );
     if let Some(g) = agreement {
         println!(
             "\nagreement with {}: {} images matched ({} only ours, {} only in the reference), top-1 agreement {:.4}, \
@@ -192,7 +209,9 @@ fn read_labelled_csv(path: &Path, classes: &[String]) -> Result<Vec<(String, usi
         }
         let index = match l.parse::<usize>() {
             Ok(k) if k < classes.len() => k,
-            Ok(k) => return Err(Error::Input(format!("{shown}, line {line}: label {k} but only {} classes", classes.len()))),
+            Ok(k) => {
+                return Err(Error::Input(format!("{shown}, line {line}: label {k} but only {} classes", classes.len())))
+            }
             Err(_) => classes.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
                 Error::Input(format!("{shown}, line {line}: label \"{l}\" is not one of the {} classes", classes.len()))
             })?,
@@ -210,8 +229,12 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let shown = path.display().to_string();
     let text = String::from_utf8(read_file(path)?).map_err(|_| Error::Input(format!("{shown}: not UTF-8 text")))?;
     let mut reader = csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-    let header: Vec<String> =
-        reader.headers().map_err(|e| Error::Input(format!("{shown}: {e}")))?.iter().map(|h| h.trim().to_string()).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::Input(format!("{shown}: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let r = record.map_err(|e| Error::Input(format!("{shown}, line {}: {e}", i + 2)))?;
@@ -224,14 +247,18 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
 }
 
 fn column(header: &[String], name: &str, csv: &Path) -> Result<usize> {
-    header.iter().position(|h| h == name).ok_or_else(|| Error::Input(format!("{}: no \"{name}\" column", csv.display())))
+    header
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| Error::Input(format!("{}: no \"{name}\" column", csv.display())))
 }
 
 /// Embeds every listed image (through the cache when given); unreadable ones are reported on
 /// stderr and come back as `None`, so one bad file never stops a run.
 fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>)> {
     use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
-    let root = input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
+    let root =
+        input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
     let model_id = collection_model_id(&input.model, model.config.embed_dim);
     let cache_path = match (&input.cache, input.no_cache) {
         (_, true) => None,
@@ -240,7 +267,8 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
     };
     let mut cache = match &cache_path {
         Some(f) if f.exists() => {
-            let store = EmbeddingStore::from_bytes(&read_file(f)?).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
+            let store = EmbeddingStore::from_bytes(&read_file(f)?)
+                .map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
             if store.model != model_id {
                 return Err(Error::Input(format!("{}: embeddings of {}, not of {model_id}", f.display(), store.model)));
             }
@@ -258,10 +286,17 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
     for (i, p) in paths.iter().enumerate() {
         let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { root.join(p) };
         let key = std::fs::metadata(&full).ok().map(|m| {
-            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
             format!("{}|{}|{mtime}", full.display(), m.len())
         });
-        let cached = key.as_ref().and_then(|k| cache.items().iter().position(|it| &it.id == k)).map(|j| cache.vector(j).to_vec());
+        let cached = key
+            .as_ref()
+            .and_then(|k| cache.items().iter().position(|it| &it.id == k))
+            .map(|j| cache.vector(j).to_vec());
         let result = match cached {
             Some(v) => Ok(v),
             None => read_file(&full).and_then(|b| {
@@ -272,7 +307,10 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
         match result {
             Ok(v) => {
                 if let (Some(k), None) = (&key, cache.items().iter().position(|it| Some(&it.id) == key.as_ref())) {
-                    cache.push(Item { id: k.clone(), kind: ItemKind::Image, source: full.display().to_string(), label: None }, &v)?;
+                    cache.push(
+                        Item { id: k.clone(), kind: ItemKind::Image, source: full.display().to_string(), label: None },
+                        &v,
+                    )?;
                     fresh += 1;
                 }
                 out.push(Some(v));
@@ -330,7 +368,8 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     let report = dermlip::eval::retrieval_report(&img, &model.embed_texts(&refs)?, &dermlip::eval::RECALL_KS)?;
     write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "report": report}))?;
     if let Some(dir) = &a.input.plots {
-        let svg = dermlip::plots::recall_svg("Retrieval recall@K", &report.ks, &report.image_to_text, &report.text_to_image);
+        let svg =
+            dermlip::plots::recall_svg("Retrieval recall@K", &report.ks, &report.image_to_text, &report.text_to_image);
         write_plot(dir, "recall_at_k.svg", &svg)?;
     }
     println!("| direction | {} |", report.ks.iter().map(|k| format!("R@{k}")).collect::<Vec<_>>().join(" | "));
@@ -349,7 +388,11 @@ fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
     let mut chosen = Vec::new();
     for (c, h) in header.iter().enumerate().filter(|(c, _)| *c != pc) {
         let concept = known.iter().find(|k| k.name.eq_ignore_ascii_case(h)).ok_or_else(|| {
-            Error::Input(format!("{}: column \"{h}\" is not one of Derm1M's {} concepts", a.input.csv.display(), known.len()))
+            Error::Input(format!(
+                "{}: column \"{h}\" is not one of Derm1M's {} concepts",
+                a.input.csv.display(),
+                known.len()
+            ))
         })?;
         chosen.push((c, concept.clone()));
     }
@@ -403,20 +446,32 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
     }
     let (header, rows) = read_table(&a.input.csv)?;
     let csv = &a.input.csv;
-    let (pc, lc, sc) = (column(&header, "image_path", csv)?, column(&header, "label", csv)?, column(&header, "split", csv)?);
+    let (pc, lc, sc) =
+        (column(&header, "image_path", csv)?, column(&header, "label", csv)?, column(&header, "split", csv)?);
     let mut parsed = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let l = &r[lc];
         let label = match l.parse::<usize>() {
             Ok(k) if k < labels.len() => k,
             _ => labels.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
-                Error::Input(format!("{}, line {}: label \"{l}\" is not one of the {} classes", csv.display(), i + 2, labels.len()))
+                Error::Input(format!(
+                    "{}, line {}: label \"{l}\" is not one of the {} classes",
+                    csv.display(),
+                    i + 2,
+                    labels.len()
+                ))
             })?,
         };
         let test = match r[sc].to_ascii_lowercase().as_str() {
             "train" | "val" | "valid" | "validation" => false,
             "test" => true,
-            other => return Err(Error::Input(format!("{}, line {}: split \"{other}\" is not train, val or test", csv.display(), i + 2))),
+            other => {
+                return Err(Error::Input(format!(
+                    "{}, line {}: split \"{other}\" is not train, val or test",
+                    csv.display(),
+                    i + 2
+                )))
+            }
         };
         parsed.push((label, test));
     }
@@ -439,7 +494,13 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
     }
     let mut reports = Vec::new();
     for &f in &a.fractions {
-        reports.push(dermlip::eval::linear_probe_report((&train_x, &train_y), (&test_x, &test_y), labels.len(), f, a.seed)?);
+        reports.push(dermlip::eval::linear_probe_report(
+            (&train_x, &train_y),
+            (&test_x, &test_y),
+            labels.len(),
+            f,
+            a.seed,
+        )?);
     }
     write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "reports": reports}))?;
     println!("| fraction | train | test | accuracy | balanced accuracy | weighted F1 | macro AUROC (OvO) |");
@@ -448,7 +509,12 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
         let auc = r.macro_auroc.map_or("–".into(), |x| format!("{x:.4}"));
         println!(
             "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {auc} |{}",
-            r.fraction, r.n_train, r.n_test, r.accuracy, r.balanced_accuracy, r.weighted_f1,
+            r.fraction,
+            r.n_train,
+            r.n_test,
+            r.accuracy,
+            r.balanced_accuracy,
+            r.weighted_f1,
             if r.converged { "" } else { " (not converged)" }
         );
     }

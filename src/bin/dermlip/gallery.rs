@@ -48,7 +48,6 @@ pub(crate) struct SearchArgs {
     json: bool,
 }
 
-
 pub(crate) fn index(a: IndexArgs) -> Result<()> {
     use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
     let captions: Vec<String> = match &a.captions {
@@ -72,10 +71,14 @@ pub(crate) fn index(a: IndexArgs) -> Result<()> {
     }
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
     for (i, (c, e)) in captions.iter().zip(model.embed_texts(&refs)?).enumerate() {
-        store.push(Item { id: format!("caption-{}", i + 1), kind: ItemKind::Text, source: c.clone(), label: None }, &e)?;
+        store.push(
+            Item { id: format!("caption-{}", i + 1), kind: ItemKind::Text, source: c.clone(), label: None },
+            &e,
+        )?;
     }
     let bytes = store.to_bytes(if a.f16 { Precision::F16 } else { Precision::F32 });
-    std::fs::write(&a.out, &bytes).map_err(|e| Error::Io { path: a.out.display().to_string(), message: e.to_string() })?;
+    std::fs::write(&a.out, &bytes)
+        .map_err(|e| Error::Io { path: a.out.display().to_string(), message: e.to_string() })?;
     println!("{}: {} images, {} captions, {} bytes", a.out.display(), a.images.len(), captions.len(), bytes.len());
     Ok(())
 }

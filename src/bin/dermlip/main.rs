@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dermlip::pipeline::classify_embedding;
-use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
 use dermlip::labels::LabelSet;
 use dermlip::ontology::{Ontology, UnplacedLabels};
+use dermlip::pipeline::classify_embedding;
+use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
 use dermlip::{DermLip, Error, Result};
 
 mod eval;
@@ -194,18 +194,12 @@ fn read_file(p: &Path) -> Result<Vec<u8>> {
 /// One entry per line (blank lines and `#` comments skipped), or a JSON array of strings.
 fn read_list(p: &Path) -> Result<Vec<String>> {
     let bytes = read_file(p)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{}: not UTF-8 text", p.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Input(format!("{}: not UTF-8 text", p.display())))?;
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(&text)
             .map_err(|e| Error::Input(format!("{}: not a JSON array of strings: {e}", p.display())));
     }
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
 /// Embeds each image on its own so one unreadable file names itself.
@@ -213,9 +207,7 @@ fn embed_each(model: &DermLip, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
     let bytes = read_images(paths)?;
     let mut pixels = Vec::with_capacity(bytes.len());
     for (p, b) in paths.iter().zip(&bytes) {
-        let px = model
-            .preprocess_images(&[b.as_slice()])
-            .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+        let px = model.preprocess_images(&[b.as_slice()]).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
         pixels.extend(px);
     }
     dermlip::pipeline::rows(model.encode_pixels(&pixels))
@@ -310,8 +302,8 @@ fn embed_image(a: EmbedImageArgs) -> Result<()> {
 fn embed_text(a: EmbedTextArgs) -> Result<()> {
     let mut texts = a.texts.clone();
     if let Some(f) = &a.text_file {
-        let text = String::from_utf8(read_file(f)?)
-            .map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
+        let text =
+            String::from_utf8(read_file(f)?).map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?;
         texts.extend(text.lines().map(String::from));
     }
     if texts.is_empty() {
@@ -328,11 +320,8 @@ fn write_embeddings(out: &OutputArgs, kind: &str, names: &[String], mut rows: Ve
         rows = rows.iter().map(|r| l2_normalize(r)).collect();
     }
     let json = || {
-        let items: Vec<_> = names
-            .iter()
-            .zip(&rows)
-            .map(|(n, r)| serde_json::json!({kind: n, "embedding": r}))
-            .collect();
+        let items: Vec<_> =
+            names.iter().zip(&rows).map(|(n, r)| serde_json::json!({kind: n, "embedding": r})).collect();
         serde_json::to_string_pretty(&items).expect("plain data serialises")
     };
     match &out.out {
