@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every test: native (flex CPU and wgpu on lavapipe), then the wasm32 build of the crate.
+# Every test: formatting, native tests (flex CPU and wgpu on lavapipe), then the wasm32 build of the crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/setup.sh
 
+cargo fmt --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
