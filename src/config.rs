@@ -190,11 +190,9 @@ fn parse_vision(v: &Map<String, Value>) -> Result<VisionConfig, Error> {
             }
             "act_kwargs" | "norm_kwargs" => require_empty(value, &format!("vision_cfg.{key}"))?,
             "attn_pooler_queries" | "attn_pooler_heads" => {}
-            k if k.starts_with("timm_") => {
-                if !value.is_null() && value != &Value::Bool(false) && k == "timm_model_name" {
-                    return Err(unsupported("vision_cfg.timm_model_name", "timm vision towers"));
-                }
-            }
+            "timm_model_name" => require_null(value, "vision_cfg.timm_model_name", "timm vision towers")?,
+            // Only meaningful together with timm_model_name.
+            k if k.starts_with("timm_") => {}
             _ => return Err(unknown_field(CTX, key)),
         }
     }
@@ -260,16 +258,11 @@ fn parse_text(t: &Map<String, Value>) -> Result<TextConfig, Error> {
                 }
             }
             "act_kwargs" | "norm_kwargs" | "tokenizer_kwargs" => require_empty(value, &format!("text_cfg.{key}"))?,
-            "hf_model_name" | "hf_tokenizer_name" | "hf_model_pretrained" | "hf_proj_type" | "hf_pooler_type" => {
-                if key == "hf_model_name" || key == "hf_tokenizer_name" {
-                    if !value.is_null() {
-                        return Err(unsupported(
-                            &format!("text_cfg.{key}"),
-                            "Hugging Face text towers (e.g. PubMedBERT)",
-                        ));
-                    }
-                }
+            "hf_model_name" | "hf_tokenizer_name" => {
+                require_null(value, &format!("text_cfg.{key}"), "Hugging Face text towers (e.g. PubMedBERT)")?
             }
+            // Only meaningful together with hf_model_name.
+            "hf_model_pretrained" | "hf_proj_type" | "hf_pooler_type" => {}
             _ => return Err(unknown_field(CTX, key)),
         }
     }
