@@ -191,37 +191,33 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
 
 /// `image_path,label` rows; a label is a class name (case-insensitive) or a 0-based index.
 fn read_labelled_csv(path: &Path, classes: &[String]) -> Result<Vec<(String, usize)>> {
-    let shown = path.display().to_string();
-    let text = String::from_utf8(read_file(path)?).map_err(|_| Error::Input(format!("{shown}: not UTF-8 text")))?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-    let header = reader.headers().map_err(|e| Error::Input(format!("{shown}: {e}")))?.clone();
-    let col = |name: &str| header.iter().position(|h| h.trim() == name);
-    let (Some(pc), Some(lc)) = (col("image_path"), col("label")) else {
-        return Err(Error::Input(format!("{shown}: expected a header with image_path and label columns")));
-    };
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let r = record.map_err(|e| Error::Input(format!("{shown}, line {line}: {e}")))?;
-        let (p, l) = (r.get(pc).unwrap_or("").trim(), r.get(lc).unwrap_or("").trim());
-        if p.is_empty() {
-            return Err(Error::Input(format!("{shown}, line {line}: empty image_path")));
+    let (header, rows) = read_table(path)?;
+    let (pc, lc) = (column(&header, "image_path", path)?, column(&header, "label", path)?);
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        if r[pc].is_empty() {
+            return Err(Error::Input(format!("{}, line {}: empty image_path", path.display(), i + 2)));
         }
-        let index = match l.parse::<usize>() {
-            Ok(k) if k < classes.len() => k,
-            Ok(k) => {
-                return Err(Error::Input(format!("{shown}, line {line}: label {k} but only {} classes", classes.len())))
-            }
-            Err(_) => classes.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
-                Error::Input(format!("{shown}, line {line}: label \"{l}\" is not one of the {} classes", classes.len()))
-            })?,
-        };
-        rows.push((p.to_string(), index));
+        out.push((r[pc].clone(), class_index(&r[lc], classes, path, i + 2)?));
     }
-    if rows.is_empty() {
-        return Err(Error::Input(format!("{shown}: no rows")));
+    Ok(out)
+}
+
+/// A label cell: a 0-based class index or a class name (case-insensitive).
+fn class_index(label: &str, classes: &[String], csv: &Path, line: usize) -> Result<usize> {
+    match label.parse::<usize>() {
+        Ok(k) if k < classes.len() => Ok(k),
+        Ok(k) => {
+            Err(Error::Input(format!("{}, line {line}: label {k} but only {} classes", csv.display(), classes.len())))
+        }
+        Err(_) => classes.iter().position(|c| c.eq_ignore_ascii_case(label)).ok_or_else(|| {
+            Error::Input(format!(
+                "{}, line {line}: label \"{label}\" is not one of the {} classes",
+                csv.display(),
+                classes.len()
+            ))
+        }),
     }
-    Ok(rows)
 }
 
 /// A CSV with a header, as rows of named fields.
@@ -450,18 +446,7 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
         (column(&header, "image_path", csv)?, column(&header, "label", csv)?, column(&header, "split", csv)?);
     let mut parsed = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
-        let l = &r[lc];
-        let label = match l.parse::<usize>() {
-            Ok(k) if k < labels.len() => k,
-            _ => labels.iter().position(|c| c.eq_ignore_ascii_case(l)).ok_or_else(|| {
-                Error::Input(format!(
-                    "{}, line {}: label \"{l}\" is not one of the {} classes",
-                    csv.display(),
-                    i + 2,
-                    labels.len()
-                ))
-            })?,
-        };
+        let label = class_index(&r[lc], &labels, csv, i + 2)?;
         let test = match r[sc].to_ascii_lowercase().as_str() {
             "train" | "val" | "valid" | "validation" => false,
             "test" => true,
