@@ -10,6 +10,30 @@ use crate::text::TextTransformer;
 use crate::vision::VisionTransformer;
 use crate::weights::{StateDict, WeightLoader};
 
+/// Which towers a model was loaded with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Towers {
+    Both,
+    Image,
+    Text,
+}
+
+impl Towers {
+    pub fn has_image(self) -> bool {
+        matches!(self, Towers::Both | Towers::Image)
+    }
+
+    pub fn has_text(self) -> bool {
+        matches!(self, Towers::Both | Towers::Text)
+    }
+
+    /// State-dict keys of the image tower (and `logit_scale`, which travels with it); every
+    /// other key belongs to the text tower. True for both open_clip model classes.
+    pub fn image_key(key: &str) -> bool {
+        key.starts_with("visual.") || key == "logit_scale"
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Clip {
     pub visual: VisionTransformer,
@@ -31,13 +55,37 @@ impl Clip {
     /// Builds the model from an open_clip state dict. Every tensor must be present with the
     /// shape the config implies, and no other tensor may be left over.
     pub fn from_state_dict(cfg: &ClipConfig, weights: StateDict, device: &Device) -> Result<Self> {
+        Self::from_state_dict_towers(cfg, weights, Towers::Both, device)
+    }
+
+    /// As [`Clip::from_state_dict`], but only the towers asked for (`logit_scale` goes with the
+    /// image tower). The other tower keeps lazy, never-materialised parameters: it costs no
+    /// memory, and [`Clip::load_text_tower`] can fill it in later (the browser fetches the text
+    /// tower only when custom labels need it).
+    pub fn from_state_dict_towers(
+        cfg: &ClipConfig,
+        weights: StateDict,
+        towers: Towers,
+        device: &Device,
+    ) -> Result<Self> {
         let mut model = Clip::new(cfg, device);
         let mut w = WeightLoader::new(weights, device);
-        model.visual.load(&mut w, cfg)?;
-        model.text.load(&mut w, cfg)?;
-        model.logit_scale = w.param("logit_scale", [1])?;
+        if towers.has_image() {
+            model.visual.load(&mut w, cfg)?;
+            model.logit_scale = w.param("logit_scale", [1])?;
+        }
+        if towers.has_text() {
+            model.text.load(&mut w, cfg)?;
+        }
         w.finish()?;
         Ok(model)
+    }
+
+    /// Loads the text tower from a state dict that holds exactly its tensors.
+    pub fn load_text_tower(&mut self, cfg: &ClipConfig, weights: StateDict, device: &Device) -> Result<()> {
+        let mut w = WeightLoader::new(weights, device);
+        self.text.load(&mut w, cfg)?;
+        w.finish()
     }
 
     /// `[batch, 3, size, size]` normalised images → unnormalised `[batch, embed_dim]`.

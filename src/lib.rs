@@ -21,7 +21,7 @@ pub mod vision;
 pub mod weights;
 pub mod zero_shot;
 
-pub use clip::Clip;
+pub use clip::{Clip, Towers};
 pub use config::{Activation, ClipConfig, ModelFileConfig};
 pub use error::{Error, Result};
 pub use pipeline::DermLip;

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::clip::Clip;
+use crate::clip::{Clip, Towers};
 #[cfg(not(target_family = "wasm"))]
 use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
 use crate::config::{ClipConfig, ModelFileConfig};
@@ -27,12 +27,52 @@ pub struct DermLip {
     pub tokenizer: ClipTokenizer,
     pub model: Clip,
     pub device: Device,
+    /// The towers whose weights are loaded; encoding with the other one is an error.
+    pub towers: Towers,
 }
 
 impl DermLip {
     pub fn from_parts(file_config: ModelFileConfig, weights: StateDict, device: Device) -> Result<Self> {
-        let model = Clip::from_state_dict(&file_config.model, weights, &device)?;
-        Self::from_model(file_config, model, device)
+        Self::from_parts_towers(file_config, weights, Towers::Both, device)
+    }
+
+    /// Only the towers asked for; see [`Clip::from_state_dict_towers`].
+    pub fn from_parts_towers(
+        file_config: ModelFileConfig,
+        weights: StateDict,
+        towers: Towers,
+        device: Device,
+    ) -> Result<Self> {
+        let model = Clip::from_state_dict_towers(&file_config.model, weights, towers, &device)?;
+        let mut out = Self::from_model(file_config, model, device)?;
+        out.towers = towers;
+        Ok(out)
+    }
+
+    /// Adds the text tower to a model loaded with [`Towers::Image`].
+    pub fn add_text_tower(&mut self, weights: StateDict) -> Result<()> {
+        if self.towers.has_text() {
+            return Ok(());
+        }
+        self.model.load_text_tower(&self.config, weights, &self.device)?;
+        self.towers = Towers::Both;
+        Ok(())
+    }
+
+    pub fn require_text(&self) -> Result<()> {
+        if self.towers.has_text() {
+            Ok(())
+        } else {
+            Err(Error::Config("the text tower is not loaded (needed for custom labels)".into()))
+        }
+    }
+
+    pub fn require_image(&self) -> Result<()> {
+        if self.towers.has_image() {
+            Ok(())
+        } else {
+            Err(Error::Config("the image tower is not loaded".into()))
+        }
     }
 
     /// Wraps an already built model (e.g. randomly initialised with [`Clip::new`]).
@@ -51,7 +91,7 @@ impl DermLip {
             )));
         }
         let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
-        Ok(DermLip { config, preprocess, tokenizer, model, device })
+        Ok(DermLip { config, preprocess, tokenizer, model, device, towers: Towers::Both })
     }
 
     /// A checkpoint directory (`open_clip_config.json` + weights) or a weights file whose
@@ -141,10 +181,12 @@ fn split_rows(data: TensorData, d: usize) -> Result<Vec<Vec<f32>>> {
 #[cfg(not(target_family = "wasm"))]
 impl DermLip {
     pub fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+        self.require_image()?;
         rows(self.encode_pixels(&self.preprocess_images(images)?))
     }
 
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.require_text()?;
         if texts.is_empty() {
             return Ok(Vec::new());
         }
