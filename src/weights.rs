@@ -93,6 +93,82 @@ impl StateDict {
     pub fn remove(&mut self, key: &str) -> Option<TensorData> {
         self.tensors.remove(key)
     }
+
+    pub fn get(&self, key: &str) -> Option<&TensorData> {
+        self.tensors.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Splits off the tensors whose key satisfies `pred`.
+    pub fn split_off(&mut self, pred: impl Fn(&str) -> bool) -> StateDict {
+        let keys: Vec<String> = self.tensors.keys().filter(|k| pred(k)).cloned().collect();
+        StateDict { tensors: keys.into_iter().map(|k| (k.clone(), self.tensors.remove(&k).unwrap())).collect() }
+    }
+
+    /// Converts every floating-point tensor to `dtype` (f32, f16 or bf16); integer tensors stay.
+    pub fn convert_floats(self, dtype: DType) -> StateDict {
+        let tensors = self
+            .tensors
+            .into_iter()
+            .map(|(k, t)| {
+                let t = if matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) && t.dtype() != dtype
+                {
+                    t.convert_dtype(dtype)
+                } else {
+                    t
+                };
+                (k, t)
+            })
+            .collect();
+        StateDict { tensors }
+    }
+
+    /// The safetensors file of these tensors (keys sorted), readable by PyTorch's `safetensors`
+    /// and by [`StateDict::from_safetensors_bytes`].
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0usize;
+        for (name, t) in &self.tensors {
+            let dtype = match t.dtype() {
+                DType::F64 => "F64",
+                DType::F32 => "F32",
+                DType::F16 => "F16",
+                DType::BF16 => "BF16",
+                DType::I64 => "I64",
+                DType::I32 => "I32",
+                DType::I16 => "I16",
+                DType::I8 => "I8",
+                DType::U8 => "U8",
+                DType::Bool(burn::tensor::BoolStore::Native | burn::tensor::BoolStore::U8) => "BOOL",
+                other => return Err(Error::Weights(format!("cannot write tensor '{name}' of type {other:?}"))),
+            };
+            let len = t.as_bytes().len();
+            header.insert(
+                name.clone(),
+                serde_json::json!({ "dtype": dtype, "shape": t.shape().as_slice(), "data_offsets": [offset, offset + len] }),
+            );
+            offset += len;
+        }
+        let mut json = serde_json::to_vec(&header).map_err(|e| Error::Weights(e.to_string()))?;
+        // The data must start 8-byte aligned.
+        while json.len() % 8 != 0 {
+            json.push(b' ');
+        }
+        let mut out = Vec::with_capacity(8 + json.len() + offset);
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        for t in self.tensors.values() {
+            out.extend_from_slice(t.as_bytes());
+        }
+        Ok(out)
+    }
 }
 
 /// Takes tensors out of a [`StateDict`] onto a device, checking each shape.
