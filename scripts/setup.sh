@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs what building and testing need on a fresh Debian machine. Safe to run again.
+# Installs what building and testing need on a fresh Debian machine. Safe to run again: each step
+# checks first and does nothing when its tool is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(mesa-vulkan-drivers)   # lavapipe: the wgpu backend on a machine without a GPU
+WASM_BINDGEN_VERSION=0.2.130 # must equal the wasm-bindgen crate version in Cargo.lock
+
+apt_packages=(
+  mesa-vulkan-drivers # lavapipe: the wgpu backend on a machine without a GPU
+  chromium            # headless browser tests (WebGPU through SwiftShader)
+  nodejs npm          # the site's static server and the Playwright tests
+)
 missing=()
 for p in "${apt_packages[@]}"; do
+  if [ "$p" = nodejs ] || [ "$p" = npm ]; then command -v "${p/nodejs/node}" >/dev/null && continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -18,4 +26,15 @@ fi
 if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
   echo "setup: adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 4 minutes)"
+  # Not --locked: the registry mirror lacks one locked dependency version (docs/environment notes).
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --quiet
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  echo "setup: installing the browser-test packages (npm ci)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: formatting, native tests (flex CPU and wgpu on lavapipe), then the wasm32 build of the crate.
+# Every test: formatting, native tests (flex CPU and wgpu on lavapipe), the wasm build, and the
+# website in headless Chromium (WebGPU on SwiftShader, and the CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -9,8 +10,11 @@ cargo fmt --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
-echo "== wasm32 build check"
-cargo check --lib --locked --target wasm32-unknown-unknown
-echo "wasm32: dermlip builds for wasm32-unknown-unknown"
-# One closing line for the whole run (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+echo "== wasm build and browser tests"
+scripts/build-web.sh
+(cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec) 2>&1 | tee -a "$log"
+
+# One closing line for the whole run (cargo prints one per test binary, node one at the end).
+awk '/^test result:/ { p += $4; f += $6 } /^ℹ pass / { bp += $3 } /^ℹ fail / { bf += $3 }
+     END { printf "tests: %d passed, %d failed (Rust); %d passed, %d failed (browser)\n", p, f, bp, bf }' "$log"

@@ -2,6 +2,7 @@
 //! trainer. open_clip's `CLIP` (ViT image tower + CLIP text tower), its weight files, its
 //! tokenizer and its preprocessing, reproduced so the numbers match open_clip's.
 
+pub mod bundle;
 pub mod clip;
 pub mod concepts;
 pub mod config;
@@ -18,6 +19,8 @@ pub mod text;
 pub mod tokenizer;
 pub mod transformer;
 pub mod vision;
+#[cfg(target_family = "wasm")]
+pub mod web;
 pub mod weights;
 pub mod zero_shot;
 

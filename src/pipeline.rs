@@ -221,7 +221,7 @@ pub fn classify_embedding(embedding: &[f32], weights: &[Vec<f32>], labels: &[Str
 }
 
 #[cfg(not(target_family = "wasm"))]
-fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::Io { path: shown.clone(), message: format!("no such model: {e}") })?;

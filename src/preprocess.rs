@@ -48,7 +48,10 @@ pub enum PreprocessError {
     UnknownFormat,
     #[error("unsupported image format {0}: expected JPEG, PNG, WebP, GIF or BMP")]
     UnsupportedFormat(String),
-    #[error("image is {width}x{height} = {pixels} pixels, above the limit of {max_pixels} pixels")]
+    #[error(
+        "image is {width}x{height} ({:.1} megapixels), above the limit of {:.1} megapixels: crop it to the skin area or make it smaller",
+        *pixels as f64 / 1e6, *max_pixels as f64 / 1e6
+    )]
     TooManyPixels { width: u32, height: u32, pixels: u64, max_pixels: u64 },
     #[error("image is {width}x{height}: the shorter side must be at least {MIN_SIDE} pixels")]
     TooSmall { width: u32, height: u32 },
@@ -181,6 +184,27 @@ pub fn load_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessErr
 pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
     cfg.validate()?;
     let (decoded, _) = decode(bytes, cfg.max_pixels, true)?;
+    Ok(resize_crop(decoded, cfg))
+}
+
+/// As [`crop_rgb`] for raw RGBA pixels (a canvas `ImageData`, a camera frame); alpha is dropped,
+/// as `convert("RGB")` of an opaque image would.
+pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
+    cfg.validate()?;
+    check_dims(width, height, cfg.max_pixels, true)?;
+    let expected = width as usize * height as usize * 4;
+    if rgba.len() != expected {
+        return Err(PreprocessError::Decode {
+            format: "RGBA",
+            message: format!("{} bytes for {width}x{height} pixels (expected {expected})", rgba.len()),
+        });
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let img = RgbImage::from_raw(width, height, rgb).expect("length checked above");
+    Ok(resize_crop(Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false }, cfg))
+}
+
+fn resize_crop(decoded: Decoded, cfg: &PreprocessConfig) -> RgbImage {
     let (w, h) = decoded.dims();
     let s = cfg.size;
     let (nw, nh) = match cfg.resize_mode {
@@ -201,7 +225,7 @@ pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, Prepro
         Interpolation::Bicubic => Filter::Bicubic,
         Interpolation::Bilinear => Filter::Bilinear,
     };
-    Ok(decoded.resize_crop(nw, nh, crop, filter).to_rgb(Rect { x: 0, y: 0, w: s, h: s }))
+    decoded.resize_crop(nw, nh, crop, filter).to_rgb(Rect { x: 0, y: 0, w: s, h: s })
 }
 
 /// `ToTensor` + `Normalize`: CHW float32, `(v / 255 - mean) / std`, computed in f32 as torch does.
@@ -368,6 +392,20 @@ fn format_name(f: ImageFormat) -> &'static str {
 }
 
 /// Decodes to the PIL mode. With `check_shape`, also refuses tiny and extremely elongated images.
+fn check_dims(width: u32, height: u32, max_pixels: u64, check_shape: bool) -> Result<(), PreprocessError> {
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(PreprocessError::TooManyPixels { width, height, pixels, max_pixels });
+    }
+    if width == 0 || height == 0 || (check_shape && width.min(height) < MIN_SIDE) {
+        return Err(PreprocessError::TooSmall { width, height });
+    }
+    if check_shape && width.max(height) as u64 > MAX_ASPECT as u64 * width.min(height) as u64 {
+        return Err(PreprocessError::ExtremeAspect { width, height });
+    }
+    Ok(())
+}
+
 fn decode(bytes: &[u8], max_pixels: u64, check_shape: bool) -> Result<(Decoded, ImageFormat), PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
@@ -395,19 +433,7 @@ fn decode(bytes: &[u8], max_pixels: u64, check_shape: bool) -> Result<(Decoded, 
     };
 
     let max_alloc = max_pixels.saturating_mul(10).max(64 << 20);
-    let check_dims = |width: u32, height: u32| {
-        let pixels = width as u64 * height as u64;
-        if pixels > max_pixels {
-            return Err(PreprocessError::TooManyPixels { width, height, pixels, max_pixels });
-        }
-        if width == 0 || height == 0 || (check_shape && width.min(height) < MIN_SIDE) {
-            return Err(PreprocessError::TooSmall { width, height });
-        }
-        if check_shape && width.max(height) as u64 > MAX_ASPECT as u64 * width.min(height) as u64 {
-            return Err(PreprocessError::ExtremeAspect { width, height });
-        }
-        Ok(())
-    };
+    let check_dims = |width: u32, height: u32| check_dims(width, height, max_pixels, check_shape);
 
     let (mut img, cmyk, orientation) = if format == ImageFormat::Jpeg {
         // Pixels from the libjpeg-turbo-exact decoder; the image crate covers what it refuses.

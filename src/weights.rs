@@ -10,6 +10,10 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
+/// [`StateDict::quantize_int8`] leaves smaller tensors (biases, norms, the class token) in float.
+pub const INT8_MIN_ELEMENTS: usize = 4096;
+pub const INT8_SCALE_SUFFIX: &str = ":int8_scale";
+
 /// The tensors of one checkpoint, keyed by their open_clip state-dict names.
 pub struct StateDict {
     tensors: BTreeMap<String, TensorData>,
@@ -25,7 +29,7 @@ impl StateDict {
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
         let tensors =
             store.get_all_tensors().map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
-        Self::from_pack(tensors.values())
+        Self::from_pack(tensors.values())?.dequantize_int8()
     }
 
     /// `open_clip_model.safetensors`, `open_clip_pytorch_model.bin`, or a training checkpoint
@@ -128,6 +132,64 @@ impl StateDict {
             })
             .collect();
         StateDict { tensors }
+    }
+
+    /// Stores every float tensor of rank ≥ 2 with at least [`INT8_MIN_ELEMENTS`] values as int8
+    /// with one f32 scale per row (first dimension; symmetric, absmax/127), under
+    /// `"{name}{INT8_SCALE_SUFFIX}"`. Reading the file back dequantises automatically.
+    pub fn quantize_int8(self) -> StateDict {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.tensors {
+            let shape = t.shape().to_vec();
+            let float = matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64);
+            if !float || shape.len() < 2 || shape.iter().product::<usize>() < INT8_MIN_ELEMENTS {
+                out.insert(name, t);
+                continue;
+            }
+            let values: Vec<f32> = t.convert::<f32>().try_to_vec().expect("converted to f32");
+            let row = values.len() / shape[0];
+            let mut q = Vec::with_capacity(values.len());
+            let mut scales = Vec::with_capacity(shape[0]);
+            for r in values.chunks(row) {
+                let max = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                scales.push(scale);
+                q.extend(r.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+            }
+            out.insert(format!("{name}{INT8_SCALE_SUFFIX}"), TensorData::new(scales, [shape[0]]));
+            out.insert(name, TensorData::new(q, shape));
+        }
+        StateDict { tensors: out }
+    }
+
+    /// Inverse of [`StateDict::quantize_int8`] (to f32); a no-op for files without int8 tensors.
+    fn dequantize_int8(mut self) -> Result<StateDict> {
+        let scaled: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_suffix(INT8_SCALE_SUFFIX).map(String::from))
+            .collect();
+        for name in scaled {
+            let scales = self.tensors.remove(&format!("{name}{INT8_SCALE_SUFFIX}")).expect("listed above");
+            let q = self
+                .tensors
+                .remove(&name)
+                .ok_or_else(|| Error::Weights(format!("int8 scales for '{name}' but no such tensor")))?;
+            let shape = q.shape().to_vec();
+            let scales: Vec<f32> = scales.convert::<f32>().try_to_vec().map_err(|e| Error::Weights(format!("{e:?}")))?;
+            if q.dtype() != DType::I8 || shape.is_empty() || scales.len() != shape[0] {
+                return Err(Error::Weights(format!(
+                    "'{name}': int8 tensor {:?} {shape:?} does not match {} scales",
+                    q.dtype(),
+                    scales.len()
+                )));
+            }
+            let q: Vec<i8> = q.try_to_vec().map_err(|e| Error::Weights(format!("'{name}': {e:?}")))?;
+            let row = q.len() / shape[0].max(1);
+            let values: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row.max(1)]).collect();
+            self.tensors.insert(name, TensorData::new(values, shape));
+        }
+        Ok(self)
     }
 
     /// The safetensors file of these tensors (keys sorted), readable by PyTorch's `safetensors`

@@ -10,6 +10,7 @@ use dermlip::pipeline::classify_embedding;
 use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
 use dermlip::{DermLip, Error, Result};
 
+mod convert;
 mod eval;
 mod gallery;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Evaluation protocols of the Derm1M paper on your data.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Write a web bundle for the browser: image and text towers, precomputed label-set and
+    /// concept embeddings, and a manifest with the size and sha256 of every file.
+    Convert(convert::ConvertArgs),
 }
 
 #[derive(Args)]
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
         Command::Index(a) => gallery::index(a),
         Command::Search(a) => gallery::search(a),
         Command::Eval(command) => eval::run(command),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,82 @@
+// One benchmark case per page load, chosen by the query string; benches/browser_bench.mjs drives it.
+//   ?engine=dermlip&backend=webgpu|cpu&model=BUNDLE_URL&runs=10
+//   ?engine=ort&ep=webgpu|wasm&model=ONNX_URL&runs=10
+import { DermLIP } from '../../www/dermlip.js';
+
+const q = new URLSearchParams(location.search);
+const runs = Number(q.get('runs') || 10);
+const out = document.getElementById('out');
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function cachedFetch(url) {
+  const cache = await caches.open('bench-onnx');
+  let hit = await cache.match(url);
+  let fromCache = true;
+  if (!hit) {
+    fromCache = false;
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+    await cache.put(url, r.clone());
+    hit = r;
+  }
+  return { buffer: await hit.arrayBuffer(), fromCache };
+}
+
+async function benchDermlip() {
+  const image = await (await fetch(q.get('image'))).arrayBuffer();
+  const t0 = performance.now();
+  const model = await DermLIP.load(q.get('model'), { backend: q.get('backend') });
+  const loadMs = performance.now() - t0;
+  const first = performance.now();
+  const emb = await model.embedImage(image.slice(0));
+  const firstMs = performance.now() - first;
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const s = performance.now();
+    await model.embedImage(image.slice(0));
+    times.push(performance.now() - s);
+  }
+  const info = model.info;
+  await model.dispose();
+  return { loadMs, firstMs, medianMs: median(times), times, backend: info.backend, bytesDownloaded: info.bytesDownloaded, dim: emb.length };
+}
+
+async function benchOrt() {
+  const ort = await import('../../tests/browser/node_modules/onnxruntime-web/dist/ort.all.min.mjs');
+  ort.env.wasm.wasmPaths = new URL('../../tests/browser/node_modules/onnxruntime-web/dist/', location.href).href;
+  ort.env.wasm.numThreads = 1; // no cross-origin isolation on a normal page: ORT is single-threaded there too
+  const ep = q.get('ep');
+  const t0 = performance.now();
+  const { buffer, fromCache } = await cachedFetch(q.get('model'));
+  const session = await ort.InferenceSession.create(new Uint8Array(buffer), { executionProviders: [ep], graphOptimizationLevel: 'all' });
+  const loadMs = performance.now() - t0;
+  const n = 3 * 224 * 224;
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = -2 + (4 * i) / (n - 1); // benches/export_onnx.py's input
+  const input = () => new ort.Tensor('float32', data, [1, 3, 224, 224]);
+  const first = performance.now();
+  const res = await session.run({ pixels: input() });
+  const firstMs = performance.now() - first;
+  const emb = Array.from(res.embedding.data);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const s = performance.now();
+    await session.run({ pixels: input() });
+    times.push(performance.now() - s);
+  }
+  await session.release();
+  return { loadMs, firstMs, medianMs: median(times), times, backend: ep, fromCache, embedding: emb.slice(0, 8), dim: emb.length };
+}
+
+(q.get('engine') === 'ort' ? benchOrt() : benchDermlip())
+  .then((r) => {
+    out.textContent = JSON.stringify(r);
+    out.dataset.done = 'ok';
+  })
+  .catch((e) => {
+    out.textContent = String(e && e.stack ? e.stack : e);
+    out.dataset.done = 'error';
+  });

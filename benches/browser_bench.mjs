@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// Browser benchmark (not a test): dermlip (WebGPU and CPU) against onnxruntime-web (WebGPU and
+// wasm) on the same full-size ViT-B/16 image tower, in the same headless Chromium, same run.
+//
+//   python benches/export_onnx.py --model tests/reference/full/models/vit-b-16-random --out benches/out/vit-b16-visual.onnx
+//   dermlip convert --model tests/reference/full/models/vit-b-16-random --out benches/out/bundle-f16
+//   dermlip convert --model ... --out benches/out/bundle-int8 --image-weights int8
+//   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...]
+//
+// For each case: cold load (fresh profile: download + compile + warm-up), cached load (same
+// profile, second visit), first and warm-median image-embedding latency, and the bytes the page
+// transferred before its first prediction (page, scripts, wasm, weights; compressed sizes).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, launch, startServer } from '../tests/browser/harness.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const runs = Number(opt('--runs', 10));
+const only = opt('--only', '');
+const OUT = 'benches/out';
+const image = 'tests/fixtures/images/astronaut_exact_224.png';
+
+const CASES = [
+  { id: 'dermlip-webgpu-f16', engine: 'dermlip', backend: 'webgpu', model: `${OUT}/bundle-f16/` },
+  { id: 'dermlip-webgpu-int8', engine: 'dermlip', backend: 'webgpu', model: `${OUT}/bundle-int8/` },
+  { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', model: `${OUT}/vit-b16-visual.onnx` },
+  { id: 'dermlip-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `${OUT}/bundle-int8/` },
+  { id: 'ort-wasm', engine: 'ort', ep: 'wasm', model: `${OUT}/vit-b16-visual.onnx` },
+].filter((c) => !only || only.split(',').includes(c.id));
+
+async function runCase(browser, base, c) {
+  const context = await browser.newContext();
+  let transferred = 0;
+  context.on('requestfinished', async (r) => {
+    try {
+      const s = await r.sizes();
+      transferred += s.responseBodySize + s.responseHeadersSize;
+    } catch {
+      // the page closed meanwhile
+    }
+  });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${c.id}] pageerror`, e.message));
+  const params = new URLSearchParams({ ...c, runs: String(runs), image: `/${image}` });
+  const visit = async () => {
+    await page.goto(`${base}benches/browser/bench.html?${params}`);
+    await page.waitForSelector('#out[data-done]', { timeout: 3_600_000 });
+    const text = await page.textContent('#out');
+    if ((await page.getAttribute('#out', 'data-done')) !== 'ok') throw new Error(`${c.id}: ${text}`);
+    return JSON.parse(text);
+  };
+  const cold = await visit();
+  const coldBytes = transferred;
+  const cached = await visit();
+  await context.close();
+  return { ...c, cold, cached, coldBytes };
+}
+
+const server = await startServer();
+const browser = await launch();
+const results = [];
+try {
+  for (const c of CASES) {
+    process.stderr.write(`bench: ${c.id}…\n`);
+    results.push(await runCase(browser, server.url, c));
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+
+const ref = JSON.parse(readFileSync(join(ROOT, OUT, 'vit-b16-visual.onnx.reference.json'), 'utf8')).embedding;
+const s = (ms) => (ms / 1000).toFixed(2);
+console.log(`\nViT-B/16 image tower, headless Chromium ${browser.version?.() ?? ''} (${runs} warm runs, median)\n`);
+console.log('| case | cold load s | cached load s | 1st embed s | warm median s | MB before 1st prediction (cold) |');
+console.log('|---|---:|---:|---:|---:|---:|');
+for (const r of results) {
+  const firstPred = r.coldBytes / 1e6;
+  console.log(`| ${r.id} | ${s(r.cold.loadMs)} | ${s(r.cached.loadMs)} | ${s(r.cold.firstMs)} | ${s(r.cached.medianMs)} | ${firstPred.toFixed(1)} |`);
+  if (r.engine === 'ort') {
+    const d = Math.max(...r.cold.embedding.map((v, i) => Math.abs(v - ref[i])));
+    console.log(`|  ↳ ort output vs PyTorch (first 8 values): max abs diff ${d.toExponential(2)} | | | | | |`);
+  }
+}
+const by = Object.fromEntries(results.map((r) => [r.id, r]));
+const ratio = (a, b) => (by[a] && by[b] ? (by[a].cached.medianMs / by[b].cached.medianMs).toFixed(2) : 'n/a');
+console.log(`\nwarm latency ratio dermlip/ORT: WebGPU ${ratio('dermlip-webgpu-f16', 'ort-webgpu')}, CPU ${ratio('dermlip-cpu-int8', 'ort-wasm')}`);

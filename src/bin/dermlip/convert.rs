@@ -1,0 +1,83 @@
+//! `dermlip convert`: an open_clip checkpoint → a web bundle for the browser.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use dermlip::bundle::{write_bundle, ConvertOptions, WeightFormat};
+use dermlip::labels::LabelSet;
+use dermlip::Result;
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// open_clip checkpoint directory (or weights file beside its open_clip_config.json).
+    #[arg(long, value_name = "MODEL")]
+    model: PathBuf,
+    /// Output directory (created if missing; files in it are overwritten).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How the image tower is stored. int8: per-row int8 matrices, dequantised to f32 on load.
+    #[arg(long, value_enum, default_value_t = Format::F16)]
+    image_weights: Format,
+    /// How the text tower is stored.
+    #[arg(long, value_enum, default_value_t = Format::F16)]
+    text_weights: Format,
+    /// Built-in label sets to precompute, comma-separated (default: all).
+    #[arg(long, value_name = "IDS")]
+    label_sets: Option<String>,
+    /// Prompt templates for the precomputed label sets (one per line or a JSON array; default:
+    /// Derm1M's eight skin templates).
+    #[arg(long, value_name = "FILE")]
+    template_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    F32,
+    F16,
+    Int8,
+}
+
+impl From<Format> for WeightFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::F32 => WeightFormat::F32,
+            Format::F16 => WeightFormat::F16,
+            Format::Int8 => WeightFormat::Int8,
+        }
+    }
+}
+
+pub fn run(a: ConvertArgs) -> Result<()> {
+    let mut opts = ConvertOptions {
+        image_weights: a.image_weights.into(),
+        text_weights: a.text_weights.into(),
+        ..ConvertOptions::default()
+    };
+    if let Some(ids) = &a.label_sets {
+        opts.label_sets = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        for id in &opts.label_sets {
+            if LabelSet::builtin(id).is_none() {
+                let ids: Vec<&str> = LabelSet::builtin_ids().collect();
+                return Err(dermlip::Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", "))));
+            }
+        }
+    }
+    if let Some(f) = &a.template_file {
+        opts.templates = super::read_list(f)?;
+        dermlip::zero_shot::validate_templates(&opts.templates)?;
+    }
+    let manifest = write_bundle(&a.model, &a.out, &opts)?;
+    println!("{:<32} {:<17} {:>12}  sha256", "file", "role", "bytes");
+    for f in &manifest.files {
+        println!("{:<32} {:<17} {:>12}  {}", f.path, f.role, f.bytes, &f.sha256[..16]);
+    }
+    let first = manifest.files.iter().filter(|f| f.role != "text-tower").map(|f| f.bytes).sum::<u64>();
+    println!(
+        "wrote {} ({} label sets); {:.1} MB in all, {:.1} MB before the first prediction with a built-in label set",
+        a.out.join("manifest.json").display(),
+        manifest.label_sets.len(),
+        manifest.total_bytes() as f64 / 1e6,
+        first as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The browser API (wasm32, wasm-bindgen). The page never calls this directly: `www/worker.js`
+//! does, inside a Web Worker, and `www/dermlip.js` wraps the worker in the public JS API.
+//! Downloading, caching and sha256 checks happen in JavaScript; this side gets verified bytes.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, FloatDType};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::bundle::{self, Manifest};
+use crate::clip::Towers;
+use crate::concepts::{concept_prompts, ConceptPromptSet, ConceptScore, ConceptScorer};
+use crate::config::ModelFileConfig;
+use crate::error::{Error, Result};
+use crate::labels::{self, LabelSet};
+use crate::pipeline::{rows_async, DermLip};
+use crate::preprocess;
+use crate::weights::StateDict;
+use crate::zero_shot::{self, Prediction};
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Browsers cap a tab's memory well below what a 100-MP decode needs next to the model.
+const DEFAULT_MAX_MEGAPIXELS: f64 = 40.0;
+
+/// Zero-shot classes with their class weights (template-mean text embeddings).
+struct ClassSet {
+    id: String,
+    name: String,
+    labels: Vec<String>,
+    weights: Vec<Vec<f32>>,
+    precomputed: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClassifyRequest {
+    /// A built-in label set id (`ham7`, …); the default when `labels` is absent.
+    label_set: Option<String>,
+    labels: Option<Vec<String>>,
+    templates: Option<Vec<String>>,
+    top_k: Option<usize>,
+    /// How many concept tags to return (0: none).
+    concepts: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassifyResult {
+    label_set: String,
+    label_set_name: String,
+    /// The `topK` most probable classes, best first.
+    predictions: Vec<Prediction>,
+    /// Every class, in the order given.
+    labels: Vec<String>,
+    probabilities: Vec<f32>,
+    concepts: Vec<ConceptScore>,
+    /// `precomputed` (from the bundle) or `text-tower` (embedded in this browser).
+    label_embeddings: &'static str,
+}
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[wasm_bindgen]
+pub struct Engine {
+    lip: DermLip,
+    backend: String,
+    precision: String,
+    sets: BTreeMap<String, ClassSet>,
+    /// The last custom label list, so a second image with the same labels costs no text pass.
+    custom: Option<(Vec<String>, Vec<String>, ClassSet)>,
+    concepts: Option<ConceptScorer>,
+    max_pixels: u64,
+}
+
+/// Picks the device: `webgpu`, `cpu`, or `auto` (WebGPU, else CPU). `f16` computes in half
+/// precision, which needs WebGPU with `shader-f16`; `f32` is the default and the tested path.
+async fn device(backend: &str, precision: &str) -> Result<(Device, String)> {
+    if !matches!(precision, "f32" | "f16") {
+        return Err(Error::Input(format!("unknown precision \"{precision}\" (expected f32 or f16)")));
+    }
+    let mut device = match backend {
+        "cpu" if precision == "f16" => {
+            return Err(Error::Input("f16 needs WebGPU; the CPU backend computes in f32".into()));
+        }
+        "cpu" => return Ok((Device::flex(), "cpu".into())),
+        "webgpu" | "auto" => match Device::wgpu_options().init_async().await {
+            Ok(d) => d,
+            Err(e) if backend == "auto" && precision == "f32" => {
+                web_sys_log(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
+                return Ok((Device::flex(), "cpu".into()));
+            }
+            Err(e) => return Err(Error::Device(format!("WebGPU is not available: {e:?}"))),
+        },
+        other => return Err(Error::Input(format!("unknown backend \"{other}\" (expected webgpu, cpu or auto)"))),
+    };
+    if precision == "f16" {
+        if !device.supports_dtype(FloatDType::F16) {
+            return Err(Error::Device("this GPU has no shader-f16 support; use f32".into()));
+        }
+        device.configure(FloatDType::F16).map_err(|e| Error::Device(format!("cannot switch to f16: {e:?}")))?;
+    }
+    Ok((device, "webgpu".into()))
+}
+
+fn web_sys_log(msg: &str) {
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_namespace = console, js_name = warn)]
+        fn warn(s: &str);
+    }
+    warn(msg);
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Builds the model from `open_clip_config.json` text and safetensors bytes: either an image
+    /// tower (`towers = "image"`, from a bundle) or a whole open_clip checkpoint (`"both"`).
+    pub async fn create(
+        backend: String,
+        precision: String,
+        config_json: String,
+        weights: Vec<u8>,
+        towers: String,
+    ) -> Result<Engine, JsError> {
+        Self::create_inner(&backend, &precision, &config_json, weights, &towers).await.map_err(js_err)
+    }
+
+    async fn create_inner(
+        backend: &str,
+        precision: &str,
+        config_json: &str,
+        weights: Vec<u8>,
+        towers: &str,
+    ) -> Result<Engine> {
+        let towers = match towers {
+            "image" => Towers::Image,
+            "both" => Towers::Both,
+            other => return Err(Error::Input(format!("towers must be \"image\" or \"both\", not \"{other}\""))),
+        };
+        let file_config = ModelFileConfig::from_json_str(config_json)?;
+        let weights = StateDict::from_safetensors_bytes(weights)?;
+        let (device, backend) = device(backend, precision).await?;
+        let lip = DermLip::from_parts_towers(file_config, weights, towers, device)?;
+        Ok(Engine {
+            lip,
+            backend,
+            precision: precision.to_string(),
+            sets: BTreeMap::new(),
+            custom: None,
+            concepts: None,
+            max_pixels: (DEFAULT_MAX_MEGAPIXELS * 1e6) as u64,
+        })
+    }
+
+    /// `webgpu` or `cpu`.
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// `f32` or `f16`.
+    pub fn precision(&self) -> String {
+        self.precision.clone()
+    }
+
+    #[wasm_bindgen(js_name = hasTextTower)]
+    pub fn has_text_tower(&self) -> bool {
+        self.lip.towers.has_text()
+    }
+
+    #[wasm_bindgen(js_name = embedDim)]
+    pub fn embed_dim(&self) -> usize {
+        self.lip.config.embed_dim
+    }
+
+    #[wasm_bindgen(js_name = setMaxMegapixels)]
+    pub fn set_max_megapixels(&mut self, megapixels: f64) -> Result<(), JsError> {
+        if !(megapixels.is_finite() && megapixels > 0.0) {
+            return Err(JsError::new(&format!("maxMegapixels must be a positive number, not {megapixels}")));
+        }
+        self.max_pixels = (megapixels * 1e6) as u64;
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = addTextTower)]
+    pub fn add_text_tower(&mut self, weights: Vec<u8>) -> Result<(), JsError> {
+        let sd = StateDict::from_safetensors_bytes(weights).map_err(js_err)?;
+        self.lip.add_text_tower(sd).map_err(js_err)
+    }
+
+    /// The bundle's precomputed label sets (`manifest.json` text + `label-embeddings.safetensors`).
+    #[wasm_bindgen(js_name = setLabelEmbeddings)]
+    pub fn set_label_embeddings(&mut self, manifest_json: String, bytes: Vec<u8>) -> Result<(), JsError> {
+        let manifest = Manifest::from_json(&manifest_json).map_err(js_err)?;
+        if manifest.embed_dim != self.lip.config.embed_dim {
+            return Err(JsError::new(&format!(
+                "the bundle's label embeddings have {} dimensions, the model {}",
+                manifest.embed_dim, self.lip.config.embed_dim
+            )));
+        }
+        for (entry, weights) in bundle::read_label_embeddings(&manifest, bytes).map_err(js_err)? {
+            let set = ClassSet { id: entry.id, name: entry.name, labels: entry.classes, weights, precomputed: true };
+            self.sets.insert(set.id.clone(), set);
+        }
+        Ok(())
+    }
+
+    /// The bundle's `concepts.json`.
+    #[wasm_bindgen(js_name = setConcepts)]
+    pub fn set_concepts(&mut self, json: String) -> Result<(), JsError> {
+        let scorer: ConceptScorer =
+            serde_json::from_str(&json).map_err(|e| JsError::new(&format!("concepts.json: {e}")))?;
+        if scorer.directions.iter().flatten().any(|v| v.len() != self.lip.config.embed_dim) {
+            return Err(JsError::new("concepts.json does not match the model's embedding size"));
+        }
+        self.concepts = Some(scorer);
+        Ok(())
+    }
+
+    /// Ids of the label sets usable without the text tower.
+    #[wasm_bindgen(js_name = precomputedLabelSets)]
+    pub fn precomputed_label_sets(&self) -> Vec<String> {
+        self.sets.values().filter(|s| s.precomputed).map(|s| s.id.clone()).collect()
+    }
+
+    /// Whether `request` (see `classify`) needs the text tower that is not loaded yet.
+    #[wasm_bindgen(js_name = needsTextTower)]
+    pub fn needs_text_tower(&self, request: JsValue) -> Result<bool, JsError> {
+        let req = parse_request(request)?;
+        if self.lip.towers.has_text() {
+            return Ok(false);
+        }
+        if req.labels.is_some() || req.templates.is_some() {
+            return Ok(true);
+        }
+        let id = req.label_set.as_deref().unwrap_or("ham7");
+        Ok(!self.sets.contains_key(id) || (req.concepts.unwrap_or(0) > 0 && self.concepts.is_none()))
+    }
+
+    /// One forward pass on a blank image, so shader compilation is not paid by the first photo.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub async fn warm_up(&self) -> Result<(), JsError> {
+        let size = self.lip.preprocess.size as usize;
+        rows_async(self.lip.encode_pixels(&[vec![0.0; 3 * size * size]])).await.map_err(js_err)?;
+        Ok(())
+    }
+
+    /// Classifies an image file's bytes (JPEG, PNG, WebP, GIF, BMP).
+    pub async fn classify(&mut self, image: Vec<u8>, request: JsValue) -> Result<JsValue, JsError> {
+        let req = parse_request(request)?;
+        let pixels = self.preprocess_bytes(&image)?;
+        self.classify_pixels(pixels, req).await.map_err(js_err)
+    }
+
+    /// Classifies raw RGBA pixels (a canvas `ImageData`, a camera frame).
+    #[wasm_bindgen(js_name = classifyRgba)]
+    pub async fn classify_rgba(
+        &mut self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        request: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let req = parse_request(request)?;
+        let pixels = self.preprocess_rgba(&rgba, width, height)?;
+        self.classify_pixels(pixels, req).await.map_err(js_err)
+    }
+
+    /// The image embedding (unnormalised, open_clip `encode_image`).
+    #[wasm_bindgen(js_name = embedImage)]
+    pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, JsError> {
+        let pixels = self.preprocess_bytes(&image)?;
+        let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
+        Ok(rows.remove(0))
+    }
+
+    #[wasm_bindgen(js_name = embedImageRgba)]
+    pub async fn embed_image_rgba(&self, rgba: Vec<u8>, width: u32, height: u32) -> Result<Vec<f32>, JsError> {
+        let pixels = self.preprocess_rgba(&rgba, width, height)?;
+        let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
+        Ok(rows.remove(0))
+    }
+
+    /// Text embeddings (unnormalised, open_clip `encode_text`), flattened row by row.
+    #[wasm_bindgen(js_name = embedText)]
+    pub async fn embed_text(&self, texts: Vec<String>) -> Result<Vec<f32>, JsError> {
+        self.lip.require_text().map_err(js_err)?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = self.lip.token_ids(&refs).map_err(js_err)?;
+        let rows = rows_async(self.lip.encode_ids(&ids)).await.map_err(js_err)?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+}
+
+fn parse_request(request: JsValue) -> Result<ClassifyRequest, JsError> {
+    if request.is_undefined() || request.is_null() {
+        return Ok(ClassifyRequest::default());
+    }
+    serde_wasm_bindgen::from_value(request).map_err(|e| JsError::new(&format!("invalid classify options: {e}")))
+}
+
+impl Engine {
+    fn preprocess_cfg(&self) -> preprocess::PreprocessConfig {
+        let mut cfg = self.lip.preprocess.clone();
+        cfg.max_pixels = cfg.max_pixels.min(self.max_pixels);
+        cfg
+    }
+
+    fn preprocess_bytes(&self, image: &[u8]) -> Result<Vec<f32>, JsError> {
+        self.lip.require_image().map_err(js_err)?;
+        preprocess::preprocess(image, &self.preprocess_cfg()).map_err(|e| js_err(e.into()))
+    }
+
+    fn preprocess_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
+        self.lip.require_image().map_err(js_err)?;
+        let cfg = self.preprocess_cfg();
+        let rgb = preprocess::crop_rgba(rgba, width, height, &cfg).map_err(|e| js_err(e.into()))?;
+        Ok(preprocess::normalize(&rgb, &cfg))
+    }
+
+    async fn class_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.lip.require_text()?;
+        zero_shot::validate_labels(labels)?;
+        zero_shot::validate_templates(templates)?;
+        let prompts = DermLip::prompts(labels, templates);
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let ids = self.lip.token_ids(&refs)?;
+        let embeddings = rows_async(self.lip.encode_ids(&ids)).await?;
+        Ok(zero_shot::class_weights(&embeddings, templates.len()))
+    }
+
+    /// The classes a request asks for, embedding them with the text tower when not precomputed.
+    async fn resolve_classes(&mut self, req: &ClassifyRequest) -> Result<&ClassSet> {
+        let default_templates = || labels::ZERO_SHOT_TEMPLATES.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        if req.labels.is_some() || req.templates.is_some() {
+            let labels: Vec<String> = match (&req.labels, &req.label_set) {
+                (Some(l), _) => l.iter().map(|s| s.trim().to_string()).collect(),
+                (None, id) => builtin(id.as_deref().unwrap_or("ham7"))?.classes().to_vec(),
+            };
+            let templates = req.templates.clone().unwrap_or_else(default_templates);
+            let cached = matches!(&self.custom, Some((l, t, _)) if *l == labels && *t == templates);
+            if !cached {
+                let weights = self.class_weights(&labels, &templates).await?;
+                let set =
+                    ClassSet { id: "custom".into(), name: "Custom labels".into(), labels: labels.clone(), weights, precomputed: false };
+                self.custom = Some((labels, templates, set));
+            }
+            return Ok(&self.custom.as_ref().expect("set above").2);
+        }
+        let id = req.label_set.clone().unwrap_or_else(|| "ham7".into());
+        if !self.sets.contains_key(&id) {
+            let set = builtin(&id)?;
+            let weights = self.class_weights(set.classes(), &default_templates()).await?;
+            let entry = ClassSet {
+                id: id.clone(),
+                name: set.name().to_string(),
+                labels: set.classes().to_vec(),
+                weights,
+                precomputed: false,
+            };
+            self.sets.insert(id.clone(), entry);
+        }
+        Ok(&self.sets[&id])
+    }
+
+    async fn concept_scorer(&mut self) -> Result<&ConceptScorer> {
+        if self.concepts.is_none() {
+            self.lip.require_text()?;
+            let prompts = ConceptPromptSet::monet();
+            let texts = concept_prompts(labels::concepts(), &prompts);
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let ids = self.lip.token_ids(&refs)?;
+            let embeddings = rows_async(self.lip.encode_ids(&ids)).await?;
+            self.concepts = Some(ConceptScorer::from_text_embeddings(
+                labels::concepts(),
+                &prompts,
+                &embeddings,
+                labels::concept_temperature(),
+            )?);
+        }
+        Ok(self.concepts.as_ref().expect("set above"))
+    }
+
+    async fn classify_pixels(&mut self, pixels: Vec<f32>, req: ClassifyRequest) -> Result<JsValue> {
+        let top_k = req.top_k.unwrap_or(5);
+        if top_k == 0 {
+            return Err(Error::Input("topK must be at least 1".into()));
+        }
+        // Classes first: a bad label list fails before the image pass.
+        self.resolve_classes(&req).await?;
+        let n_concepts = req.concepts.unwrap_or(0);
+        if n_concepts > 0 {
+            self.concept_scorer().await?;
+        }
+        let embedding = rows_async(self.lip.encode_pixels(&[pixels])).await?.remove(0);
+        let set = self.resolve_classes(&req).await?;
+        let logits = zero_shot::logits(&embedding, &set.weights);
+        let result = ClassifyResult {
+            label_set: set.id.clone(),
+            label_set_name: set.name.clone(),
+            predictions: zero_shot::top_k(&set.labels, &logits, top_k),
+            labels: set.labels.clone(),
+            probabilities: zero_shot::softmax(&logits),
+            concepts: Vec::new(),
+            label_embeddings: if set.precomputed { "precomputed" } else { "text-tower" },
+        };
+        let concepts = match (&self.concepts, n_concepts) {
+            (Some(c), n) if n > 0 => c.top(&embedding, n),
+            _ => Vec::new(),
+        };
+        let result = ClassifyResult { concepts, ..result };
+        result
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| Error::Input(format!("cannot return the result: {e}")))
+    }
+}
+
+fn builtin(id: &str) -> Result<&'static LabelSet> {
+    LabelSet::builtin(id).ok_or_else(|| {
+        let ids: Vec<&str> = LabelSet::builtin_ids().collect();
+        Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
+    })
+}

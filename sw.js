@@ -1,0 +1,45 @@
+// Service worker: keeps the app shell (page, scripts, wasm) so the site works offline after the
+// first visit. Model files are not handled here: the worker verifies and caches them itself.
+// scripts/build-web.sh writes pkg/sw-version.js with a hash of the shell: a new build is a new
+// service worker, which replaces the cache.
+importScripts('pkg/sw-version.js');
+const VERSION = self.DERMLIP_SHELL_VERSION || 'dev';
+const SHELL_CACHE = `dermlip-shell-${VERSION}`;
+const SHELL = [
+  './',
+  'index.html',
+  'www/app.js',
+  'www/dermlip.js',
+  'www/worker.js',
+  'www/model-store.js',
+  'www/style.css',
+  'www/app.webmanifest',
+  'www/icon.svg',
+  'pkg/dermlip.js',
+  'pkg/dermlip_bg.wasm',
+];
+const shellUrls = new Set(SHELL.map((p) => new URL(p, self.registration.scope).href));
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    caches.open(SHELL_CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('dermlip-shell-') && k !== SHELL_CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  url.search = '';
+  if (event.request.method !== 'GET' || !shellUrls.has(url.href)) return;
+  // Cache first: the shell is versioned by this file, so a new build brings a new cache.
+  event.respondWith(
+    caches.match(url.href).then((hit) => hit || fetch(event.request)),
+  );
+});

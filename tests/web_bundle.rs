@@ -1,0 +1,167 @@
+//! `dermlip convert`: the web bundle loads tower by tower, reproduces open_clip's numbers, and its
+//! manifest describes its files exactly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use common::{max_abs_diff, model_dir, reference};
+use dermlip::bundle::{self, write_bundle, ConvertOptions, Manifest, WeightFormat};
+use dermlip::weights::StateDict;
+use dermlip::{DermLip, ModelFileConfig, Towers};
+use sha2::{Digest, Sha256};
+
+fn convert(name: &str, image: WeightFormat, text: WeightFormat) -> (PathBuf, Manifest) {
+    let out = std::env::temp_dir().join(format!("dermlip-bundle-{name}-{image:?}-{text:?}-{}", std::process::id()));
+    let opts = ConvertOptions {
+        image_weights: image,
+        text_weights: text,
+        label_sets: vec!["ham7".into(), "pad6".into()],
+        ..ConvertOptions::default()
+    };
+    let manifest = write_bundle(&model_dir(name), &out, &opts).expect("convert");
+    (out, manifest)
+}
+
+fn read(dir: &Path, m: &Manifest, role: &str) -> Vec<u8> {
+    std::fs::read(dir.join(&m.file(role).unwrap().path)).unwrap()
+}
+
+/// Loads a bundle the way the browser does: image tower first, text tower on demand.
+fn load_bundle(dir: &Path, m: &Manifest) -> DermLip {
+    let config = String::from_utf8(read(dir, m, "config")).unwrap();
+    let image = StateDict::from_safetensors_bytes(read(dir, m, "image-tower")).unwrap();
+    let mut lip = DermLip::from_parts_towers(
+        ModelFileConfig::from_json_str(&config).unwrap(),
+        image,
+        Towers::Image,
+        Device::flex(),
+    )
+    .unwrap();
+    assert!(lip.require_text().is_err(), "the text tower must not be usable before it is added");
+    lip.add_text_tower(StateDict::from_safetensors_bytes(read(dir, m, "text-tower")).unwrap()).unwrap();
+    lip
+}
+
+fn image_embeddings(lip: &DermLip, names: &[String]) -> Vec<Vec<f32>> {
+    let bytes: Vec<Vec<u8>> = names.iter().map(|f| std::fs::read(common::fixtures().join(f)).unwrap()).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    lip.embed_images(&refs).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+#[test]
+fn f32_bundle_matches_open_clip() {
+    let r = reference("tiny-gelu");
+    let (dir, m) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let lip = load_bundle(&dir, &m);
+    let files: Vec<String> = r.images.iter().take(8).map(|i| i.file.clone()).collect();
+    for (got, want) in image_embeddings(&lip, &files).iter().zip(&r.images) {
+        assert!(max_abs_diff(got, &want.embedding) < 1e-4, "{}", want.file);
+    }
+    let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+    for (got, want) in lip.embed_texts(&texts).unwrap().iter().zip(&r.texts) {
+        assert!(max_abs_diff(got, &want.embedding) < 1e-4, "{}", want.text);
+    }
+}
+
+#[test]
+fn precomputed_label_embeddings_equal_the_text_tower() {
+    let (dir, m) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let lip = load_bundle(&dir, &m);
+    let sets = bundle::read_label_embeddings(&m, read(&dir, &m, "label-embeddings")).unwrap();
+    assert_eq!(sets.len(), 2);
+    for (entry, weights) in sets {
+        let set = dermlip::labels::LabelSet::builtin(&entry.id).unwrap();
+        assert_eq!(entry.classes, set.classes());
+        let expected = lip.zero_shot_weights(set.classes(), &m.templates).unwrap();
+        assert_eq!(weights.len(), expected.len());
+        for (a, b) in weights.iter().zip(&expected) {
+            assert!(max_abs_diff(a, b) < 1e-6);
+        }
+    }
+    let scorer: dermlip::concepts::ConceptScorer =
+        serde_json::from_slice(&read(&dir, &m, "concepts")).expect("concepts.json");
+    assert_eq!(scorer.concepts.len(), dermlip::labels::concepts().len());
+}
+
+#[test]
+fn manifest_lists_every_file_with_size_and_sha256() {
+    let (dir, m) = convert("tiny-quickgelu", WeightFormat::F16, WeightFormat::F16);
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert_eq!(Manifest::from_json(&text).unwrap(), m);
+    let roles: Vec<&str> = m.files.iter().map(|f| f.role.as_str()).collect();
+    assert_eq!(roles, ["config", "image-tower", "text-tower", "label-embeddings", "concepts"]);
+    for f in &m.files {
+        let bytes = std::fs::read(dir.join(&f.path)).unwrap();
+        assert_eq!(bytes.len() as u64, f.bytes, "{}", f.path);
+        assert_eq!(format!("{:x}", Sha256::digest(&bytes)), f.sha256, "{}", f.path);
+    }
+    // The image tower holds exactly the visual tensors and logit_scale.
+    let image = StateDict::from_safetensors_bytes(read(&dir, &m, "image-tower")).unwrap();
+    assert!(image.keys().all(|k| Towers::image_key(k)));
+    assert!(image.keys().any(|k| k == "logit_scale"));
+    let text = StateDict::from_safetensors_bytes(read(&dir, &m, "text-tower")).unwrap();
+    assert!(text.keys().all(|k| !Towers::image_key(k)));
+}
+
+#[test]
+fn f16_and_int8_bundles_stay_close_and_are_smaller() {
+    let r = reference("tiny-gelu");
+    let files: Vec<String> = r.images.iter().map(|i| i.file.clone()).collect();
+    let (d32, m32) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let exact = image_embeddings(&load_bundle(&d32, &m32), &files);
+    for (format, min_cos) in [(WeightFormat::F16, 0.9999), (WeightFormat::Int8, 0.99)] {
+        let (dir, m) = convert("tiny-gelu", format, WeightFormat::F16);
+        assert!(m.file("image-tower").unwrap().bytes < m32.file("image-tower").unwrap().bytes, "{format:?}");
+        let got = image_embeddings(&load_bundle(&dir, &m), &files);
+        let worst = got.iter().zip(&exact).map(|(a, b)| cosine(a, b)).fold(1.0, f32::min);
+        assert!(worst > min_cos, "{format:?}: worst cosine {worst}");
+    }
+}
+
+#[test]
+fn int8_round_trip_is_within_half_a_step() {
+    let values: Vec<f32> = (0..64 * 80).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+    let mut sd = std::collections::BTreeMap::new();
+    sd.insert("w".to_string(), burn::tensor::TensorData::new(values.clone(), [64, 80]));
+    sd.insert("b".to_string(), burn::tensor::TensorData::new(vec![0.5f32; 80], [80]));
+    let bytes = StateDict::from_tensors(sd).quantize_int8().to_safetensors_bytes().unwrap();
+    let back = StateDict::from_safetensors_bytes(bytes).unwrap();
+    assert_eq!(back.len(), 2, "scales are folded back in");
+    let w: Vec<f32> = back.get("w").unwrap().clone().try_to_vec().unwrap();
+    for (row, (a, b)) in w.chunks(80).zip(values.chunks(80)).enumerate() {
+        let step = b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        assert!(max_abs_diff(a, b) <= step / 2.0 + 1e-6, "row {row}");
+    }
+    let bias: Vec<f32> = back.get("b").unwrap().clone().try_to_vec().unwrap();
+    assert_eq!(bias, vec![0.5; 80], "small tensors stay float");
+}
+
+#[test]
+fn bad_manifests_are_refused() {
+    let (dir, _) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let err = Manifest::from_json(&text.replace("\"version\": 1", "\"version\": 99")).unwrap_err();
+    assert!(err.to_string().contains("version 99"), "{err}");
+    let err = Manifest::from_json(&text.replace("dermlip-web-bundle", "other")).unwrap_err();
+    assert!(err.to_string().contains("format"), "{err}");
+    assert!(Manifest::from_json("{").is_err());
+    let err = Manifest::from_json(&text.replace("\"image-tower\"", "\"x\"")).unwrap_err();
+    assert!(err.to_string().contains("image-tower"), "{err}");
+}
+
+#[test]
+fn label_embeddings_must_match_the_manifest() {
+    let (dir, m) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let mut wrong = m.clone();
+    wrong.label_sets[0].classes.pop();
+    let err = bundle::read_label_embeddings(&wrong, read(&dir, &m, "label-embeddings")).unwrap_err();
+    assert!(err.to_string().contains("shape"), "{err}");
+}

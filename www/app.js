@@ -1,0 +1,341 @@
+// The website: wires the page to the DermLIP API. All model work happens in the worker.
+
+import { DermLIP } from './dermlip.js';
+
+const DEFAULT_MODEL = 'www/models/default/';
+const BUILTIN_SETS = [
+  ['ham7', 'HAM-7 (dermoscopy: 7 lesion types)'],
+  ['pad6', 'PAD-6 (smartphone photos: 6 lesion types)'],
+  ['daffodil5', 'Daffodil-5 (5 conditions)'],
+  ['f17k', 'Fitzpatrick17k (113 conditions)'],
+  ['snu134', 'SNU-134 (134 conditions)'],
+  ['sd128', 'SD-128 (128 conditions)'],
+  ['derm1m', 'Derm1M (407 conditions)'],
+];
+// Derm1M's eight zero-shot templates (src/labels.rs ZERO_SHOT_TEMPLATES).
+const DEFAULT_TEMPLATES = [
+  'This is a skin image of {c}',
+  'This is a skin image of {c}.',
+  'A skin image of {c}.',
+  'An image of {c}, a skin condition.',
+  '{c}, a skin disorder, is shown in this image.',
+  'The skin lesion depicted is {c}.',
+  'The skin cancer in this image is {c}.',
+  'This image depicts {c}, a type of skin cancer.',
+];
+
+const $ = (id) => document.getElementById(id);
+const state = { model: null, image: null, imageName: '', result: null, loading: null };
+
+function params() {
+  const q = new URLSearchParams(location.search);
+  return {
+    model: q.get('model') || localStorage.getItem('dermlip-model') || DEFAULT_MODEL,
+    backend: q.get('backend') || localStorage.getItem('dermlip-backend') || 'auto',
+  };
+}
+
+function formatBytes(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
+  return `${n} B`;
+}
+
+function showError(message) {
+  const el = $('error');
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+// ---- model loading ---------------------------------------------------------------------------
+
+const bars = new Map();
+function onProgress({ file, loaded, total, fromCache }) {
+  let row = bars.get(file);
+  if (!row) {
+    row = document.createElement('div');
+    row.className = 'progress-row';
+    const label = document.createElement('label');
+    const bar = document.createElement('progress');
+    const id = `p-${bars.size}`;
+    bar.id = id;
+    label.htmlFor = id;
+    row.append(label, bar);
+    $('progress').append(row);
+    bars.set(file, row);
+  }
+  const [label, bar] = row.children;
+  bar.max = total || 1;
+  bar.value = loaded;
+  const what = fromCache ? 'from this device' : total ? `${formatBytes(loaded)} of ${formatBytes(total)}` : formatBytes(loaded);
+  label.textContent = `${file}: ${what}`;
+}
+
+async function loadModel() {
+  const { model: source, backend } = params();
+  $('model-url').value = source;
+  $('backend').value = backend;
+  bars.clear();
+  $('progress').replaceChildren();
+  $('model-status').textContent = 'Loading the model…';
+  document.body.dataset.state = 'loading';
+  if (state.model) await state.model.dispose().catch(() => {});
+  state.model = null;
+  const loading = DermLIP.load(source, { onProgress, backend });
+  state.loading = loading;
+  try {
+    const model = await loading;
+    if (state.loading !== loading) return model.dispose();
+    state.model = model;
+    const i = model.info;
+    const where = i.backend === 'webgpu' ? 'WebGPU (graphics card)' : 'the CPU';
+    const fallback = i.fallbackReason ? ` WebGPU was not usable here (${i.fallbackReason}), so it runs on the CPU: slower, same results.` : '';
+    const cached = i.bytesDownloaded === 0 ? ' Loaded from this device; nothing was downloaded.' : ` Downloaded ${formatBytes(i.bytesDownloaded)}.`;
+    $('model-status').textContent = `Model ready, running on ${where} (${(i.loadMs / 1000).toFixed(1)} s).${cached}${fallback}`;
+    document.body.dataset.state = 'ready';
+    document.body.dataset.backend = i.backend;
+    fillLabelSets(i.labelSets);
+    if (state.image) await classify();
+  } catch (e) {
+    if (state.loading !== loading) return;
+    document.body.dataset.state = 'error';
+    $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+  }
+}
+
+function fillLabelSets(precomputed) {
+  const select = $('label-set');
+  const current = select.value || 'ham7';
+  const ready = new Set((precomputed || []).map((s) => s.id));
+  select.replaceChildren(
+    ...BUILTIN_SETS.map(([id, name]) => new Option(precomputed && !ready.has(id) ? `${name} — needs text tower` : name, id)),
+    new Option('Custom labels…', 'custom'),
+  );
+  select.value = current;
+}
+
+// ---- classification --------------------------------------------------------------------------
+
+function request() {
+  const set = $('label-set').value || 'ham7';
+  const topK = Math.max(1, Math.min(500, Number($('top-k').value) || 5));
+  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5 } };
+  const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
+  const labels = lines('custom-labels');
+  if (labels.length < 2) throw new Error('Type at least two custom labels, one per line.');
+  const templates = lines('custom-templates');
+  return { labels, options: { topK, concepts: 5, templates: templates.length ? templates : undefined } };
+}
+
+async function classify() {
+  if (!state.image) return;
+  showError('');
+  if (!state.model) {
+    $('results').textContent = 'The photo will be classified as soon as the model has loaded.';
+    return;
+  }
+  let req;
+  try {
+    req = request();
+  } catch (e) {
+    return showError(e.message);
+  }
+  document.body.dataset.busy = 'true';
+  $('results').textContent = 'Looking at the photo…';
+  try {
+    const started = performance.now();
+    const result = await state.model.classify(state.image, req.labels, req.options);
+    result.ms = performance.now() - started;
+    state.result = result;
+    renderResult(result);
+  } catch (e) {
+    state.result = null;
+    $('results').replaceChildren();
+    $('concepts').replaceChildren();
+    showError(explain(e.message));
+  } finally {
+    document.body.dataset.busy = 'false';
+    $('copy-json').disabled = $('copy-csv').disabled = !state.result;
+  }
+}
+
+function explain(message) {
+  if (/unrecognised image data|unsupported image format/.test(message)) {
+    return `This file is not a photo this page can read (${message}). Use a JPEG, PNG, WebP, GIF or BMP image.`;
+  }
+  if (/corrupt or truncated/.test(message)) return `The photo could not be read: ${message}. Try saving it again.`;
+  return message;
+}
+
+function percent(p) {
+  return p >= 0.995 ? '>99%' : p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`;
+}
+
+function renderResult(r) {
+  const list = document.createElement('ol');
+  list.className = 'predictions';
+  for (const p of r.predictions) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'label';
+    name.textContent = p.label;
+    const meter = document.createElement('meter');
+    meter.min = 0;
+    meter.max = 1;
+    meter.value = p.probability;
+    meter.setAttribute('aria-label', `${p.label}: ${percent(p.probability)}`);
+    const value = document.createElement('span');
+    value.className = 'value';
+    value.textContent = percent(p.probability);
+    li.append(name, meter, value);
+    list.append(li);
+  }
+  const lead = document.createElement('p');
+  const top = r.predictions[0];
+  lead.textContent = `Against the ${r.labelSetName} list, the photo looks most like ${top.label} (${percent(top.probability)} of the match, relative to the others in the list).`;
+  const note = document.createElement('p');
+  note.className = 'hint';
+  note.textContent = 'These numbers compare descriptions with each other; they are not the chance of having a condition. Only a clinician can diagnose.';
+  $('results').replaceChildren(lead, list, note);
+
+  const tags = r.concepts || [];
+  if (tags.length) {
+    const h = document.createElement('h3');
+    h.textContent = 'Visible features (concept tags)';
+    const ul = document.createElement('ul');
+    ul.className = 'tags';
+    for (const c of tags) {
+      const li = document.createElement('li');
+      li.textContent = `${c.concept} ${Math.round(c.score * 100)}`;
+      li.title = `presence score ${c.score.toFixed(3)}`;
+      ul.append(li);
+    }
+    $('concepts').replaceChildren(h, ul);
+  } else {
+    $('concepts').replaceChildren();
+  }
+  renderAll(r);
+}
+
+function renderAll(r) {
+  if (!$('show-all').checked) return $('all-probs').replaceChildren();
+  const table = document.createElement('table');
+  const cap = document.createElement('caption');
+  cap.textContent = `All ${r.labels.length} classes of ${r.labelSetName}`;
+  const head = table.createTHead().insertRow();
+  for (const t of ['Class', 'Probability']) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = t;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  r.labels
+    .map((l, i) => [l, r.probabilities[i]])
+    .sort((a, b) => b[1] - a[1])
+    .forEach(([l, p]) => {
+      const row = body.insertRow();
+      row.insertCell().textContent = l;
+      row.insertCell().textContent = p.toFixed(4);
+    });
+  table.prepend(cap);
+  $('all-probs').replaceChildren(table);
+}
+
+function csv(r) {
+  const q = (s) => `"${String(s).replaceAll('"', '""')}"`;
+  const rows = [['image', 'label_set', 'label', 'probability'].join(',')];
+  r.labels.forEach((l, i) => rows.push([q(state.imageName), q(r.labelSet), q(l), r.probabilities[i].toFixed(6)].join(',')));
+  return rows.join('\n') + '\n';
+}
+
+async function copy(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    $('copy-status').textContent = 'Copied.';
+  } catch {
+    $('copy-status').textContent = 'Copying is blocked here; the text is selected below instead.';
+    const pre = document.createElement('pre');
+    pre.textContent = text;
+    pre.tabIndex = 0;
+    $('all-probs').replaceChildren(pre);
+    getSelection().selectAllChildren(pre);
+  }
+}
+
+// ---- input -------------------------------------------------------------------------------------
+
+function setImage(file) {
+  if (!file) return;
+  state.image = file;
+  state.imageName = file.name || 'photo';
+  const url = URL.createObjectURL(file);
+  const img = $('preview-img');
+  img.onload = img.onerror = () => URL.revokeObjectURL(url);
+  img.src = url;
+  $('preview-caption').textContent = `${state.imageName} (${formatBytes(file.size)})`;
+  $('preview').hidden = false;
+  classify();
+}
+
+function wire() {
+  for (const id of ['file', 'camera']) $(id).addEventListener('change', (e) => setImage(e.target.files[0]));
+  const drop = $('drop');
+  drop.addEventListener('click', () => $('file').click());
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      $('file').click();
+    }
+  });
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    setImage(e.dataTransfer.files[0]);
+  });
+  document.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.files || [])].find((f) => f.type.startsWith('image/'));
+    if (item) setImage(item);
+  });
+  $('label-set').addEventListener('change', () => {
+    $('custom-fields').hidden = $('label-set').value !== 'custom';
+    if ($('label-set').value !== 'custom') classify();
+  });
+  $('custom-templates').value = DEFAULT_TEMPLATES.join('\n');
+  $('labels-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    classify();
+  });
+  $('show-all').addEventListener('change', () => state.result && renderAll(state.result));
+  $('copy-json').addEventListener('click', () => state.result && copy(JSON.stringify({ image: state.imageName, ...state.result }, null, 2)));
+  $('copy-csv').addEventListener('click', () => state.result && copy(csv(state.result)));
+  $('model-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set('model', $('model-url').value.trim() || DEFAULT_MODEL);
+    url.searchParams.set('backend', $('backend').value);
+    localStorage.setItem('dermlip-model', $('model-url').value.trim() || DEFAULT_MODEL);
+    localStorage.setItem('dermlip-backend', $('backend').value);
+    history.replaceState(null, '', url);
+    loadModel();
+  });
+}
+
+// Exposed for the browser tests and for people poking at the page from the console.
+window.dermlipApp = {
+  state,
+  classifyFile: (file) => setImage(file),
+};
+
+if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) {
+  navigator.serviceWorker.register('sw.js').catch(() => {});
+}
+fillLabelSets(null);
+wire();
+loadModel();

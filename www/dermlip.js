@@ -1,0 +1,133 @@
+// The public JS API. Inference runs in a Web Worker (www/worker.js), so the page never freezes.
+//
+//   const model = await DermLIP.load('models/tiny/', { onProgress });
+//   const result = await model.classify(file, 'ham7', { topK: 5, concepts: 5 });
+//   model.dispose();
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+/** Images the API accepts, converted into something the worker can take (transferred, not copied). */
+async function toImageMessage(input) {
+  if (input instanceof Blob) return { msg: { kind: 'bytes', data: await input.arrayBuffer() } };
+  if (input instanceof ArrayBuffer) return { msg: { kind: 'bytes', data: input.slice(0) } };
+  if (ArrayBuffer.isView(input)) {
+    const copy = input.buffer.slice(input.byteOffset, input.byteOffset + input.byteLength);
+    return { msg: { kind: 'bytes', data: copy } };
+  }
+  if (typeof ImageData !== 'undefined' && input instanceof ImageData) {
+    const rgba = new Uint8Array(input.data);
+    return { msg: { kind: 'rgba', rgba, width: input.width, height: input.height }, transfer: [rgba.buffer] };
+  }
+  if (typeof ImageBitmap !== 'undefined' && input instanceof ImageBitmap) {
+    return { msg: { kind: 'bitmap', data: input }, transfer: [input] };
+  }
+  if (input && typeof input === 'object' && ('naturalWidth' in input || 'videoWidth' in input || 'getContext' in input)) {
+    const bitmap = await createImageBitmap(input);
+    return { msg: { kind: 'bitmap', data: bitmap }, transfer: [bitmap] };
+  }
+  throw new TypeError('classify() takes a File/Blob, ArrayBuffer, Uint8Array, ImageData, ImageBitmap, <img>, <canvas> or <video>');
+}
+
+export class DermLIP {
+  #worker;
+  #pending = new Map();
+  #nextId = 1;
+  #onProgress;
+  #onEvent;
+  /** What `load` reported: backend, fallbackReason, labelSets, bytesDownloaded, bytesFromCache, loadMs, … */
+  info = null;
+
+  constructor(worker, { onProgress, onEvent } = {}) {
+    this.#worker = worker;
+    this.#onProgress = onProgress || (() => {});
+    this.#onEvent = onEvent || (() => {});
+    worker.onmessage = (e) => this.#receive(e.data);
+    worker.onerror = (e) => this.#failAll(new Error(`the model worker failed: ${e.message || 'unknown error'}`));
+  }
+
+  /**
+   * Loads a web bundle (folder URL with manifest.json) or an open_clip `.safetensors` URL.
+   * Options: onProgress({file, role, loaded, total, fromCache}), onEvent({type, ...}),
+   * backend ('auto' | 'webgpu' | 'cpu'), precision ('f32' | 'f16': f16 needs WebGPU with
+   * shader-f16; with 'auto' it falls back to f32), maxMegapixels (default 40).
+   */
+  static async load(source, options = {}) {
+    if (typeof source !== 'string' || !source) throw new TypeError('DermLIP.load(source): source must be a URL string');
+    const worker = new Worker(options.workerUrl || WORKER_URL, { type: 'module' });
+    const model = new DermLIP(worker, options);
+    try {
+      model.info = await model.#call({
+        type: 'load',
+        source: new URL(source, document.baseURI).href,
+        backend: options.backend || 'auto',
+        precision: options.precision || 'f32',
+        maxMegapixels: options.maxMegapixels,
+      });
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+    return model;
+  }
+
+  /**
+   * `labels`: a built-in label set id ('ham7', 'pad6', 'daffodil5', 'f17k', 'snu134', 'sd128',
+   * 'derm1m') or an array of class names. Options: topK (5), templates, concepts (number of tags).
+   */
+  async classify(image, labels = 'ham7', { topK = 5, templates, concepts = 0 } = {}) {
+    const request = { topK, concepts };
+    if (Array.isArray(labels)) request.labels = labels.map(String);
+    else if (typeof labels === 'string') request.labelSet = labels;
+    else throw new TypeError('labels must be a label set id or an array of class names');
+    if (templates) request.templates = templates.map(String);
+    const { msg, transfer } = await toImageMessage(image);
+    return this.#call({ type: 'classify', image: msg, request }, transfer || (msg.data instanceof ArrayBuffer ? [msg.data] : []));
+  }
+
+  /** The image embedding (unnormalised, like open_clip's encode_image) as a Float32Array. */
+  async embedImage(image) {
+    const { msg, transfer } = await toImageMessage(image);
+    return this.#call({ type: 'embedImage', image: msg }, transfer || (msg.data instanceof ArrayBuffer ? [msg.data] : []));
+  }
+
+  /** Text embeddings, one Float32Array per text (downloads the text tower on first use). */
+  async embedText(texts) {
+    if (!Array.isArray(texts)) throw new TypeError('embedText takes an array of strings');
+    return this.#call({ type: 'embedText', texts: texts.map(String) });
+  }
+
+  /** Frees the model and ends the worker. */
+  async dispose() {
+    try {
+      await this.#call({ type: 'dispose' });
+    } finally {
+      this.#worker.terminate();
+      this.#failAll(new Error('the model was disposed'));
+    }
+  }
+
+  #call(msg, transfer = []) {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  #receive(msg) {
+    if (msg.type === 'progress') return this.#onProgress(msg);
+    if (msg.type === 'event') return this.#onEvent(msg);
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    this.#pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(new Error(msg.error));
+  }
+
+  #failAll(err) {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+}
+
+export default DermLIP;
