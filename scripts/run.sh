@@ -4,8 +4,10 @@
 #
 #   scripts/run.sh                      the committed fixture model (tiny random weights: it shows
 #                                       the pipeline working, its rankings mean nothing)
-#   scripts/run.sh --model DIR          an open_clip checkpoint directory, e.g. DermLIP downloaded
-#                                       with `dermlip fetch`; converted to a web bundle first
+#   scripts/run.sh --model hf-hub:redlessone/DermLIP_ViT-B-16
+#                                       a hub checkpoint: downloaded (`dermlip fetch`), then
+#                                       converted to a web bundle (needs network)
+#   scripts/run.sh --model DIR          an open_clip checkpoint directory; converted first
 #   scripts/run.sh --model URL          an open_clip_model.safetensors URL, loaded by the browser
 #   scripts/run.sh --port N --host ADDR where to listen (default 127.0.0.1:8000)
 set -euo pipefail
@@ -18,7 +20,7 @@ while (($#)); do
     --model) model="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --host) host="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,6 +31,11 @@ scripts/build-web.sh
 query=""
 if [[ "$model" =~ ^https?:// ]]; then
   query="?model=$model"
+elif [[ "$model" == hf-hub:* ]]; then
+  dir="$HOME/.cache/dermlip/models/$(echo "${model#hf-hub:}" | sed 's|/|--|g')"
+  "$CARGO_TARGET_DIR/debug/dermlip" fetch "$model" --out "$dir"
+  "$CARGO_TARGET_DIR/debug/dermlip" convert --model "$dir" --out www/models/custom
+  query="?model=www/models/custom/"
 elif [ -n "$model" ]; then
   "$CARGO_TARGET_DIR/debug/dermlip" convert --model "$model" --out www/models/custom
   query="?model=www/models/custom/"

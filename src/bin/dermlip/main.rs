@@ -12,6 +12,7 @@ use dermlip::{DermLip, Error, Result};
 
 mod convert;
 mod eval;
+mod fetch;
 mod gallery;
 
 use eval::EvalCommand;
@@ -53,6 +54,8 @@ enum Command {
     /// Write a web bundle for the browser: image and text towers, precomputed label-set and
     /// concept embeddings, and a manifest with the size and sha256 of every file.
     Convert(convert::ConvertArgs),
+    /// Download an open_clip checkpoint from the Hugging Face hub (default: DermLIP ViT-B/16).
+    Fetch(fetch::FetchArgs),
 }
 
 #[derive(Args)]
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::Search(a) => gallery::search(a),
         Command::Eval(command) => eval::run(command),
         Command::Convert(a) => convert::run(a),
+        Command::Fetch(a) => fetch::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
