@@ -20,7 +20,7 @@ while (($#)); do
     --model) model="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --host) host="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
