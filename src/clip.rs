@@ -1,11 +1,15 @@
-//! open_clip's `CLIP`: the two towers and `logit_scale`.
+//! open_clip's `CLIP` / `CustomTextCLIP`: the two towers and `logit_scale`. The config picks each
+//! tower's graph: open_clip's ViT or the Derm1M fork's PanDerm ViT; the CLIP text transformer or a
+//! Hugging Face BERT.
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::config::ClipConfig;
+use crate::bert::{BertTextEncoder, OPTIONAL_BUFFERS};
+use crate::config::{ClipConfig, TextArch, VisionArch};
 use crate::error::Result;
+use crate::panderm::PanDermVisionTransformer;
 use crate::text::TextTransformer;
 use crate::vision::VisionTransformer;
 use crate::weights::{StateDict, WeightLoader};
@@ -35,9 +39,94 @@ impl Towers {
 }
 
 #[derive(Module, Debug)]
+pub enum VisionTower {
+    Vit(VisionTransformer),
+    PanDerm(PanDermVisionTransformer),
+}
+
+impl VisionTower {
+    pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
+        match cfg.vision.arch {
+            VisionArch::OpenClip => VisionTower::Vit(VisionTransformer::new(cfg, device)),
+            VisionArch::PanDerm => VisionTower::PanDerm(PanDermVisionTransformer::new(cfg, device)),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            VisionTower::Vit(v) => v.forward(images),
+            VisionTower::PanDerm(v) => v.forward(images),
+        }
+    }
+
+    /// The linear-probe feature: PanDerm's pre-`head` feature (`width`-d), open_clip's ViT's
+    /// projected embedding (the paper probes DermLIP-ViT-B/16 on its 512-d output).
+    pub fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            VisionTower::Vit(v) => v.forward(images),
+            VisionTower::PanDerm(v) => v.forward_features(images),
+        }
+    }
+
+    /// The open_clip ViT, if this is one.
+    pub fn vit(&self) -> Option<&VisionTransformer> {
+        match self {
+            VisionTower::Vit(v) => Some(v),
+            VisionTower::PanDerm(_) => None,
+        }
+    }
+
+    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+        match self {
+            VisionTower::Vit(v) => v.load(w, cfg),
+            VisionTower::PanDerm(v) => v.load(w, cfg),
+        }
+    }
+}
+
+// One per model, so the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum TextTower {
+    Clip(TextTransformer),
+    Bert(BertTextEncoder),
+}
+
+impl TextTower {
+    pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
+        match cfg.text.arch {
+            TextArch::Clip => TextTower::Clip(TextTransformer::new(cfg, device)),
+            TextArch::Bert(_) => TextTower::Bert(BertTextEncoder::new(cfg, device)),
+        }
+    }
+
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        match self {
+            TextTower::Clip(t) => t.forward(ids),
+            TextTower::Bert(t) => t.forward(ids),
+        }
+    }
+
+    /// The CLIP text transformer, if this is one.
+    pub fn clip(&self) -> Option<&TextTransformer> {
+        match self {
+            TextTower::Clip(t) => Some(t),
+            TextTower::Bert(_) => None,
+        }
+    }
+
+    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+        match self {
+            TextTower::Clip(t) => t.load(w, cfg),
+            TextTower::Bert(t) => t.load(w, cfg),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
 pub struct Clip {
-    pub visual: VisionTransformer,
-    pub text: TextTransformer,
+    pub visual: VisionTower,
+    pub text: TextTower,
     /// ln of the contrastive temperature, shape `[1]` (0-d in PyTorch).
     pub logit_scale: Param<Tensor<1>>,
 }
@@ -46,8 +135,8 @@ impl Clip {
     /// A randomly initialised model (parameters are created lazily, on first use).
     pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
         Clip {
-            visual: VisionTransformer::new(cfg, device),
-            text: TextTransformer::new(cfg, device),
+            visual: VisionTower::new(cfg, device),
+            text: TextTower::new(cfg, device),
             logit_scale: Initializer::Constant { value: (1.0f64 / 0.07).ln() }.init([1], device),
         }
     }
@@ -69,6 +158,7 @@ impl Clip {
         device: &Device,
     ) -> Result<Self> {
         let mut model = Clip::new(cfg, device);
+        let weights = if towers.has_text() { without_optional_buffers(weights) } else { weights };
         let mut w = WeightLoader::new(weights, device);
         if towers.has_image() {
             model.visual.load(&mut w, cfg)?;
@@ -83,7 +173,7 @@ impl Clip {
 
     /// Loads the text tower from a state dict that holds exactly its tensors.
     pub fn load_text_tower(&mut self, cfg: &ClipConfig, weights: StateDict, device: &Device) -> Result<()> {
-        let mut w = WeightLoader::new(weights, device);
+        let mut w = WeightLoader::new(without_optional_buffers(weights), device);
         self.text.load(&mut w, cfg)?;
         w.finish()
     }
@@ -93,8 +183,20 @@ impl Clip {
         self.visual.forward(images)
     }
 
+    /// The linear-probe image feature: see [`VisionTower::forward_features`].
+    pub fn encode_image_features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.visual.forward_features(images)
+    }
+
     /// `[batch, context_length]` token ids → unnormalised `[batch, embed_dim]`.
     pub fn encode_text(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         self.text.forward(ids)
     }
+}
+
+fn without_optional_buffers(mut weights: StateDict) -> StateDict {
+    for key in OPTIONAL_BUFFERS {
+        weights.remove(key);
+    }
+    weights
 }

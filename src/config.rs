@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::preprocess::PreprocessConfig;
+pub use crate::wordpiece::TokenizerFile;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -26,8 +27,19 @@ pub enum VisionPool {
     Avg,
 }
 
+/// Which image tower graph the config selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VisionArch {
+    /// open_clip's `VisionTransformer` (DermLIP_ViT-B-16).
+    OpenClip,
+    /// The CAE/BEiT-style PanDerm ViT of the Derm1M fork (DermLIP_PanDerm-base-w-PubMed-256),
+    /// selected by the fork's `vision_cfg.pretrain_path` key (see docs/models.md).
+    PanDerm,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct VisionConfig {
+    pub arch: VisionArch,
     pub image_size: usize,
     pub patch_size: usize,
     pub width: usize,
@@ -49,8 +61,49 @@ impl VisionConfig {
     }
 }
 
+/// Which text tower graph the config selects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextArch {
+    /// open_clip's causal text transformer with CLIP BPE (`width`, `heads`, … from `text_cfg`).
+    Clip,
+    /// A Hugging Face BERT (`text_cfg.hf_model_name`), WordPiece tokenizer. `TextConfig`'s
+    /// `vocab_size`, `width`, `heads`, `layers` and `mlp_width` hold BERT's vocab, hidden size,
+    /// attention heads, layers and intermediate size.
+    Bert(BertConfig),
+}
+
+/// What open_clip's `HFTextEncoder` over a BERT needs beyond the common sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    pub model_name: String,
+    pub max_positions: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: u32,
+    pub projection: HfProjection,
+    /// The vocabulary file (`tokenizer.json` or `vocab.txt`): not part of `open_clip_config.json`,
+    /// added by [`ModelFileConfig::with_tokenizer`]. Needed to tokenise, not to embed token ids.
+    pub tokenizer: Option<TokenizerFile>,
+}
+
+/// open_clip's `hf_proj_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HfProjection {
+    /// Linear(d, (d+embed)/2, no bias) → GELU → Linear(…, embed, no bias): keys `proj.0`, `proj.2`.
+    Mlp,
+    /// Linear(d, embed, no bias): key `proj`.
+    Linear,
+}
+
+impl HfProjection {
+    pub fn hidden(self, width: usize, embed_dim: usize) -> usize {
+        (width + embed_dim) / 2
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextConfig {
+    pub arch: TextArch,
     pub context_length: usize,
     pub vocab_size: usize,
     pub width: usize,
@@ -67,7 +120,8 @@ pub struct ClipConfig {
     pub text: TextConfig,
 }
 
-/// Everything a checkpoint directory's `open_clip_config.json` tells us.
+/// Everything a checkpoint directory's `open_clip_config.json` tells us (plus, for a BERT text
+/// tower, its tokenizer file: see [`ModelFileConfig::with_tokenizer`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelFileConfig {
     pub model: ClipConfig,
@@ -87,6 +141,7 @@ impl ClipConfig {
             embed_dim: 512,
             activation,
             vision: VisionConfig {
+                arch: VisionArch::OpenClip,
                 image_size: 224,
                 patch_size: 16,
                 width: 768,
@@ -97,6 +152,7 @@ impl ClipConfig {
                 final_ln_after_pool: false,
             },
             text: TextConfig {
+                arch: TextArch::Clip,
                 context_length: 77,
                 vocab_size: 49408,
                 width: 512,
@@ -107,8 +163,26 @@ impl ClipConfig {
         }
     }
 
+    /// DermLIP_PanDerm-base-w-PubMed-256: PanDerm-base vision, PubMedBERT text, context 256.
+    pub fn panderm_base_pubmedbert_256() -> Self {
+        let mut text = known_bert(PUBMEDBERT_NAMES[0]).expect("PubMedBERT is in the table");
+        text.context_length = 256;
+        ClipConfig {
+            embed_dim: 512,
+            activation: Activation::Gelu,
+            vision: VisionConfig { arch: VisionArch::PanDerm, ..Self::vit_b_16(Activation::Gelu).vision },
+            text,
+        }
+    }
+
     /// Parses a bare open_clip model config (the `model_cfg` object).
     pub fn from_open_clip(cfg: &Value) -> Result<Self, Error> {
+        Self::from_open_clip_with_text_model(cfg, None)
+    }
+
+    /// As [`ClipConfig::from_open_clip`], with the Hugging Face `config.json` of the text model
+    /// named by `text_cfg.hf_model_name` (needed only for BERTs dermlip does not know by name).
+    pub fn from_open_clip_with_text_model(cfg: &Value, text_model: Option<&Value>) -> Result<Self, Error> {
         let top = object(cfg, "model config")?;
         for (key, value) in top {
             match key.as_str() {
@@ -128,7 +202,17 @@ impl ClipConfig {
         };
         let embed_dim = req_usize(top, "embed_dim", "model config")?;
         let vision = parse_vision(object(field(top, "vision_cfg", "model config")?, "vision_cfg")?)?;
-        let text = parse_text(object(field(top, "text_cfg", "model config")?, "text_cfg")?)?;
+        if vision.arch == VisionArch::PanDerm && vision.width % 4 != 0 {
+            return Err(Error::Config(format!(
+                "vision_cfg.width {} is not a multiple of 4 (PanDerm's 2-D sin-cos positions need it)",
+                vision.width
+            )));
+        }
+        let text_cfg = object(field(top, "text_cfg", "model config")?, "text_cfg")?;
+        let text = match text_cfg.get("hf_model_name") {
+            None | Some(Value::Null) => parse_text(text_cfg)?,
+            Some(_) => parse_hf_text(text_cfg, text_model)?,
+        };
         Ok(ClipConfig { embed_dim, activation, vision, text })
     }
 }
@@ -136,11 +220,59 @@ impl ClipConfig {
 impl ModelFileConfig {
     /// Parses `open_clip_config.json` text: the hub form or a bare model config.
     pub fn from_json_str(text: &str) -> Result<Self, Error> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
-        Self::from_value(&value)
+        Self::from_json_strs(text, None)
+    }
+
+    /// `open_clip_config.json` text plus, optionally, the Hugging Face `config.json` of a BERT text
+    /// tower that dermlip does not know by its `hf_model_name`.
+    pub fn from_json_strs(open_clip_config: &str, text_model_config: Option<&str>) -> Result<Self, Error> {
+        let value: Value =
+            serde_json::from_str(open_clip_config).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+        let text_model = text_model_config
+            .map(serde_json::from_str::<Value>)
+            .transpose()
+            .map_err(|e| Error::Config(format!("text model config.json is not valid JSON: {e}")))?;
+        Self::from_values(&value, text_model.as_ref())
+    }
+
+    /// The config files of a checkpoint directory: `open_clip_config.json`; for a BERT text tower
+    /// also its Hugging Face `config.json` (if present) and `tokenizer.json` (else `vocab.txt`).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_checkpoint_dir(dir: &std::path::Path) -> Result<Self, Error> {
+        let config_path = dir.join("open_clip_config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
+            path: config_path.display().to_string(),
+            message: format!("cannot read the model config: {e}"),
+        })?;
+        // A CLIP checkpoint never reads config.json (it may be some other tool's file).
+        let text_model = match text.contains("\"hf_model_name\"") {
+            true => read_optional(&dir.join("config.json"))?
+                .map(|b| String::from_utf8(b).map_err(|_| io_error(&dir.join("config.json"), "not UTF-8")))
+                .transpose()?,
+            false => None,
+        };
+        let cfg = Self::from_json_strs(&text, text_model.as_deref())
+            .map_err(|e| Error::Config(format!("{}: {}", config_path.display(), e.detail())))?;
+        match &cfg.model.text.arch {
+            TextArch::Bert(_) => Ok(cfg.with_tokenizer(read_tokenizer_file(dir)?)),
+            TextArch::Clip => Ok(cfg),
+        }
+    }
+
+    /// Adds the tokenizer file of a BERT text tower (the CLIP text tower's BPE is built in: this
+    /// is a no-op for it).
+    pub fn with_tokenizer(mut self, tokenizer: TokenizerFile) -> Self {
+        if let TextArch::Bert(b) = &mut self.model.text.arch {
+            b.tokenizer = Some(tokenizer);
+        }
+        self
     }
 
     pub fn from_value(value: &Value) -> Result<Self, Error> {
+        Self::from_values(value, None)
+    }
+
+    fn from_values(value: &Value, text_model: Option<&Value>) -> Result<Self, Error> {
         let top = object(value, "open_clip_config.json")?;
         if let Some(model_cfg) = top.get("model_cfg") {
             for key in top.keys() {
@@ -148,18 +280,44 @@ impl ModelFileConfig {
                     return Err(unknown_field("open_clip_config.json", key));
                 }
             }
-            let model = ClipConfig::from_open_clip(model_cfg)?;
+            let model = ClipConfig::from_open_clip_with_text_model(model_cfg, text_model)?;
             let preprocess = match top.get("preprocess_cfg") {
                 Some(p) => PreprocessConfig::from_open_clip(p, model.vision.image_size as u32)?,
                 None => default_preprocess(&model),
             };
             Ok(ModelFileConfig { model, preprocess })
         } else {
-            let model = ClipConfig::from_open_clip(value)?;
+            let model = ClipConfig::from_open_clip_with_text_model(value, text_model)?;
             let preprocess = default_preprocess(&model);
             Ok(ModelFileConfig { model, preprocess })
         }
     }
+}
+
+/// `tokenizer.json`, else `vocab.txt`, from a checkpoint directory.
+#[cfg(not(target_family = "wasm"))]
+fn read_tokenizer_file(dir: &std::path::Path) -> Result<TokenizerFile, Error> {
+    for name in TokenizerFile::FILE_NAMES {
+        let path = dir.join(name);
+        if let Some(bytes) = read_optional(&path)? {
+            return TokenizerFile::from_named_bytes(name, bytes).map_err(|e| io_error(&path, &e.to_string()));
+        }
+    }
+    Err(io_error(dir, "no tokenizer.json or vocab.txt for the BERT text tower"))
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn read_optional(path: &std::path::Path) -> Result<Option<Vec<u8>>, Error> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, &e.to_string())),
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn io_error(path: &std::path::Path, message: &str) -> Error {
+    Error::Io { path: path.display().to_string(), message: message.to_string() }
 }
 
 fn default_preprocess(model: &ClipConfig) -> PreprocessConfig {
@@ -178,8 +336,11 @@ fn parse_vision(v: &Map<String, Value>) -> Result<VisionConfig, Error> {
             | "patch_size"
             | "pool_type"
             | "final_ln_after_pool" => {}
-            // Training-only (dropout of patches, init paths) or output-format switches.
-            "patch_dropout" | "output_tokens" | "pretrain_path" => {}
+            // Training-only (dropout of patches) or output-format switches.
+            "patch_dropout" | "output_tokens" => {}
+            // The Derm1M fork's PanDerm marker: its factory reads this key for every PanDerm model
+            // (the init checkpoint path; null on the hub), and no other config has it.
+            "pretrain_path" => {}
             "ls_init_value" => require_null(value, "vision_cfg.ls_init_value", "layer scale")?,
             "attentional_pool" => require_false(value, "vision_cfg.attentional_pool", "attentional pooling")?,
             "no_ln_pre" => require_false(value, "vision_cfg.no_ln_pre", "a vision tower without ln_pre")?,
@@ -219,7 +380,9 @@ fn parse_vision(v: &Map<String, Value>) -> Result<VisionConfig, Error> {
             )))
         }
     };
+    let arch = if v.contains_key("pretrain_path") { VisionArch::PanDerm } else { VisionArch::OpenClip };
     Ok(VisionConfig {
+        arch,
         image_size,
         patch_size,
         width,
@@ -277,6 +440,7 @@ fn parse_text(t: &Map<String, Value>) -> Result<TextConfig, Error> {
     }
     let mlp_ratio = opt_f64(t, "mlp_ratio", CTX)?.unwrap_or(4.0);
     Ok(TextConfig {
+        arch: TextArch::Clip,
         context_length,
         vocab_size: opt_usize(t, "vocab_size", CTX)?.unwrap_or(49408),
         width,
@@ -284,6 +448,185 @@ fn parse_text(t: &Map<String, Value>) -> Result<TextConfig, Error> {
         layers: opt_usize(t, "layers", CTX)?.unwrap_or(12),
         mlp_width: (width as f64 * mlp_ratio) as usize,
     })
+}
+
+/// Hugging Face BERTs whose sizes dermlip knows without their `config.json`: PubMedBERT-base
+/// (uncased, 30522 tokens), as used by DermLIP-PanDerm and BiomedCLIP.
+const PUBMEDBERT_NAMES: [&str; 5] = [
+    "neuml/pubmedbert-base-embeddings",
+    "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract",
+    "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext",
+    "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+    "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
+];
+
+/// BERT-base sizes for a known model name; `context_length` is left at BERT's 512.
+fn known_bert(name: &str) -> Option<TextConfig> {
+    if !PUBMEDBERT_NAMES.contains(&name) {
+        return None;
+    }
+    Some(TextConfig {
+        arch: TextArch::Bert(BertConfig {
+            model_name: name.to_string(),
+            max_positions: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            pad_token_id: 0,
+            projection: HfProjection::Mlp,
+            tokenizer: None,
+        }),
+        context_length: 512,
+        vocab_size: 30522,
+        width: 768,
+        heads: 12,
+        layers: 12,
+        mlp_width: 3072,
+    })
+}
+
+/// `text_cfg` of open_clip's `HFTextEncoder` (`hf_model_name` set). Its sizes come from the named
+/// model's `config.json` (`text_model`) or, for known names, from a built-in table.
+fn parse_hf_text(t: &Map<String, Value>, text_model: Option<&Value>) -> Result<TextConfig, Error> {
+    const CTX: &str = "text_cfg";
+    for (key, value) in t {
+        match key.as_str() {
+            "context_length" | "hf_model_name" | "hf_tokenizer_name" | "hf_pooler_type" | "hf_proj_type" => {}
+            "hf_model_pretrained" | "output_tokens" => {}
+            // CLIPTextCfg fields that HFTextEncoder never reads.
+            "vocab_size"
+            | "width"
+            | "heads"
+            | "layers"
+            | "mlp_ratio"
+            | "pad_id"
+            | "ls_init_value"
+            | "embed_cls"
+            | "no_causal_mask"
+            | "final_ln_after_pool"
+            | "pool_type"
+            | "proj_bias"
+            | "proj_type"
+            | "act_kwargs"
+            | "norm_kwargs" => {}
+            "tokenizer_kwargs" => require_empty(value, "text_cfg.tokenizer_kwargs")?,
+            _ => return Err(unknown_field(CTX, key)),
+        }
+    }
+    let name = match t.get("hf_model_name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(bad_value("text_cfg.hf_model_name", other, "a model name")),
+        None => unreachable!("parse_hf_text is only called with hf_model_name"),
+    };
+    match t.get("hf_pooler_type").and_then(Value::as_str) {
+        None | Some("mean_pooler") => {}
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "text_cfg.hf_pooler_type \"{other}\" is not supported (dermlip has \"mean_pooler\")"
+            )))
+        }
+    }
+    let projection = match t.get("hf_proj_type") {
+        None | Some(Value::Null) => HfProjection::Mlp,
+        Some(v) => match v.as_str() {
+            Some("mlp") => HfProjection::Mlp,
+            Some("linear") => HfProjection::Linear,
+            _ => return Err(bad_value("text_cfg.hf_proj_type", v, "\"mlp\" or \"linear\"")),
+        },
+    };
+    let mut text = match text_model {
+        Some(model) => parse_bert_config(model, &name)?,
+        None => known_bert(&name).ok_or_else(|| {
+            Error::Config(format!(
+                "text_cfg.hf_model_name \"{name}\" is not a text model dermlip knows ({}); give its Hugging Face \
+                 config.json",
+                PUBMEDBERT_NAMES.join(", ")
+            ))
+        })?,
+    };
+    if let TextArch::Bert(b) = &mut text.arch {
+        b.projection = projection;
+    }
+    let context_length = opt_usize(t, "context_length", CTX)?.unwrap_or(77);
+    let max_positions = match &text.arch {
+        TextArch::Bert(b) => b.max_positions,
+        TextArch::Clip => unreachable!(),
+    };
+    if context_length < 2 || context_length > max_positions {
+        return Err(Error::Config(format!(
+            "text_cfg.context_length {context_length} must be between 2 and the BERT's {max_positions} positions"
+        )));
+    }
+    text.context_length = context_length;
+    Ok(text)
+}
+
+/// A Hugging Face `BertConfig` (`config.json`). Only the fields that change the forward pass are
+/// read; a non-BERT model or a setting dermlip does not implement is refused.
+fn parse_bert_config(v: &Value, name: &str) -> Result<TextConfig, Error> {
+    const CTX: &str = "text model config.json";
+    let m = object(v, CTX)?;
+    match m.get("model_type").and_then(Value::as_str) {
+        Some("bert") => {}
+        other => {
+            return Err(Error::Config(format!(
+                "{CTX}: model_type is {other:?}, but dermlip's Hugging Face text tower is BERT (\"bert\")"
+            )))
+        }
+    }
+    match m.get("hidden_act").and_then(Value::as_str) {
+        None | Some("gelu") => {}
+        Some(other) => return Err(Error::Config(format!("{CTX}: hidden_act \"{other}\" is not supported (\"gelu\")"))),
+    }
+    match m.get("position_embedding_type").and_then(Value::as_str) {
+        None | Some("absolute") => {}
+        Some(other) => {
+            return Err(Error::Config(format!("{CTX}: position_embedding_type \"{other}\" is not supported")))
+        }
+    }
+    if m.get("is_decoder").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::Config(format!("{CTX}: decoder BERTs are not supported")));
+    }
+    let hidden = opt_usize(m, "hidden_size", CTX)?.unwrap_or(768);
+    let heads = opt_usize(m, "num_attention_heads", CTX)?.unwrap_or(12);
+    if hidden % heads != 0 {
+        return Err(Error::Config(format!(
+            "{CTX}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
+        )));
+    }
+    let layer_norm_eps = match m.get("layer_norm_eps") {
+        None | Some(Value::Null) => 1e-12,
+        Some(v) => match v.as_f64() {
+            Some(x) if x > 0.0 && x < 1.0 => x,
+            _ => return Err(bad_value(&format!("{CTX}.layer_norm_eps"), v, "a small positive number")),
+        },
+    };
+    let pad_token_id = match m.get("pad_token_id") {
+        None | Some(Value::Null) => 0,
+        Some(v) => {
+            v.as_u64().filter(|&n| n < 1 << 24).ok_or_else(|| bad_value("pad_token_id", v, "a token id"))? as u32
+        }
+    };
+    let text = TextConfig {
+        arch: TextArch::Bert(BertConfig {
+            model_name: name.to_string(),
+            max_positions: opt_usize(m, "max_position_embeddings", CTX)?.unwrap_or(512),
+            type_vocab_size: opt_usize(m, "type_vocab_size", CTX)?.unwrap_or(2),
+            layer_norm_eps,
+            pad_token_id,
+            projection: HfProjection::Mlp,
+            tokenizer: None,
+        }),
+        context_length: 512,
+        vocab_size: opt_usize(m, "vocab_size", CTX)?.unwrap_or(30522),
+        width: hidden,
+        heads,
+        layers: opt_usize(m, "num_hidden_layers", CTX)?.unwrap_or(12),
+        mlp_width: opt_usize(m, "intermediate_size", CTX)?.unwrap_or(3072),
+    };
+    if pad_token_id as usize >= text.vocab_size {
+        return Err(Error::Config(format!("{CTX}: pad_token_id {pad_token_id} is outside the vocabulary")));
+    }
+    Ok(text)
 }
 
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, Error> {

@@ -1,7 +1,9 @@
 //! DermLIP (Derm1M, ICCV 2025) on Burn: one model graph for the native CLI, the browser and the
-//! trainer. open_clip's `CLIP` (ViT image tower + CLIP text tower), its weight files, its
-//! tokenizer and its preprocessing, reproduced so the numbers match open_clip's.
+//! trainer. open_clip's `CLIP` (ViT image tower + CLIP text tower) and the Derm1M fork's
+//! `CustomTextCLIP` (PanDerm ViT + PubMedBERT), their weight files, tokenizers and preprocessing,
+//! reproduced so the numbers match open_clip's.
 
+pub mod bert;
 pub mod bundle;
 pub mod clip;
 pub mod concepts;
@@ -11,6 +13,7 @@ pub mod eval;
 pub mod labels;
 pub mod metrics;
 pub mod ontology;
+pub mod panderm;
 pub mod pipeline;
 pub mod plots;
 pub mod preprocess;
@@ -22,6 +25,7 @@ pub mod vision;
 #[cfg(target_family = "wasm")]
 pub mod web;
 pub mod weights;
+pub mod wordpiece;
 pub mod zero_shot;
 
 pub use clip::{Clip, Towers};

@@ -6,11 +6,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::clip::{Clip, Towers};
 #[cfg(not(target_family = "wasm"))]
 use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
-use crate::config::{ClipConfig, ModelFileConfig};
+use crate::config::{ClipConfig, ModelFileConfig, TextArch};
 use crate::error::{Error, Result};
 use crate::preprocess::{self, PreprocessConfig};
-use crate::tokenizer::{ClipTokenizer, VOCAB_SIZE};
+use crate::tokenizer::{ClipTokenizer, TextTokenizer, VOCAB_SIZE};
 use crate::weights::StateDict;
+use crate::wordpiece::{TokenizerFile, WordPieceTokenizer};
 use crate::zero_shot::{self, fill_template, Prediction};
 
 /// Inputs per forward pass: bounds peak memory for long label lists and many images.
@@ -24,7 +25,8 @@ pub const CPU_IMAGE_BATCH: usize = 1;
 pub struct DermLip {
     pub config: ClipConfig,
     pub preprocess: PreprocessConfig,
-    pub tokenizer: ClipTokenizer,
+    /// CLIP BPE, or the BERT WordPiece of the checkpoint (`NotLoaded` until its file is given).
+    pub tokenizer: TextTokenizer,
     pub model: Clip,
     pub device: Device,
     /// The towers whose weights are loaded; encoding with the other one is an error.
@@ -44,15 +46,17 @@ impl DermLip {
         device: Device,
     ) -> Result<Self> {
         let model = Clip::from_state_dict_towers(&file_config.model, weights, towers, &device)?;
-        let mut out = Self::from_model(file_config, model, device)?;
-        out.towers = towers;
-        Ok(out)
+        Self::assemble(file_config, model, towers, device)
     }
 
-    /// Adds the text tower to a model loaded with [`Towers::Image`].
+    /// Adds the text tower to a model loaded with [`Towers::Image`]. A BERT text tower needs its
+    /// tokenizer first ([`ModelFileConfig::with_tokenizer`] or [`DermLip::set_tokenizer`]).
     pub fn add_text_tower(&mut self, weights: StateDict) -> Result<()> {
         if self.towers.has_text() {
             return Ok(());
+        }
+        if !self.tokenizer.is_loaded() {
+            return Err(Error::Config(NO_TOKENIZER.into()));
         }
         self.model.load_text_tower(&self.config, weights, &self.device)?;
         self.towers = Towers::Both;
@@ -75,23 +79,36 @@ impl DermLip {
         }
     }
 
+    /// Sets the tokenizer file of a BERT text tower (`tokenizer.json` or `vocab.txt`), e.g. in the
+    /// browser before [`DermLip::add_text_tower`].
+    pub fn set_tokenizer(&mut self, file: TokenizerFile) -> Result<()> {
+        let mut config = self.config.clone();
+        if let TextArch::Bert(b) = &mut config.text.arch {
+            b.tokenizer = Some(file);
+        }
+        self.tokenizer = build_tokenizer(&config)?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Wraps an already built model (e.g. randomly initialised with [`Clip::new`]).
     pub fn from_model(file_config: ModelFileConfig, model: Clip, device: Device) -> Result<Self> {
+        Self::assemble(file_config, model, Towers::Both, device)
+    }
+
+    fn assemble(file_config: ModelFileConfig, model: Clip, towers: Towers, device: Device) -> Result<Self> {
         let ModelFileConfig { model: config, preprocess } = file_config;
-        if config.text.vocab_size != VOCAB_SIZE {
-            return Err(Error::Config(format!(
-                "text_cfg.vocab_size is {}, but the CLIP BPE tokenizer has {VOCAB_SIZE} tokens",
-                config.text.vocab_size
-            )));
-        }
         if preprocess.size as usize != config.vision.image_size {
             return Err(Error::Config(format!(
                 "preprocess_cfg size {} differs from vision_cfg.image_size {}",
                 preprocess.size, config.vision.image_size
             )));
         }
-        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
-        Ok(DermLip { config, preprocess, tokenizer, model, device, towers: Towers::Both })
+        let tokenizer = build_tokenizer(&config)?;
+        if towers.has_text() && !tokenizer.is_loaded() {
+            return Err(Error::Config(NO_TOKENIZER.into()));
+        }
+        Ok(DermLip { config, preprocess, tokenizer, model, device, towers })
     }
 
     /// A checkpoint directory (`open_clip_config.json` + weights) or a weights file whose
@@ -100,13 +117,7 @@ impl DermLip {
     #[cfg(not(target_family = "wasm"))]
     pub fn load(path: &std::path::Path, device: Device) -> Result<Self> {
         let (dir, weights_path) = locate_checkpoint(path)?;
-        let config_path = dir.join("open_clip_config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
-            path: config_path.display().to_string(),
-            message: format!("cannot read the model config: {e}"),
-        })?;
-        let file_config = ModelFileConfig::from_json_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", config_path.display(), e.detail())))?;
+        let file_config = ModelFileConfig::from_checkpoint_dir(&dir)?;
         let weights = StateDict::from_file(&weights_path)?;
         Self::from_parts(file_config, weights, device)
     }
@@ -118,6 +129,16 @@ impl DermLip {
 
     /// Normalised `3×size×size` CHW buffers → unnormalised image embeddings `[n, embed_dim]`.
     pub fn encode_pixels(&self, pixels: &[Vec<f32>]) -> Tensor<2> {
+        self.encode_pixels_with(pixels, |batch| self.model.encode_image(batch))
+    }
+
+    /// The linear-probe features of the images (PanDerm: the pre-head `width`-d feature; ViT: the
+    /// embedding); see [`Clip::encode_image_features`].
+    pub fn encode_pixel_features(&self, pixels: &[Vec<f32>]) -> Tensor<2> {
+        self.encode_pixels_with(pixels, |batch| self.model.encode_image_features(batch))
+    }
+
+    fn encode_pixels_with(&self, pixels: &[Vec<f32>], encode: impl Fn(Tensor<4>) -> Tensor<2>) -> Tensor<2> {
         let size = self.preprocess.size as usize;
         let per_pass = if self.device == Device::flex() { CPU_IMAGE_BATCH } else { IMAGE_BATCH };
         let parts: Vec<Tensor<2>> = pixels
@@ -125,7 +146,7 @@ impl DermLip {
             .map(|chunk| {
                 let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
                 let batch = Tensor::<4>::from_data(TensorData::new(flat, [chunk.len(), 3, size, size]), &self.device);
-                self.model.encode_image(batch)
+                encode(batch)
             })
             .collect();
         Tensor::cat(parts, 0)
@@ -141,8 +162,15 @@ impl DermLip {
         let parts: Vec<Tensor<2>> = ids
             .chunks(TEXT_BATCH)
             .map(|chunk| {
-                let flat: Vec<i32> = chunk.iter().flatten().map(|&i| i as i32).collect();
-                let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), ctx]), &self.device);
+                // BERT masks padding as keys and leaves it out of the mean, so the padding columns
+                // every row of the batch ends with change nothing: drop them (prompts are a few dozen
+                // of the 256 positions).
+                let len = match &self.config.text.arch {
+                    TextArch::Bert(b) => chunk.iter().map(|row| used_length(row, b.pad_token_id)).max().unwrap_or(1),
+                    TextArch::Clip => ctx,
+                };
+                let flat: Vec<i32> = chunk.iter().flat_map(|row| &row[..len]).map(|&i| i as i32).collect();
+                let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), len]), &self.device);
                 self.model.encode_text(batch)
             })
             .collect();
@@ -212,6 +240,49 @@ impl DermLip {
         let texts = concept_prompts(concepts, prompts);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         ConceptScorer::from_text_embeddings(concepts, prompts, &self.embed_texts(&refs)?, temperature)
+    }
+}
+
+/// Ids up to and including the last non-padding one (at least one).
+fn used_length(row: &[u32], pad: u32) -> usize {
+    row.iter().rposition(|&i| i != pad).map_or(1, |last| last + 1)
+}
+
+const NO_TOKENIZER: &str =
+    "the BERT text tower needs its tokenizer file (tokenizer.json or vocab.txt from the checkpoint directory)";
+
+/// The config's tokenizer: CLIP BPE, or the BERT WordPiece from its file (`NotLoaded` without one).
+fn build_tokenizer(config: &ClipConfig) -> Result<TextTokenizer> {
+    let ctx = config.text.context_length;
+    match &config.text.arch {
+        TextArch::Clip => {
+            if config.text.vocab_size != VOCAB_SIZE {
+                return Err(Error::Config(format!(
+                    "text_cfg.vocab_size is {}, but the CLIP BPE tokenizer has {VOCAB_SIZE} tokens",
+                    config.text.vocab_size
+                )));
+            }
+            Ok(TextTokenizer::Clip(ClipTokenizer::new()?.with_context_length(ctx)?))
+        }
+        TextArch::Bert(b) => {
+            let Some(file) = &b.tokenizer else { return Ok(TextTokenizer::NotLoaded) };
+            let t = WordPieceTokenizer::new(file, ctx)?;
+            if t.vocab_size() > config.text.vocab_size {
+                return Err(Error::Config(format!(
+                    "the tokenizer has {} tokens but the BERT text tower only {}",
+                    t.vocab_size(),
+                    config.text.vocab_size
+                )));
+            }
+            if t.pad_id() != b.pad_token_id {
+                return Err(Error::Config(format!(
+                    "the tokenizer pads with id {} but the BERT text tower masks id {}",
+                    t.pad_id(),
+                    b.pad_token_id
+                )));
+            }
+            Ok(TextTokenizer::WordPiece(t))
+        }
     }
 }
 

@@ -22,6 +22,8 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::utils::SysRegex;
 use tokenizers::{SplitDelimiterBehavior, Tokenizer};
 
+use crate::wordpiece::WordPieceTokenizer;
+
 pub const SOT_TOKEN: u32 = 49406;
 pub const EOT_TOKEN: u32 = 49407;
 pub const PAD_TOKEN: u32 = 0;
@@ -70,6 +72,38 @@ pub enum TokenizerError {
     ContextLength(usize),
     #[error("BPE encoding failed: {0}")]
     Encode(String),
+    #[error("WordPiece tokenizer: {0}")]
+    WordPiece(String),
+    #[error("the text tower's tokenizer is not loaded (tokenizer.json or vocab.txt)")]
+    NotLoaded,
+}
+
+/// The tokenizer of a model's text tower: built-in CLIP BPE, or a BERT WordPiece from the checkpoint's
+/// files (absent while only the image tower of such a model is loaded).
+#[derive(Clone, Debug)]
+pub enum TextTokenizer {
+    Clip(ClipTokenizer),
+    WordPiece(WordPieceTokenizer),
+    NotLoaded,
+}
+
+impl TextTokenizer {
+    /// Exactly `context_length` ids.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        match self {
+            TextTokenizer::Clip(t) => t.encode(text),
+            TextTokenizer::WordPiece(t) => t.encode(text),
+            TextTokenizer::NotLoaded => Err(TokenizerError::NotLoaded),
+        }
+    }
+
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
+        texts.iter().map(|t| self.encode(t)).collect()
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        !matches!(self, TextTokenizer::NotLoaded)
+    }
 }
 
 /// CLIP BPE tokenizer; cheap to clone (the BPE model and its cache are shared).
@@ -190,10 +224,14 @@ fn load_vocab_and_merges() -> Result<VocabAndMerges, TokenizerError> {
 
 /// open_clip's `clean='lower'`: ftfy.fix_text, html.unescape twice, strip, whitespace collapse, lowercase.
 pub fn clean_text(text: &str) -> String {
+    python_lower(&clean_whitespace(text))
+}
+
+/// open_clip's `clean='whitespace'` (what `HFTokenizer` uses): as [`clean_text`] without lowercasing.
+pub fn clean_whitespace(text: &str) -> String {
     let fixed = ftfy_fix_text(text);
     let unescaped = html_unescape(&html_unescape(&fixed)).into_owned();
-    let collapsed = unescaped.split(is_python_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
-    python_lower(&collapsed)
+    unescaped.split(is_python_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Python 3.11's `str.lower()` (Unicode 14): Rust's tables (Unicode 17) also lowercase these later

@@ -1,0 +1,197 @@
+//! open_clip's `HFTextEncoder` over a Hugging Face BERT (DermLIP-PanDerm's PubMedBERT): BERT
+//! embeddings (word + learned absolute position + token type 0, LayerNorm), post-norm encoder
+//! layers with exact GELU, the attention mask `ids != pad_token_id`, mean pooling over the
+//! unmasked tokens ([CLS] and [SEP] included), then the `proj` MLP (or linear) without biases.
+//! State-dict names are the hub's: `text.transformer.embeddings.…`, `text.transformer.encoder.layer.N.…`,
+//! `text.proj.0.weight`, `text.proj.2.weight`.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, LayerNorm, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::config::{BertConfig, ClipConfig, HfProjection, TextArch, TextConfig};
+use crate::error::{Error, Result};
+use crate::panderm::{load_linear, token_linear};
+use crate::transformer::{layer_norm, load_layer_norm};
+use crate::weights::WeightLoader;
+
+/// Buffers some transformers versions save with a BERT; they are `arange` / zeros and unused here.
+pub const OPTIONAL_BUFFERS: [&str; 2] =
+    ["text.transformer.embeddings.position_ids", "text.transformer.embeddings.token_type_ids"];
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub heads: usize,
+}
+
+impl BertSelfAttention {
+    /// `mask`: `[batch, heads, seq, seq]`, true where a key is padding.
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+        let [batch, seq, width] = x.dims();
+        let split = |l: &Linear| {
+            token_linear(l, x.clone()).reshape([batch, seq, self.heads, width / self.heads]).swap_dims(1, 2)
+        };
+        let (q, k, v) = (split(&self.query), split(&self.key), split(&self.value));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let out = attention(q, k, v, Some(mask), None, options);
+        out.swap_dims(1, 2).reshape([batch, seq, width])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertSelfAttention,
+    pub attention_output: Linear,
+    pub attention_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub output_norm: LayerNorm,
+}
+
+impl BertLayer {
+    fn new(t: &TextConfig, eps: f64, device: &Device) -> Self {
+        let (width, hidden) = (t.width, t.mlp_width);
+        let linear = |i, o| LinearConfig::new(i, o).with_initializer(normal(0.02)).init(device);
+        BertLayer {
+            attention: BertSelfAttention {
+                query: linear(width, width),
+                key: linear(width, width),
+                value: linear(width, width),
+                heads: t.heads,
+            },
+            attention_output: linear(width, width),
+            attention_norm: layer_norm(width, eps, device),
+            intermediate: linear(width, hidden),
+            output: linear(hidden, width),
+            output_norm: layer_norm(width, eps, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+        let a = token_linear(&self.attention_output, self.attention.forward(x.clone(), mask));
+        let x = self.attention_norm.forward(a + x);
+        let h = token_linear(&self.output, gelu(token_linear(&self.intermediate, x.clone())));
+        self.output_norm.forward(h + x)
+    }
+
+    fn load(&mut self, w: &mut WeightLoader, p: &str, t: &TextConfig) -> Result<()> {
+        let (width, hidden) = (t.width, t.mlp_width);
+        let a = &mut self.attention;
+        load_linear(&mut a.query, w, &format!("{p}.attention.self.query"), width, width, true)?;
+        load_linear(&mut a.key, w, &format!("{p}.attention.self.key"), width, width, true)?;
+        load_linear(&mut a.value, w, &format!("{p}.attention.self.value"), width, width, true)?;
+        load_linear(&mut self.attention_output, w, &format!("{p}.attention.output.dense"), width, width, true)?;
+        load_layer_norm(&mut self.attention_norm, w, &format!("{p}.attention.output.LayerNorm"), width)?;
+        load_linear(&mut self.intermediate, w, &format!("{p}.intermediate.dense"), width, hidden, true)?;
+        load_linear(&mut self.output, w, &format!("{p}.output.dense"), hidden, width, true)?;
+        load_layer_norm(&mut self.output_norm, w, &format!("{p}.output.LayerNorm"), width)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertTextEncoder {
+    pub word_embeddings: Param<Tensor<2>>,
+    pub position_embeddings: Param<Tensor<2>>,
+    pub token_type_embeddings: Param<Tensor<2>>,
+    pub embeddings_norm: LayerNorm,
+    pub layers: Vec<BertLayer>,
+    /// `proj.0` (or the single `proj` of `hf_proj_type: "linear"`).
+    pub proj_in: Linear,
+    /// `proj.2` after GELU (`hf_proj_type: "mlp"`).
+    pub proj_out: Option<Linear>,
+    pub pad_token_id: u32,
+}
+
+fn bert(cfg: &ClipConfig) -> Result<&BertConfig> {
+    match &cfg.text.arch {
+        TextArch::Bert(b) => Ok(b),
+        TextArch::Clip => Err(Error::Config("the config's text tower is not a BERT".into())),
+    }
+}
+
+impl BertTextEncoder {
+    /// `cfg.text.arch` must be [`TextArch::Bert`].
+    pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
+        let t = &cfg.text;
+        let b = bert(cfg).expect("BertTextEncoder::new needs a BERT text config");
+        let (proj_in, proj_out) = match b.projection {
+            HfProjection::Mlp => {
+                let hidden = b.projection.hidden(t.width, cfg.embed_dim);
+                (no_bias(t.width, hidden, device), Some(no_bias(hidden, cfg.embed_dim, device)))
+            }
+            HfProjection::Linear => (no_bias(t.width, cfg.embed_dim, device), None),
+        };
+        BertTextEncoder {
+            word_embeddings: normal(0.02).init([t.vocab_size, t.width], device),
+            position_embeddings: normal(0.02).init([b.max_positions, t.width], device),
+            token_type_embeddings: normal(0.02).init([b.type_vocab_size, t.width], device),
+            embeddings_norm: layer_norm(t.width, b.layer_norm_eps, device),
+            layers: (0..t.layers).map(|_| BertLayer::new(t, b.layer_norm_eps, device)).collect(),
+            proj_in,
+            proj_out,
+            pad_token_id: b.pad_token_id,
+        }
+    }
+
+    /// `ids`: `[batch, seq]` token ids (seq ≤ max positions). Returns unnormalised `[batch, embed_dim]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, seq] = ids.dims();
+        let width = self.word_embeddings.dims()[1];
+        let heads = self.layers.first().map_or(1, |l| l.attention.heads);
+        let pad = ids.clone().equal_elem(self.pad_token_id as i64); // [b, s]
+        let keep = pad.clone().bool_not().float(); // [b, s]
+        let mask = pad.reshape([batch, 1, 1, seq]).expand([batch, heads, seq, seq]);
+
+        let words = self.word_embeddings.val().select(0, ids.reshape([batch * seq])).reshape([batch, seq, width]);
+        let positions = self.position_embeddings.val().narrow(0, 0, seq).unsqueeze_dim::<3>(0);
+        let token_type = self.token_type_embeddings.val().narrow(0, 0, 1).unsqueeze_dim::<3>(0);
+        let mut x = self.embeddings_norm.forward(words + positions + token_type);
+        for layer in &self.layers {
+            x = layer.forward(x, mask.clone());
+        }
+        let summed = (x * keep.clone().unsqueeze_dim::<3>(2)).sum_dim(1).reshape([batch, width]);
+        let pooled = summed / keep.sum_dim(1); // [b, width] / [b, 1]
+        let h = self.proj_in.forward(pooled);
+        match &self.proj_out {
+            Some(out) => out.forward(gelu(h)),
+            None => h,
+        }
+    }
+
+    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+        let t = &cfg.text;
+        let b = bert(cfg)?;
+        let e = "text.transformer.embeddings";
+        self.word_embeddings = w.param(&format!("{e}.word_embeddings.weight"), [t.vocab_size, t.width])?;
+        self.position_embeddings = w.param(&format!("{e}.position_embeddings.weight"), [b.max_positions, t.width])?;
+        self.token_type_embeddings =
+            w.param(&format!("{e}.token_type_embeddings.weight"), [b.type_vocab_size, t.width])?;
+        load_layer_norm(&mut self.embeddings_norm, w, &format!("{e}.LayerNorm"), t.width)?;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.load(w, &format!("text.transformer.encoder.layer.{i}"), t)?;
+        }
+        match b.projection {
+            HfProjection::Mlp => {
+                let hidden = b.projection.hidden(t.width, cfg.embed_dim);
+                load_linear(&mut self.proj_in, w, "text.proj.0", t.width, hidden, false)?;
+                let out = self.proj_out.as_mut().expect("the MLP projection has two layers");
+                load_linear(out, w, "text.proj.2", hidden, cfg.embed_dim, false)
+            }
+            HfProjection::Linear => load_linear(&mut self.proj_in, w, "text.proj", t.width, cfg.embed_dim, false),
+        }
+    }
+}
+
+fn normal(std: f64) -> Initializer {
+    Initializer::Normal { mean: 0.0, std }
+}
+
+fn no_bias(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_bias(false).with_initializer(normal(0.02)).init(device)
+}
