@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the website: the wasm module (release) into pkg/ with the pinned wasm-bindgen, and the
-# default model bundle (the committed fixture model) into www/models/default/.
+# default model bundle (the committed fixture model) into www/models/default/ (and the PanDerm
+# fixture into www/models/panderm/).
 # DERMLIP_WASM_OPT=1 also runs binaryen's wasm-opt (npm build; several minutes, smaller file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ fi
 
 cargo build --locked --bin dermlip
 "$CARGO_TARGET_DIR/debug/dermlip" convert --model tests/fixtures/models/tiny-gelu --out www/models/default \
+  --image-weights f32 --text-weights f32 >/dev/null
+# The second architecture (PanDerm + PubMedBERT), for the browser tests.
+"$CARGO_TARGET_DIR/debug/dermlip" convert --model tests/fixtures/models/tiny-panderm --out www/models/panderm \
   --image-weights f32 --text-weights f32 >/dev/null
 
 # The service worker re-caches the app shell when this changes.

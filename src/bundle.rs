@@ -6,7 +6,9 @@
 //! - `text.safetensors` — the text tower, fetched only for custom labels;
 //! - `label-embeddings.safetensors` — one `[classes, embed_dim]` f32 tensor per built-in label set
 //!   (zero-shot class weights: template mean, re-normalised), so built-in sets need no text tower;
-//! - `concepts.json` — the precomputed clinical-concept scorer.
+//! - `concepts.json` — the precomputed clinical-concept scorer;
+//! - for a BERT text tower (PanDerm + PubMedBERT): its `tokenizer.json` or `vocab.txt`, fetched
+//!   with the text tower, and its Hugging Face `config.json` when the checkpoint has one.
 //!
 //! The format is documented in `docs/web-bundle.md`.
 
@@ -37,7 +39,8 @@ pub enum WeightFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: String,
-    /// `config`, `image-tower`, `text-tower`, `label-embeddings` or `concepts`.
+    /// `config`, `image-tower`, `text-tower`, `label-embeddings`, `concepts`, `tokenizer` or
+    /// `text-config`.
     pub role: String,
     pub bytes: u64,
     pub sha256: String,
@@ -137,7 +140,8 @@ mod writer {
     use super::*;
     use crate::clip::Towers;
     use crate::concepts::ConceptPromptSet;
-    use crate::config::ModelFileConfig;
+    use crate::config::{ModelFileConfig, TextArch};
+    use crate::wordpiece::TokenizerFile;
     use crate::labels::{self, LabelSet};
     use crate::pipeline::DermLip;
     use crate::weights::StateDict;
@@ -189,8 +193,24 @@ mod writer {
         let config_path = dir.join(CONFIG_FILE);
         let config_text = std::fs::read_to_string(&config_path)
             .map_err(|e| Error::Io { path: config_path.display().to_string(), message: e.to_string() })?;
-        let file_config = ModelFileConfig::from_json_str(&config_text)
-            .map_err(|e| Error::Config(format!("{}: {}", config_path.display(), e.detail())))?;
+        let file_config = ModelFileConfig::from_checkpoint_dir(&dir)?;
+        // A BERT text tower brings its tokenizer file and, for unknown BERTs, its config.json.
+        let mut extra: Vec<(String, &str, Vec<u8>)> = Vec::new();
+        if let TextArch::Bert(bert) = &file_config.model.text.arch {
+            if let Some(tok) = &bert.tokenizer {
+                let (name, bytes) = match tok {
+                    TokenizerFile::Json(b) => ("tokenizer.json", b.clone()),
+                    TokenizerFile::VocabTxt(t) => ("vocab.txt", t.clone().into_bytes()),
+                };
+                extra.push((name.to_string(), "tokenizer", bytes));
+            }
+            let hf_config = dir.join("config.json");
+            if hf_config.is_file() {
+                let bytes = std::fs::read(&hf_config)
+                    .map_err(|e| Error::Io { path: hf_config.display().to_string(), message: e.to_string() })?;
+                extra.push(("config.json".to_string(), "text-config", bytes));
+            }
+        }
 
         let mut all = StateDict::from_file(&weights_path)?;
         let image = store(all.split_off(Towers::image_key), opts.image_weights);
@@ -229,13 +249,16 @@ mod writer {
 
         std::fs::create_dir_all(out)
             .map_err(|e| Error::Io { path: out.display().to_string(), message: format!("cannot create: {e}") })?;
-        let files = vec![
+        let mut files = vec![
             write(out, CONFIG_FILE, "config", config_text.as_bytes())?,
             write(out, IMAGE_FILE, "image-tower", &image_bytes)?,
             write(out, TEXT_FILE, "text-tower", &text_bytes)?,
             write(out, LABELS_FILE, "label-embeddings", &StateDict::from_tensors(tensors).to_safetensors_bytes()?)?,
             write(out, CONCEPTS_FILE, "concepts", &concepts_json)?,
         ];
+        for (name, role, bytes) in &extra {
+            files.push(write(out, name, role, bytes)?);
+        }
         let name = std::fs::canonicalize(model_dir)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))

@@ -49,7 +49,7 @@ pub enum PreprocessError {
     #[error("unsupported image format {0}: expected JPEG, PNG, WebP, GIF or BMP")]
     UnsupportedFormat(String),
     #[error(
-        "image is {width}x{height} ({:.1} megapixels), above the limit of {:.1} megapixels: crop it to the skin area or make it smaller",
+        "image is {width}x{height} ({:.2} megapixels), above the limit of {:.2} megapixels: crop it to the skin area or make it smaller",
         *pixels as f64 / 1e6, *max_pixels as f64 / 1e6
     )]
     TooManyPixels { width: u32, height: u32, pixels: u64, max_pixels: u64 },

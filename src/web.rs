@@ -122,20 +122,26 @@ fn web_sys_log(msg: &str) {
 impl Engine {
     /// Builds the model from `open_clip_config.json` text and safetensors bytes: either an image
     /// tower (`towers = "image"`, from a bundle) or a whole open_clip checkpoint (`"both"`).
+    /// `text_config_json`: the Hugging Face `config.json` of a BERT text tower dermlip does not
+    /// know by name (a bundle's `text-config` file); `None` otherwise.
     pub async fn create(
         backend: String,
         precision: String,
         config_json: String,
+        text_config_json: Option<String>,
         weights: Vec<u8>,
         towers: String,
     ) -> Result<Engine, JsError> {
-        Self::create_inner(&backend, &precision, &config_json, weights, &towers).await.map_err(js_err)
+        Self::create_inner(&backend, &precision, &config_json, text_config_json.as_deref(), weights, &towers)
+            .await
+            .map_err(js_err)
     }
 
     async fn create_inner(
         backend: &str,
         precision: &str,
         config_json: &str,
+        text_config_json: Option<&str>,
         weights: Vec<u8>,
         towers: &str,
     ) -> Result<Engine> {
@@ -144,7 +150,7 @@ impl Engine {
             "both" => Towers::Both,
             other => return Err(Error::Input(format!("towers must be \"image\" or \"both\", not \"{other}\""))),
         };
-        let file_config = ModelFileConfig::from_json_str(config_json)?;
+        let file_config = ModelFileConfig::from_json_strs(config_json, text_config_json)?;
         let weights = StateDict::from_safetensors_bytes(weights)?;
         let (device, backend) = device(backend, precision).await?;
         let lip = DermLip::from_parts_towers(file_config, weights, towers, device)?;
@@ -186,6 +192,19 @@ impl Engine {
         }
         self.max_pixels = (megapixels * 1e6) as u64;
         Ok(())
+    }
+
+    /// Whether the text tower needs a tokenizer file (`tokenizer.json` / `vocab.txt`) first.
+    #[wasm_bindgen(js_name = needsTokenizerFile)]
+    pub fn needs_tokenizer_file(&self) -> bool {
+        matches!(self.lip.tokenizer, crate::tokenizer::TextTokenizer::NotLoaded)
+    }
+
+    /// The tokenizer file of a BERT text tower, named as in the checkpoint.
+    #[wasm_bindgen(js_name = setTokenizer)]
+    pub fn set_tokenizer(&mut self, name: String, bytes: Vec<u8>) -> Result<(), JsError> {
+        let file = crate::wordpiece::TokenizerFile::from_named_bytes(&name, bytes).map_err(|e| js_err(e.into()))?;
+        self.lip.set_tokenizer(file).map_err(js_err)
     }
 
     #[wasm_bindgen(js_name = addTextTower)]

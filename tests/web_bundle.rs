@@ -165,3 +165,48 @@ fn label_embeddings_must_match_the_manifest() {
     let err = bundle::read_label_embeddings(&wrong, read(&dir, &m, "label-embeddings")).unwrap_err();
     assert!(err.to_string().contains("shape"), "{err}");
 }
+
+#[test]
+fn panderm_bundle_carries_its_tokenizer_and_matches_pytorch() {
+    #[derive(serde::Deserialize)]
+    struct Text {
+        text: String,
+        embedding: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        texts: Vec<Text>,
+    }
+    let r: Reference = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("panderm/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let (dir, m) = convert("tiny-panderm", WeightFormat::F32, WeightFormat::F32);
+    let tokenizer = m.file("tokenizer").expect("a tokenizer file in the bundle");
+    assert_eq!(tokenizer.path, "tokenizer.json");
+    let text_config = m.file("text-config").expect("the BERT config.json");
+
+    // As the browser does: config (+ BERT config) and image tower, then tokenizer and text tower.
+    let config = String::from_utf8(read(&dir, &m, "config")).unwrap();
+    let bert = String::from_utf8(std::fs::read(dir.join(&text_config.path)).unwrap()).unwrap();
+    let image = StateDict::from_safetensors_bytes(read(&dir, &m, "image-tower")).unwrap();
+    let mut lip = DermLip::from_parts_towers(
+        ModelFileConfig::from_json_strs(&config, Some(&bert)).unwrap(),
+        image,
+        Towers::Image,
+        Device::flex(),
+    )
+    .unwrap();
+    let tok = dermlip::wordpiece::TokenizerFile::from_named_bytes("tokenizer.json", read(&dir, &m, "tokenizer")).unwrap();
+    lip.set_tokenizer(tok).unwrap();
+    lip.add_text_tower(StateDict::from_safetensors_bytes(read(&dir, &m, "text-tower")).unwrap()).unwrap();
+    let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+    for (got, want) in lip.embed_texts(&texts).unwrap().iter().zip(&r.texts) {
+        assert!(max_abs_diff(got, &want.embedding) < 1e-4, "{}", want.text);
+    }
+    let sets = bundle::read_label_embeddings(&m, read(&dir, &m, "label-embeddings")).unwrap();
+    let expected = lip.zero_shot_weights(&sets[0].0.classes, &m.templates).unwrap();
+    for (a, b) in sets[0].1.iter().zip(&expected) {
+        assert!(max_abs_diff(a, b) < 1e-6);
+    }
+}

@@ -40,14 +40,14 @@ function loadWasm() {
 
 // Engine.create copies the bytes into wasm memory, so a failed attempt can be retried with the
 // next choice: [backend, precision] pairs, best first.
-async function createEngine(backend, precision, configText, weights, towers) {
+async function createEngine(backend, precision, configText, textConfigText, weights, towers) {
   const bytes = new Uint8Array(weights);
   const attempts = backend === 'auto' ? [['webgpu', precision], ['cpu', 'f32']] : [[backend, precision]];
   if (backend === 'auto' && precision === 'f16') attempts.splice(1, 0, ['webgpu', 'f32']);
   let fallbackReason = null;
   for (const [i, [b, p]] of attempts.entries()) {
     try {
-      const eng = await Engine.create(b, p, configText, bytes, towers);
+      const eng = await Engine.create(b, p, configText, textConfigText, bytes, towers);
       if (i < attempts.length - 1) await eng.warmUp(); // a GPU that fails here falls back
       return { eng, fallbackReason };
     } catch (err) {
@@ -82,7 +82,7 @@ const handlers = {
       const configUrl = new URL('open_clip_config.json', source).href;
       const configText = new TextDecoder().decode(count(await getUnverified(configUrl, { onProgress: progress('open_clip_config.json', 'config') })));
       const weights = count(await getUnverified(source, { onProgress: progress(source.split('/').pop(), 'weights') }));
-      const made = await createEngine(backend, precision, configText, weights, 'both');
+      const made = await createEngine(backend, precision, configText, undefined, weights, 'both');
       engine = made.eng;
       info = { model: source, labelSets: null, fallbackReason: made.fallbackReason, textTowerBytes: 0 };
     } else {
@@ -97,10 +97,12 @@ const handlers = {
       const fetchRole = async (role) =>
         count(await getVerified(base, file(role), { onProgress: progress(file(role).path, role), onEvent: event }));
       const configText = new TextDecoder().decode(await fetchRole('config'));
+      const hasTextConfig = manifest.files.some((f) => f.role === 'text-config');
+      const textConfigText = hasTextConfig ? new TextDecoder().decode(await fetchRole('text-config')) : undefined;
       const image = await fetchRole('image-tower');
       const labels = await fetchRole('label-embeddings');
       const concepts = new TextDecoder().decode(await fetchRole('concepts'));
-      const made = await createEngine(backend, precision, configText, image, 'image');
+      const made = await createEngine(backend, precision, configText, textConfigText, image, 'image');
       engine = made.eng;
       engine.setLabelEmbeddings(manifestText, new Uint8Array(labels));
       engine.setConcepts(concepts);
@@ -109,7 +111,7 @@ const handlers = {
         model: manifest.model,
         labelSets: manifest.label_sets.map((s) => ({ id: s.id, name: s.name, classes: s.classes.length })),
         fallbackReason: made.fallbackReason,
-        textTowerBytes: file('text-tower').bytes,
+        textTowerBytes: manifest.files.filter((f) => ['text-tower', 'tokenizer'].includes(f.role)).reduce((n, f) => n + f.bytes, 0),
         imageWeights: manifest.image_weights,
       };
     }
@@ -167,6 +169,12 @@ async function ensureTextTower(request) {
   if (!bundle) throw new Error('this model has no text tower');
   const entry = bundle.manifest.files.find((f) => f.role === 'text-tower');
   if (!entry) throw new Error("the bundle has no text tower, so only its built-in label sets can be used");
+  if (engine.needsTokenizerFile()) {
+    const tok = bundle.manifest.files.find((f) => f.role === 'tokenizer');
+    if (!tok) throw new Error('the bundle has no tokenizer file for its text tower');
+    const { buffer } = await getVerified(bundle.base, tok, { onProgress: progress(tok.path, 'tokenizer'), onEvent: event });
+    engine.setTokenizer(tok.path, new Uint8Array(buffer));
+  }
   const { buffer } = await getVerified(bundle.base, entry, { onProgress: progress(entry.path, 'text-tower'), onEvent: event });
   engine.addTextTower(new Uint8Array(buffer));
 }

@@ -23,10 +23,10 @@ export const CHROMIUM_ARGS = [
   '--disable-quic',
 ];
 
-/** Starts scripts/serve.mjs on a free port; resolves to {url, close}. */
-export function startServer() {
+/** Starts scripts/serve.mjs on a free port (extra command-line `args`, e.g. ['--cors']); resolves to {url, close}. */
+export function startServer(args = []) {
   return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, [join(ROOT, 'scripts/serve.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, [join(ROOT, 'scripts/serve.mjs'), '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     proc.on('error', reject);
     proc.stdout.on('data', (d) => {
       const m = /http:\/\/[\d.]+:(\d+)\//.exec(String(d));
@@ -74,10 +74,10 @@ export function reference(name) {
 }
 
 /** The native CLI's classification of fixture images (JSON), for browser-vs-native checks. */
-export function nativeClassify(images, args) {
+export function nativeClassify(images, args, model = 'tiny-gelu') {
   const target = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/dermlip/target');
   const bin = join(target, 'debug/dermlip');
-  const out = execFileSync(bin, ['classify', ...images.map((i) => join(FIXTURES, i)), '--model', join(FIXTURES, 'models/tiny-gelu'), '--json', ...args], {
+  const out = execFileSync(bin, ['classify', ...images.map((i) => join(FIXTURES, i)), '--model', join(FIXTURES, 'models', model), '--json', ...args], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
   });

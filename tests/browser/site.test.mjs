@@ -97,6 +97,33 @@ describe('an open_clip checkpoint URL', () => {
   });
 });
 
+describe('the PanDerm + PubMedBERT model', () => {
+  test('its bundle classifies as the native CLI does (precomputed and custom labels)', async () => {
+    const browser = await launch();
+    try {
+      const page = await newPage(await browser.newContext());
+      const info = await openSite(page, server.url, 'model=www/models/panderm/&backend=webgpu&nosw');
+      assert.equal(info.backend, 'webgpu');
+      const custom = ['melanoma', 'nevus', 'psoriasis', 'acne'];
+      const nativeHam = nativeClassify(HAM_IMAGES, ['--label-set', 'ham7', '--top-k', '7'], 'tiny-panderm');
+      const nativeCustom = nativeClassify(HAM_IMAGES, ['--labels', custom.join(','), '--top-k', '4'], 'tiny-panderm');
+      let worst = 0;
+      for (const [i, img] of HAM_IMAGES.entries()) {
+        const ham = await classifyInPage(page, fixtureBytes(img), 'ham7', { topK: 7 });
+        assert.equal(ham.labelEmbeddings, 'precomputed');
+        for (const p of nativeHam[i].predictions) worst = Math.max(worst, Math.abs(ham.probabilities[p.index] - p.probability));
+        const mine = await classifyInPage(page, fixtureBytes(img), custom, { topK: 4 });
+        assert.equal(mine.labelEmbeddings, 'text-tower');
+        for (const p of nativeCustom[i].predictions) worst = Math.max(worst, Math.abs(mine.probabilities[p.index] - p.probability));
+      }
+      assert.ok(worst <= 1e-4, `max |Δprob| vs native CLI ${worst}`);
+      console.log(`panderm webgpu: max |Δprob| vs native ${worst.toExponential(2)}`);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
 describe('without WebGPU', () => {
   test('automatic mode falls back to the CPU and says so', async () => {
     const browser = await launch({ webgpu: false });
@@ -197,7 +224,7 @@ describe('the site', () => {
     assert.match(await message(), /could not be read|corrupt or truncated/);
 
     await pick('huge.png', png50mp());
-    assert.match(await message(), /50\.0 megapixels.*limit of 40\.0 megapixels/);
+    assert.match(await message(), /50\.00 megapixels.*limit of 40\.00 megapixels/);
 
     await pick('ok.jpg', jpeg);
     assert.equal(await page.isHidden('#error'), true);
