@@ -10,6 +10,7 @@ pub mod concepts;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod labels;
 pub mod metrics;
 pub mod ontology;

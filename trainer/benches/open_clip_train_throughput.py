@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""open_clip (PyTorch) counterpart of `trainer --bench`: forward + backward + AdamW on random
+inputs at a fixed batch, printed as one JSON line (same fields as the Rust side).
+
+    python trainer/benches/open_clip_train_throughput.py --model ViT-B-16 --batch 8 --device cpu
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import open_clip
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="ViT-B-16", help="open_clip model name or local-dir:PATH")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model = open_clip.create_model(a.model, device=a.device)
+    model.train()
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    ctx = model.context_length
+    decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n)]
+    rest = [p for n, p in model.named_parameters() if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n]
+    opt = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.1}],
+                            lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    loss_fn = open_clip.ClipLoss()
+    images = torch.randn(a.batch, 3, size, size, device=a.device)
+    ids = torch.randint(1, 49000, (a.batch, ctx), device=a.device)
+    timed = 0.0
+    for i in range(a.warmup + a.steps):
+        t = time.perf_counter()
+        img, txt, scale = model(images, ids)
+        loss = loss_fn(img, txt, scale)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i >= a.warmup:
+            timed += time.perf_counter() - t
+    step = timed / a.steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "framework": f"open_clip {open_clip.__version__} / torch {torch.__version__}",
+        "device": a.device, "batch": a.batch, "steps": a.steps, "step_ms": step * 1e3,
+        "samples_per_s": a.batch / step, "peak_rss_mib": peak, "mib_per_sample": (peak - base) / a.batch,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+//! Sample index: which image bytes and which caption make each training pair.
+//!
+//! Three layouts, as Derm1M ships and as users re-shard it:
+//! * a CSV (`Derm1M_v2_pretrain.csv`: `filename`, `truncated_caption`, …) with images in a folder;
+//! * the same CSV with images inside the released zip archives, read in place (the central
+//!   directories are indexed once; entries are inflated on demand by the worker threads);
+//! * WebDataset tar shards (`{key}.jpg` + `{key}.txt` or `{key}.json` with a `caption` field) as
+//!   img2dataset writes them, given as brace-expanded shard lists (`shards-{00000..00099}.tar`,
+//!   several specs joined by `::`).
+//!
+//! Nothing here fails on one bad sample: bad CSV rows, images missing from every archive,
+//! incomplete tar samples and truncated shards are counted in [`IndexReport`] and left out; an
+//! image that fails to read or decode later is skipped by the loader and counted per epoch.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub enum Location {
+    File(PathBuf),
+    Zip { archive: usize, index: usize },
+    Tar { shard: usize, offset: u64, size: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub location: Location,
+    /// Shown in skip reports (the CSV filename or the WebDataset key).
+    pub name: String,
+    pub caption: String,
+    /// Optional class label (for zero-shot evaluation), from `label_key`.
+    pub label: Option<String>,
+}
+
+/// What was left out while building the index.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IndexReport {
+    pub rows: usize,
+    pub bad_rows: usize,
+    pub missing_images: usize,
+    pub incomplete_samples: usize,
+    pub truncated_shards: usize,
+    /// The first few problems, for the log.
+    pub examples: Vec<String>,
+}
+
+impl IndexReport {
+    fn note(&mut self, msg: String) {
+        if self.examples.len() < 20 {
+            self.examples.push(msg);
+        }
+    }
+
+    pub fn problems(&self) -> usize {
+        self.bad_rows + self.missing_images + self.incomplete_samples + self.truncated_shards
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Dataset {
+    pub samples: Vec<Sample>,
+    pub archives: Vec<PathBuf>,
+    pub shards: Vec<PathBuf>,
+    pub report: IndexReport,
+}
+
+/// How to read a CSV dataset.
+#[derive(Clone, Debug)]
+pub struct CsvSpec {
+    pub csv: PathBuf,
+    /// A folder of images, a folder holding `.zip` archives, or `.zip` files (comma separated).
+    pub images: Vec<PathBuf>,
+    pub image_key: String,
+    pub caption_key: String,
+    pub label_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// A CSV with images in folders and/or zip archives.
+    pub fn from_csv(spec: &CsvSpec) -> Result<Dataset, DataError> {
+        let mut ds = Dataset::default();
+        let mut folders = Vec::new();
+        for p in &spec.images {
+            if p.is_dir() {
+                folders.push(p.clone());
+                let mut zips: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| io_err(p, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|q| q.extension().is_some_and(|x| x.eq_ignore_ascii_case("zip")))
+                    .collect();
+                zips.sort();
+                ds.archives.extend(zips);
+            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("zip")) {
+                ds.archives.push(p.clone());
+            } else {
+                return Err(DataError::Invalid(format!(
+                    "{}: not a folder or a .zip archive (images must be one or the other)",
+                    p.display()
+                )));
+            }
+        }
+        // Zip central directories: entry name -> (archive, index). Also indexed without the first
+        // path component, so `filename` matches whether or not the archive adds a top folder.
+        let mut zip_index: HashMap<String, (usize, usize)> = HashMap::new();
+        for (a, path) in ds.archives.iter().enumerate() {
+            let file = File::open(path).map_err(|e| io_err(path, e))?;
+            let zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| io_err(path, e))?;
+            for i in 0..zip.len() {
+                let Some(Ok(name)) = zip.name_for_index(i) else { continue };
+                let name = name.to_string();
+                if name.ends_with('/') {
+                    continue;
+                }
+                let name = name.replace('\\', "/");
+                if let Some((_, rest)) = name.split_once('/') {
+                    zip_index.entry(rest.to_string()).or_insert((a, i));
+                }
+                zip_index.insert(name, (a, i));
+            }
+        }
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).from_path(&spec.csv).map_err(|e| io_err(&spec.csv, e))?;
+        let headers = reader.headers().map_err(|e| io_err(&spec.csv, e))?.clone();
+        let col = |key: &str| -> Result<usize, DataError> {
+            headers.iter().position(|h| h == key).ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "{}: no column \"{key}\" (columns: {})",
+                    spec.csv.display(),
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        };
+        let image_col = col(&spec.image_key)?;
+        let caption_col = col(&spec.caption_key)?;
+        let label_col = spec.label_key.as_deref().map(col).transpose()?;
+        for (line, record) in reader.records().enumerate() {
+            ds.report.rows += 1;
+            let row = line + 2;
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    ds.report.bad_rows += 1;
+                    ds.report.note(format!("CSV row {row}: {e}"));
+                    continue;
+                }
+            };
+            let get = |c: usize| record.get(c).map(str::trim).filter(|s| !s.is_empty());
+            let (Some(file), Some(caption)) = (get(image_col), get(caption_col)) else {
+                ds.report.bad_rows += 1;
+                ds.report
+                    .note(format!("CSV row {row}: empty or missing \"{}\" / \"{}\"", spec.image_key, spec.caption_key));
+                continue;
+            };
+            let label = match label_col {
+                Some(c) => match get(c) {
+                    Some(l) => Some(l.to_string()),
+                    None => {
+                        ds.report.bad_rows += 1;
+                        ds.report.note(format!("CSV row {row}: empty label"));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let key = file.replace('\\', "/");
+            let key = key.trim_start_matches("./");
+            let location = if let Some(&(archive, index)) = zip_index.get(key) {
+                Location::Zip { archive, index }
+            } else if let Some(dir) = folders.iter().find(|d| d.join(key).is_file()) {
+                Location::File(dir.join(key))
+            } else if folders.len() == 1 && ds.archives.is_empty() {
+                // Plain folder: do not stat a million files up front; a missing file is counted when read.
+                Location::File(folders[0].join(key))
+            } else {
+                ds.report.missing_images += 1;
+                ds.report.note(format!("CSV row {row}: image \"{key}\" is in no folder or archive"));
+                continue;
+            };
+            ds.samples.push(Sample { location, name: key.to_string(), caption: caption.to_string(), label });
+        }
+        Ok(ds)
+    }
+
+    /// WebDataset shards (brace-expanded, `::`-separated specs).
+    pub fn from_webdataset(spec: &str) -> Result<Dataset, DataError> {
+        let mut ds = Dataset::default();
+        for part in spec.split("::").filter(|s| !s.is_empty()) {
+            for path in expand_braces(part)? {
+                ds.shards.push(PathBuf::from(path));
+            }
+        }
+        if ds.shards.is_empty() {
+            return Err(DataError::Invalid(format!("no shards in \"{spec}\"")));
+        }
+        for s in 0..ds.shards.len() {
+            let path = ds.shards[s].clone();
+            index_shard(&mut ds, s, &path);
+        }
+        Ok(ds)
+    }
+}
+
+const IMAGE_EXTS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
+
+fn index_shard(ds: &mut Dataset, shard: usize, path: &Path) {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ds.report.truncated_shards += 1;
+            ds.report.note(format!("{}: {e}", path.display()));
+            return;
+        }
+    };
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Seek over the image data instead of reading it: indexing touches only headers and captions.
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    // key, image (offset, size), caption
+    type Pending = (String, Option<(u64, u64)>, Option<String>);
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut pos: HashMap<String, usize> = HashMap::new();
+    let mut truncated = false;
+    match archive.entries_with_seek() {
+        Ok(entries) => {
+            for entry in entries {
+                let mut entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        truncated = true;
+                        ds.report.note(format!("{}: {e}", path.display()));
+                        break;
+                    }
+                };
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = match entry.path() {
+                    Ok(p) => p.to_string_lossy().replace('\\', "/"),
+                    Err(_) => continue,
+                };
+                // WebDataset: the key is the path up to the first dot of the basename.
+                let (dir, base) = name.rsplit_once('/').map_or(("", name.as_str()), |(d, b)| (d, b));
+                let Some((stem, ext)) = base.split_once('.') else { continue };
+                let key = if dir.is_empty() { stem.to_string() } else { format!("{dir}/{stem}") };
+                let ext = ext.to_ascii_lowercase();
+                let offset = entry.raw_file_position();
+                let size = entry.size();
+                if offset + size > file_len {
+                    truncated = true;
+                    ds.report.note(format!("{}: entry {name} runs past the end of the file", path.display()));
+                    break;
+                }
+                let slot = *pos.entry(key.clone()).or_insert_with(|| {
+                    pending.push((key.clone(), None, None));
+                    pending.len() - 1
+                });
+                if IMAGE_EXTS.contains(&ext.as_str()) {
+                    pending[slot].1 = Some((offset, size));
+                } else if ext == "txt" || ext == "json" {
+                    let mut text = String::new();
+                    if entry.read_to_string(&mut text).is_err() {
+                        continue;
+                    }
+                    let caption = if ext == "txt" {
+                        Some(text.trim().to_string())
+                    } else {
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .ok()
+                            .and_then(|v| v.get("caption").and_then(|c| c.as_str()).map(|s| s.trim().to_string()))
+                    };
+                    // .txt wins over .json
+                    if ext == "txt" || pending[slot].2.is_none() {
+                        if let Some(c) = caption.filter(|c| !c.is_empty()) {
+                            pending[slot].2 = Some(c);
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            truncated = true;
+            ds.report.note(format!("{}: {e}", path.display()));
+        }
+    }
+    if truncated {
+        ds.report.truncated_shards += 1;
+    }
+    for (key, image, caption) in pending {
+        ds.report.rows += 1;
+        match (image, caption) {
+            (Some((offset, size)), Some(caption)) => ds.samples.push(Sample {
+                location: Location::Tar { shard, offset, size },
+                name: format!("{}#{key}", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
+                caption,
+                label: None,
+            }),
+            _ => {
+                ds.report.incomplete_samples += 1;
+                ds.report.note(format!("{}: sample {key} has no image or no caption", path.display()));
+            }
+        }
+    }
+}
+
+/// Expands `{a..b}` (numeric, zero padding kept) and `{x,y,z}` groups, as webdataset/braceexpand.
+pub fn expand_braces(s: &str) -> Result<Vec<String>, DataError> {
+    let Some(open) = s.find('{') else { return Ok(vec![s.to_string()]) };
+    let close = s[open..]
+        .find('}')
+        .map(|c| open + c)
+        .ok_or_else(|| DataError::Invalid(format!("unbalanced brace in \"{s}\"")))?;
+    let (head, body, tail) = (&s[..open], &s[open + 1..close], &s[close + 1..]);
+    let options: Vec<String> = if let Some((a, b)) = body.split_once("..") {
+        let (x, y) = (a.parse::<u64>(), b.parse::<u64>());
+        let (Ok(x), Ok(y)) = (x, y) else {
+            return Err(DataError::Invalid(format!("bad range {{{body}}} in \"{s}\"")));
+        };
+        let width = if a.starts_with('0') && a.len() > 1 { a.len() } else { 0 };
+        let range: Box<dyn Iterator<Item = u64>> = if x <= y { Box::new(x..=y) } else { Box::new((y..=x).rev()) };
+        range.map(|n| format!("{n:0width$}")).collect()
+    } else {
+        body.split(',').map(str::to_string).collect()
+    };
+    let rests = expand_braces(tail)?;
+    let mut out = Vec::with_capacity(options.len() * rests.len());
+    for o in &options {
+        for rest in &rests {
+            out.push(format!("{head}{o}{rest}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads sample bytes. One per worker thread: it keeps its own open archives and shard files.
+#[derive(Default)]
+pub struct Reader {
+    zips: HashMap<usize, zip::ZipArchive<std::io::BufReader<File>>>,
+    tars: HashMap<usize, File>,
+}
+
+impl Reader {
+    pub fn read(&mut self, ds: &Dataset, sample: &Sample) -> Result<Vec<u8>, String> {
+        match &sample.location {
+            Location::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            Location::Zip { archive, index } => {
+                if !self.zips.contains_key(archive) {
+                    let path = &ds.archives[*archive];
+                    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let z = zip::ZipArchive::new(std::io::BufReader::new(f))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    self.zips.insert(*archive, z);
+                }
+                let z = self.zips.get_mut(archive).expect("opened");
+                let mut entry = z.by_index(*index).map_err(|e| format!("{}: {e}", sample.name))?;
+                let mut buf = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                Ok(buf)
+            }
+            Location::Tar { shard, offset, size } => {
+                if !self.tars.contains_key(shard) {
+                    let path = &ds.shards[*shard];
+                    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    self.tars.insert(*shard, f);
+                }
+                let f = self.tars.get_mut(shard).expect("opened");
+                f.seek(SeekFrom::Start(*offset)).map_err(|e| format!("{}: {e}", sample.name))?;
+                let mut buf = vec![0u8; *size as usize];
+                f.read_exact(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn braces() {
+        assert_eq!(expand_braces("a-{000..002}.tar").unwrap(), vec!["a-000.tar", "a-001.tar", "a-002.tar"]);
+        assert_eq!(expand_braces("{x,y}/{1..2}").unwrap(), vec!["x/1", "x/2", "y/1", "y/2"]);
+        assert_eq!(expand_braces("plain.tar").unwrap(), vec!["plain.tar"]);
+        assert!(expand_braces("a{1..2").is_err());
+    }
+}

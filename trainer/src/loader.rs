@@ -1,0 +1,272 @@
+//! Multi-threaded decode + augmentation with prefetch and a deterministic order.
+//!
+//! An epoch's order is a seeded permutation of the sample index (`seed`, `epoch`), cut into
+//! batches (`drop_last` as open_clip). Batches are split into chunks that worker threads decode,
+//! augment and tokenize; results are put back in order, and up to `prefetch` batches are in flight
+//! ahead of the consumer, so the device only waits when the CPU cannot keep up. Each sample's
+//! augmentation RNG is derived from (`seed`, `epoch`, sample id): the output is identical for any
+//! number of workers and any thread timing. A sample that cannot be read or decoded is left out of
+//! its batch and reported in [`Batch::skipped`]; a panic inside a decoder is caught the same way.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use dermlip::preprocess::{self, PreprocessConfig};
+use dermlip::tokenizer::ClipTokenizer;
+
+use crate::augment::{augment, AugmentConfig};
+use crate::data::{Dataset, Reader};
+use crate::rng::Rng;
+
+#[derive(Clone, Debug)]
+pub enum Transform {
+    /// The Derm1M training augmentation.
+    Train(AugmentConfig),
+    /// The exact inference preprocessing of the core crate.
+    Eval,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub workers: usize,
+    /// Batches decoded ahead of the consumer.
+    pub prefetch: usize,
+    pub seed: u64,
+    pub shuffle: bool,
+    pub drop_last: bool,
+    pub transform: Transform,
+    pub preprocess: PreprocessConfig,
+}
+
+pub struct Batch {
+    /// Batch number within the epoch.
+    pub index: usize,
+    /// Samples that made it into the batch.
+    pub len: usize,
+    /// `len × 3 × size × size`, normalised CHW.
+    pub pixels: Vec<f32>,
+    /// `len × context_length` token ids.
+    pub tokens: Vec<i32>,
+    /// Dataset indices of the samples, in batch order.
+    pub ids: Vec<usize>,
+    /// `name: reason` of each sample left out.
+    pub skipped: Vec<String>,
+}
+
+/// The sample order of one epoch.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        Rng::derive(&[seed, epoch, 0x5eed]).shuffle(&mut order);
+    }
+    order
+}
+
+pub fn num_batches(n: usize, batch_size: usize, drop_last: bool) -> usize {
+    if drop_last {
+        n / batch_size
+    } else {
+        n.div_ceil(batch_size)
+    }
+}
+
+struct Job {
+    batch: usize,
+    chunk: usize,
+    ids: Vec<usize>,
+}
+
+struct ChunkOut {
+    batch: usize,
+    chunk: usize,
+    pixels: Vec<f32>,
+    tokens: Vec<i32>,
+    ids: Vec<usize>,
+    skipped: Vec<String>,
+}
+
+pub struct EpochLoader {
+    order: Vec<usize>,
+    batch_size: usize,
+    n_batches: usize,
+    chunk: usize,
+    prefetch: usize,
+    next_batch: usize,
+    next_job_batch: usize,
+    jobs: Option<Sender<Job>>,
+    results: Receiver<ChunkOut>,
+    done: BTreeMap<(usize, usize), ChunkOut>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl EpochLoader {
+    /// Starts the workers for `epoch`, beginning at batch `start_batch` (for resuming).
+    pub fn new(
+        dataset: Arc<Dataset>,
+        tokenizer: Arc<ClipTokenizer>,
+        cfg: &LoaderConfig,
+        epoch: u64,
+        start_batch: usize,
+    ) -> EpochLoader {
+        let order = epoch_order(dataset.len(), cfg.seed, epoch, cfg.shuffle);
+        let batch_size = cfg.batch_size.max(1);
+        let n_batches = num_batches(order.len(), batch_size, cfg.drop_last);
+        let workers = cfg.workers.max(1);
+        let chunk = batch_size.div_ceil(workers).clamp(1, 64);
+        let (job_tx, job_rx) = channel::<Job>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (out_tx, out_rx) = channel::<ChunkOut>();
+        let handles = (0..workers)
+            .map(|_| {
+                let job_rx = Arc::clone(&job_rx);
+                let out_tx = out_tx.clone();
+                let dataset = Arc::clone(&dataset);
+                let tokenizer = Arc::clone(&tokenizer);
+                let cfg = cfg.clone();
+                std::thread::spawn(move || {
+                    let mut reader = Reader::default();
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let out = process(&dataset, &tokenizer, &cfg, epoch, &mut reader, job);
+                        if out_tx.send(out).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        EpochLoader {
+            order,
+            batch_size,
+            n_batches,
+            chunk,
+            prefetch: cfg.prefetch.max(1),
+            next_batch: start_batch,
+            next_job_batch: start_batch,
+            jobs: Some(job_tx),
+            results: out_rx,
+            done: BTreeMap::new(),
+            handles,
+        }
+    }
+
+    pub fn num_batches(&self) -> usize {
+        self.n_batches
+    }
+
+    fn chunks_of(&self, batch: usize) -> usize {
+        let start = batch * self.batch_size;
+        let end = (start + self.batch_size).min(self.order.len());
+        (end - start).div_ceil(self.chunk)
+    }
+
+    fn submit(&mut self) {
+        let Some(tx) = &self.jobs else { return };
+        while self.next_job_batch < self.n_batches && self.next_job_batch < self.next_batch + self.prefetch {
+            let b = self.next_job_batch;
+            let start = b * self.batch_size;
+            let end = (start + self.batch_size).min(self.order.len());
+            for (c, ids) in self.order[start..end].chunks(self.chunk).enumerate() {
+                let _ = tx.send(Job { batch: b, chunk: c, ids: ids.to_vec() });
+            }
+            self.next_job_batch += 1;
+        }
+    }
+}
+
+impl Iterator for EpochLoader {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.next_batch >= self.n_batches {
+            return None;
+        }
+        self.submit();
+        let b = self.next_batch;
+        let n_chunks = self.chunks_of(b);
+        while (0..n_chunks).any(|c| !self.done.contains_key(&(b, c))) {
+            let out = self.results.recv().expect("loader workers stopped");
+            self.done.insert((out.batch, out.chunk), out);
+        }
+        let mut batch =
+            Batch { index: b, len: 0, pixels: Vec::new(), tokens: Vec::new(), ids: Vec::new(), skipped: Vec::new() };
+        for c in 0..n_chunks {
+            let mut out = self.done.remove(&(b, c)).expect("present");
+            batch.len += out.ids.len();
+            batch.pixels.append(&mut out.pixels);
+            batch.tokens.append(&mut out.tokens);
+            batch.ids.append(&mut out.ids);
+            batch.skipped.append(&mut out.skipped);
+        }
+        self.next_batch += 1;
+        self.submit();
+        Some(batch)
+    }
+}
+
+impl Drop for EpochLoader {
+    fn drop(&mut self) {
+        self.jobs = None;
+        // Drain so no worker blocks on a full channel (channels are unbounded; this is cheap).
+        while self.results.try_recv().is_ok() {}
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn process(
+    ds: &Dataset,
+    tokenizer: &ClipTokenizer,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    reader: &mut Reader,
+    job: Job,
+) -> ChunkOut {
+    let mut out = ChunkOut {
+        batch: job.batch,
+        chunk: job.chunk,
+        pixels: Vec::new(),
+        tokens: Vec::new(),
+        ids: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for id in job.ids {
+        let sample = &ds.samples[id];
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Vec<f32>, Vec<u32>), String> {
+            let bytes = reader.read(ds, sample)?;
+            let pixels = match &cfg.transform {
+                Transform::Eval => preprocess::preprocess(&bytes, &cfg.preprocess).map_err(|e| e.to_string())?,
+                Transform::Train(aug) => {
+                    let rgb = preprocess::load_rgb(&bytes, cfg.preprocess.max_pixels).map_err(|e| e.to_string())?;
+                    if rgb.width() == 0 || rgb.height() == 0 {
+                        return Err("empty image".into());
+                    }
+                    let mut rng = Rng::derive(&[cfg.seed, epoch, id as u64, 0xa116]);
+                    let p = &cfg.preprocess;
+                    augment(&rgb, p.size, p.mean, p.std, aug, &mut rng)
+                }
+            };
+            let tokens = tokenizer.encode(&sample.caption).map_err(|e| e.to_string())?;
+            Ok((pixels, tokens))
+        }));
+        match result {
+            Ok(Ok((pixels, tokens))) => {
+                out.pixels.extend_from_slice(&pixels);
+                out.tokens.extend(tokens.iter().map(|&t| t as i32));
+                out.ids.push(id);
+            }
+            Ok(Err(e)) => out.skipped.push(format!("{}: {e}", sample.name)),
+            Err(_) => out.skipped.push(format!("{}: the decoder panicked", sample.name)),
+        }
+    }
+    out
+}
