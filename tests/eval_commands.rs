@@ -245,3 +245,32 @@ fn eval_bad_inputs_are_named() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn linear_probe_uses_the_panderm_pre_head_feature() {
+    // PanDerm's probe input is the pre-head feature (width 64 in the tiny fixture), not the
+    // 32-d embedding; C = dim · classes / 100 shows which one was fitted.
+    let r = reference("tiny-gelu");
+    let dir = tmpdir("probe-panderm");
+    let mut csv = String::from("image_path,label,split\n");
+    for (i, im) in r.images.iter().enumerate().take(16) {
+        let split = if i % 4 == 3 { "test" } else { "train" };
+        csv += &format!("{},{},{split}\n", fixtures().join(&im.file).display(), i % 2);
+    }
+    let csv_path = dir.join("probe.csv");
+    std::fs::write(&csv_path, csv).unwrap();
+    let out_json = dir.join("probe.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_dermlip"))
+        .args(["eval", "linear-probe", "--csv", csv_path.to_str().unwrap(), "--labels", "melanoma,nevus"])
+        .args(["--no-cache", "--model"])
+        .arg(model_dir("tiny-panderm"))
+        .arg("--out-json")
+        .arg(&out_json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    let c = v["reports"][0]["c"].as_f64().unwrap();
+    assert!((c - 64.0 * 2.0 / 100.0).abs() < 1e-12, "C = {c}");
+    std::fs::remove_dir_all(&dir).ok();
+}

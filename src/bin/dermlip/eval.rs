@@ -111,7 +111,7 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
     let paths: Vec<String> = rows.iter().map(|(p, _)| p.clone()).collect();
     let mut seen = std::collections::HashSet::<&str>::new();
     let duplicates = paths.iter().filter(|p| !seen.insert(p.as_str())).count();
-    let (embedded, problems) = embed_listed(&model, &a.input, &paths)?;
+    let (embedded, problems) = embed_listed(&model, &a.input, &paths, ImageVector::Embedding)?;
     let (mut truth, mut probs, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     for ((path, label), e) in rows.iter().zip(&embedded) {
         let Some(e) = e else { continue };
@@ -249,13 +249,34 @@ fn column(header: &[String], name: &str, csv: &Path) -> Result<usize> {
         .ok_or_else(|| Error::Input(format!("{}: no \"{name}\" column", csv.display())))
 }
 
+/// What `embed_listed` computes per image.
+#[derive(Clone, Copy, PartialEq)]
+enum ImageVector {
+    /// The image embedding (zero-shot, retrieval, concepts).
+    Embedding,
+    /// The linear-probe feature: PanDerm's pre-head feature (the paper's probe input), the
+    /// embedding for the open_clip ViT.
+    ProbeFeature,
+}
+
 /// Embeds every listed image (through the cache when given); unreadable ones are reported on
 /// stderr and come back as `None`, so one bad file never stops a run.
-fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>)> {
+fn embed_listed(
+    model: &DermLip,
+    input: &EvalInput,
+    paths: &[String],
+    what: ImageVector,
+) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>)> {
     use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
     let root =
         input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
-    let model_id = collection_model_id(&input.model, model.config.embed_dim);
+    let panderm_feature =
+        what == ImageVector::ProbeFeature && model.config.vision.arch == dermlip::config::VisionArch::PanDerm;
+    let dim = if panderm_feature { model.config.vision.width } else { model.config.embed_dim };
+    let model_id = match panderm_feature {
+        true => format!("{} pre-head features", collection_model_id(&input.model, dim)),
+        false => collection_model_id(&input.model, dim),
+    };
     let cache_path = match (&input.cache, input.no_cache) {
         (_, true) => None,
         (Some(f), _) => Some(f.clone()),
@@ -270,7 +291,7 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
             }
             store
         }
-        _ => EmbeddingStore::new(model_id, model.config.embed_dim),
+        _ => EmbeddingStore::new(model_id, dim),
     };
     let mut out = Vec::with_capacity(paths.len());
     let (mut problems, mut fresh) = (Vec::new(), 0);
@@ -297,7 +318,11 @@ fn embed_listed(model: &DermLip, input: &EvalInput, paths: &[String]) -> Result<
             Some(v) => Ok(v),
             None => read_file(&full).and_then(|b| {
                 let px = model.preprocess_images(&[b.as_slice()])?;
-                Ok(dermlip::pipeline::rows(model.encode_pixels(&px))?.remove(0))
+                let vectors = match panderm_feature {
+                    true => model.encode_pixel_features(&px),
+                    false => model.encode_pixels(&px),
+                };
+                Ok(dermlip::pipeline::rows(vectors)?.remove(0))
             }),
         };
         match result {
@@ -349,7 +374,7 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     let (pc, cc) = (column(&header, "image_path", &a.input.csv)?, column(&header, &a.caption_key, &a.input.csv)?);
     let model = load_model(&a.input.model)?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
-    let (images, skipped) = embed_listed(&model, &a.input, &paths)?;
+    let (images, skipped) = embed_listed(&model, &a.input, &paths, ImageVector::Embedding)?;
     let (mut img, mut txt) = (Vec::new(), Vec::new());
     for (e, r) in images.into_iter().zip(&rows) {
         if let Some(e) = e {
@@ -416,7 +441,7 @@ fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
     )?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
     let (mut truth, mut scores) = (Vec::new(), Vec::new());
-    let (embedded, skipped) = embed_listed(&model, &a.input, &paths)?;
+    let (embedded, skipped) = embed_listed(&model, &a.input, &paths, ImageVector::Embedding)?;
     for (e, p) in embedded.into_iter().zip(present) {
         if let Some(e) = e {
             scores.push(scorer.scores(&e));
@@ -463,7 +488,7 @@ fn eval_probe(a: EvalProbeArgs) -> Result<()> {
     let model = load_model(&a.input.model)?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
     let (mut train_x, mut train_y, mut test_x, mut test_y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (embedded, skipped) = embed_listed(&model, &a.input, &paths)?;
+    let (embedded, skipped) = embed_listed(&model, &a.input, &paths, ImageVector::ProbeFeature)?;
     for (e, (label, test)) in embedded.into_iter().zip(parsed) {
         let Some(e) = e else { continue };
         if test {
