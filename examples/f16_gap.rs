@@ -48,7 +48,11 @@ fn main() {
 
     let (mut worst_prob, mut worst_cos, mut same_top1) = (0f32, 1f32, 0);
     for (a, b) in e32.iter().zip(&e16) {
-        let cos = dermlip::zero_shot::l2_normalize(a).iter().zip(dermlip::zero_shot::l2_normalize(b)).map(|(x, y)| x * y).sum();
+        let cos = dermlip::zero_shot::l2_normalize(a)
+            .iter()
+            .zip(dermlip::zero_shot::l2_normalize(b))
+            .map(|(x, y)| x * y)
+            .sum();
         worst_cos = worst_cos.min(cos);
         let p32 = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(a, &w32));
         let p16 = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(b, &w16));
