@@ -98,10 +98,7 @@ impl Manifest {
 }
 
 /// Reads `label-embeddings.safetensors` against the manifest's label sets: `(entry, class weights)`.
-pub fn read_label_embeddings(
-    manifest: &Manifest,
-    bytes: Vec<u8>,
-) -> Result<Vec<(LabelSetEntry, Vec<Vec<f32>>)>> {
+pub fn read_label_embeddings(manifest: &Manifest, bytes: Vec<u8>) -> Result<Vec<(LabelSetEntry, Vec<Vec<f32>>)>> {
     let mut sd = crate::weights::StateDict::from_safetensors_bytes(bytes)?;
     let mut out = Vec::new();
     for set in &manifest.label_sets {
@@ -117,10 +114,8 @@ pub fn read_label_embeddings(
                 manifest.embed_dim
             )));
         }
-        let flat = data
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Weights(format!("{LABELS_FILE}: {e:?}")))?;
+        let flat =
+            data.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Weights(format!("{LABELS_FILE}: {e:?}")))?;
         out.push((set.clone(), flat.chunks(manifest.embed_dim).map(<[f32]>::to_vec).collect()));
     }
     Ok(out)
@@ -141,10 +136,10 @@ mod writer {
     use crate::clip::Towers;
     use crate::concepts::ConceptPromptSet;
     use crate::config::{ModelFileConfig, TextArch};
-    use crate::wordpiece::TokenizerFile;
     use crate::labels::{self, LabelSet};
     use crate::pipeline::DermLip;
     use crate::weights::StateDict;
+    use crate::wordpiece::TokenizerFile;
 
     pub struct ConvertOptions {
         pub image_weights: WeightFormat,
@@ -237,11 +232,7 @@ mod writer {
             let weights = lip.zero_shot_weights(set.classes(), &opts.templates)?;
             let flat: Vec<f32> = weights.iter().flatten().copied().collect();
             tensors.insert(id.clone(), TensorData::new(flat, [weights.len(), lip.config.embed_dim]));
-            sets.push(LabelSetEntry {
-                id: id.clone(),
-                name: set.name().to_string(),
-                classes: set.classes().to_vec(),
-            });
+            sets.push(LabelSetEntry { id: id.clone(), name: set.name().to_string(), classes: set.classes().to_vec() });
         }
         let scorer =
             lip.concept_scorer(labels::concepts(), &ConceptPromptSet::monet(), labels::concept_temperature())?;

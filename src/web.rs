@@ -369,8 +369,13 @@ impl Engine {
             let cached = matches!(&self.custom, Some((l, t, _)) if *l == labels && *t == templates);
             if !cached {
                 let weights = self.class_weights(&labels, &templates).await?;
-                let set =
-                    ClassSet { id: "custom".into(), name: "Custom labels".into(), labels: labels.clone(), weights, precomputed: false };
+                let set = ClassSet {
+                    id: "custom".into(),
+                    name: "Custom labels".into(),
+                    labels: labels.clone(),
+                    weights,
+                    precomputed: false,
+                };
                 self.custom = Some((labels, templates, set));
             }
             return Ok(&self.custom.as_ref().expect("set above").2);

@@ -164,11 +164,8 @@ impl StateDict {
 
     /// Inverse of [`StateDict::quantize_int8`] (to f32); a no-op for files without int8 tensors.
     fn dequantize_int8(mut self) -> Result<StateDict> {
-        let scaled: Vec<String> = self
-            .tensors
-            .keys()
-            .filter_map(|k| k.strip_suffix(INT8_SCALE_SUFFIX).map(String::from))
-            .collect();
+        let scaled: Vec<String> =
+            self.tensors.keys().filter_map(|k| k.strip_suffix(INT8_SCALE_SUFFIX).map(String::from)).collect();
         for name in scaled {
             let scales = self.tensors.remove(&format!("{name}{INT8_SCALE_SUFFIX}")).expect("listed above");
             let q = self
@@ -176,7 +173,8 @@ impl StateDict {
                 .remove(&name)
                 .ok_or_else(|| Error::Weights(format!("int8 scales for '{name}' but no such tensor")))?;
             let shape = q.shape().to_vec();
-            let scales: Vec<f32> = scales.convert::<f32>().try_to_vec().map_err(|e| Error::Weights(format!("{e:?}")))?;
+            let scales: Vec<f32> =
+                scales.convert::<f32>().try_to_vec().map_err(|e| Error::Weights(format!("{e:?}")))?;
             if q.dtype() != DType::I8 || shape.is_empty() || scales.len() != shape[0] {
                 return Err(Error::Weights(format!(
                     "'{name}': int8 tensor {:?} {shape:?} does not match {} scales",

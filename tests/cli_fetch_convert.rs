@@ -31,11 +31,13 @@ fn serve(files: HashMap<String, Vec<u8>>) -> String {
             let mut stream = stream;
             match files.get(&path) {
                 Some(body) => {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                     let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
                 }
                 None => {
-                    let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 }
             }
         }
@@ -65,7 +67,10 @@ fn fetch_downloads_a_checkpoint_that_loads() {
     let out = tmp("fetch");
     let o = dermlip(&["fetch", "hf-hub:owner/tiny", "--endpoint", &endpoint, "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read(out.join("open_clip_model.safetensors")).unwrap(), fixture_file("open_clip_model.safetensors"));
+    assert_eq!(
+        std::fs::read(out.join("open_clip_model.safetensors")).unwrap(),
+        fixture_file("open_clip_model.safetensors")
+    );
     assert!(!out.join("open_clip_model.safetensors.part").exists());
     let o = dermlip(&["embed-text", "melanoma", "--model", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -75,7 +80,10 @@ fn fetch_downloads_a_checkpoint_that_loads() {
 fn fetch_falls_back_to_the_pytorch_file() {
     let mut files = HashMap::new();
     files.insert("/o/bin/resolve/v1/open_clip_config.json".to_string(), fixture_file("open_clip_config.json"));
-    files.insert("/o/bin/resolve/v1/open_clip_pytorch_model.bin".to_string(), fixture_file("open_clip_pytorch_model.bin"));
+    files.insert(
+        "/o/bin/resolve/v1/open_clip_pytorch_model.bin".to_string(),
+        fixture_file("open_clip_pytorch_model.bin"),
+    );
     let endpoint = serve(files);
     let out = tmp("fetch-bin");
     let o = dermlip(&["fetch", "o/bin", "--revision", "v1", "--endpoint", &endpoint, "--out", out.to_str().unwrap()]);
@@ -102,15 +110,30 @@ fn convert_writes_a_bundle_and_refuses_bad_options() {
     let out = tmp("convert");
     let model = model_dir("tiny-gelu");
     let o = dermlip(&[
-        "convert", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--label-sets", "ham7,pad6",
-        "--image-weights", "int8",
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--label-sets",
+        "ham7,pad6",
+        "--image-weights",
+        "int8",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["image_weights"], "int8");
     assert_eq!(manifest["label_sets"].as_array().unwrap().len(), 2);
-    let o = dermlip(&["convert", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--label-sets", "nope"]);
+    let o = dermlip(&[
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--label-sets",
+        "nope",
+    ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown label set \"nope\""));
     let o = dermlip(&["convert", "--model", "/nonexistent", "--out", out.to_str().unwrap()]);
     assert!(!o.status.success());

@@ -177,10 +177,9 @@ fn panderm_bundle_carries_its_tokenizer_and_matches_pytorch() {
     struct Reference {
         texts: Vec<Text>,
     }
-    let r: Reference = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("panderm/reference.json")).unwrap(),
-    )
-    .unwrap();
+    let r: Reference =
+        serde_json::from_str(&std::fs::read_to_string(common::fixtures().join("panderm/reference.json")).unwrap())
+            .unwrap();
     let (dir, m) = convert("tiny-panderm", WeightFormat::F32, WeightFormat::F32);
     let tokenizer = m.file("tokenizer").expect("a tokenizer file in the bundle");
     assert_eq!(tokenizer.path, "tokenizer.json");
@@ -197,7 +196,8 @@ fn panderm_bundle_carries_its_tokenizer_and_matches_pytorch() {
         Device::flex(),
     )
     .unwrap();
-    let tok = dermlip::wordpiece::TokenizerFile::from_named_bytes("tokenizer.json", read(&dir, &m, "tokenizer")).unwrap();
+    let tok =
+        dermlip::wordpiece::TokenizerFile::from_named_bytes("tokenizer.json", read(&dir, &m, "tokenizer")).unwrap();
     lip.set_tokenizer(tok).unwrap();
     lip.add_text_tower(StateDict::from_safetensors_bytes(read(&dir, &m, "text-tower")).unwrap()).unwrap();
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();

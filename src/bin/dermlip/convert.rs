@@ -58,7 +58,10 @@ pub fn run(a: ConvertArgs) -> Result<()> {
         for id in &opts.label_sets {
             if LabelSet::builtin(id).is_none() {
                 let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-                return Err(dermlip::Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", "))));
+                return Err(dermlip::Error::Input(format!(
+                    "unknown label set \"{id}\" (built-in: {})",
+                    ids.join(", ")
+                )));
             }
         }
     }

@@ -32,10 +32,8 @@ pub fn run(a: FetchArgs) -> Result<()> {
     if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
         return Err(Error::Input(format!("\"{}\" is not a hub repository (owner/name)", a.repo)));
     }
-    let endpoint = a
-        .endpoint
-        .or_else(|| std::env::var("HF_ENDPOINT").ok())
-        .unwrap_or_else(|| "https://huggingface.co".into());
+    let endpoint =
+        a.endpoint.or_else(|| std::env::var("HF_ENDPOINT").ok()).unwrap_or_else(|| "https://huggingface.co".into());
     let out = match a.out {
         Some(o) => o,
         None => {
@@ -48,9 +46,12 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
 
     let config = download(&agent, &format!("{base}/open_clip_config.json"), &out.join("open_clip_config.json"))?
-        .ok_or_else(|| Error::Input(format!("{repo} has no open_clip_config.json at {}: not an open_clip checkpoint", a.revision)))?;
+        .ok_or_else(|| {
+            Error::Input(format!("{repo} has no open_clip_config.json at {}: not an open_clip checkpoint", a.revision))
+        })?;
     let text = std::fs::read_to_string(&config).map_err(|e| io(&config, e))?;
-    ModelFileConfig::from_json_str(&text).map_err(|e| Error::Config(format!("{}: {}", config.display(), e.detail())))?;
+    ModelFileConfig::from_json_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {}", config.display(), e.detail())))?;
 
     let mut weights = None;
     for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
