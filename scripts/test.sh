@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: formatting, native tests (flex CPU and wgpu on lavapipe), the wasm build, and the
-# website in headless Chromium (WebGPU on SwiftShader, and the CPU fallback).
+# Every test: formatting, native tests (flex CPU and wgpu on lavapipe; the core crate and the
+# trainer), the trainer's CUDA type-check, the wasm build, and the website in headless Chromium
+# (WebGPU on SwiftShader, and the CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -10,6 +11,9 @@ cargo fmt --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== the trainer's CUDA backend type-checks (DOCS_RS=1: no LLVM download, no GPU)"
+DOCS_RS=1 cargo check -p dermlip-trainer --features cuda --locked
 
 echo "== wasm build and browser tests"
 scripts/build-web.sh
