@@ -8,6 +8,15 @@
 //! become `weight`/`bias`; `logit_scale` is written 0-d as open_clip stores it. Raw parameters
 //! (`class_embedding`, `positional_embedding`, `proj`, `text_projection`, the conv and the token
 //! embedding) keep their layout.
+//!
+//! Both model classes: open_clip's `CLIP` (ViT + CLIP text) and the Derm1M fork's `CustomTextCLIP`
+//! (PanDerm ViT + Hugging Face BERT) under the hub's names (`visual.blocks.N.attn.qkv.weight`,
+//! `text.transformer.encoder.layer.N.…`, `text.proj.0.weight`, …; PanDerm's `cls_token` and
+//! `pos_embed` get their leading `[1, 1, …]` / `[1, …]` dimensions back). The BERT buffers
+//! `position_ids` / `token_type_ids` that some transformers versions save are not parameters and
+//! are not written (open_clip's `load_checkpoint` accepts the state dict with or without them). A
+//! BERT checkpoint directory also gets the text model's Hugging Face `config.json` and its
+//! tokenizer file ([`checkpoint_config_files`]).
 
 use std::collections::BTreeMap;
 
@@ -16,14 +25,19 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{DType, Tensor, TensorData};
 use serde_json::{json, Value};
 
-use crate::clip::Clip;
-use crate::config::{Activation, ClipConfig, ModelFileConfig, TextArch, VisionArch, VisionPool};
+use crate::bert::BertTextEncoder;
+use crate::clip::{Clip, TextTower, VisionTower};
+use crate::config::{
+    Activation, BertConfig, ClipConfig, HfProjection, ModelFileConfig, TextArch, VisionArch, VisionPool,
+};
 use crate::error::{Error, Result};
+use crate::panderm::PanDermVisionTransformer;
 use crate::preprocess::{Interpolation, ResizeMode};
 use crate::text::TextTransformer;
 use crate::transformer::Transformer;
 use crate::vision::VisionTransformer;
 use crate::weights::StateDict;
+use crate::wordpiece::TokenizerFile;
 
 type Out = BTreeMap<String, TensorData>;
 
@@ -39,6 +53,18 @@ fn put_linear(out: &mut Out, prefix: &str, weight_key: &str, bias_key: &str, l: 
     out.insert(format!("{prefix}{weight_key}"), data(l.weight.val().transpose()));
     let bias = l.bias.as_ref().ok_or_else(|| Error::Weights(format!("{prefix}{bias_key}: the layer has no bias")))?;
     put(out, format!("{prefix}{bias_key}"), bias);
+    Ok(())
+}
+
+/// A PyTorch `nn.Linear` whose bias is present exactly when `bias` names it.
+fn put_linear_opt(out: &mut Out, prefix: &str, bias: bool, l: &Linear) -> Result<()> {
+    out.insert(format!("{prefix}.weight"), data(l.weight.val().transpose()));
+    match (&l.bias, bias) {
+        (Some(b), true) => put(out, format!("{prefix}.bias"), b),
+        (None, false) => {}
+        (Some(_), false) => return Err(Error::Weights(format!("{prefix}: unexpected bias (open_clip has none)"))),
+        (None, true) => return Err(Error::Weights(format!("{prefix}.bias: the layer has no bias"))),
+    }
     Ok(())
 }
 
@@ -82,17 +108,74 @@ fn put_text(out: &mut Out, t: &TextTransformer) -> Result<()> {
     Ok(())
 }
 
-/// The model's weights under open_clip's `CLIP` state-dict names, f32, PyTorch layouts.
+/// The Derm1M fork's PanDerm `VisionTransformer` under the hub names (`visual.…`).
+fn put_panderm(out: &mut Out, v: &PanDermVisionTransformer) -> Result<()> {
+    put(out, "visual.patch_embed.proj.weight".into(), &v.patch_embed.weight);
+    let bias =
+        v.patch_embed.bias.as_ref().ok_or_else(|| Error::Weights("visual.patch_embed.proj.bias: no bias".into()))?;
+    put(out, "visual.patch_embed.proj.bias".into(), bias);
+    let cls = v.cls_token.val();
+    let width = cls.dims()[0];
+    out.insert("visual.cls_token".into(), data(cls.reshape([1, 1, width])));
+    let pos = v.pos_embed.val();
+    let [n, w] = pos.dims();
+    out.insert("visual.pos_embed".into(), data(pos.reshape([1, n, w])));
+    for (i, b) in v.blocks.iter().enumerate() {
+        let p = format!("visual.blocks.{i}");
+        put_layer_norm(out, &format!("{p}.norm1"), &b.norm1)?;
+        put_linear_opt(out, &format!("{p}.attn.qkv"), false, &b.attn.qkv)?;
+        put(out, format!("{p}.attn.q_bias"), &b.attn.q_bias);
+        put(out, format!("{p}.attn.v_bias"), &b.attn.v_bias);
+        put_linear_opt(out, &format!("{p}.attn.proj"), true, &b.attn.proj)?;
+        put_layer_norm(out, &format!("{p}.norm2"), &b.norm2)?;
+        put_linear_opt(out, &format!("{p}.mlp.fc1"), true, &b.fc1)?;
+        put_linear_opt(out, &format!("{p}.mlp.fc2"), true, &b.fc2)?;
+        put(out, format!("{p}.gamma_1"), &b.gamma_1);
+        put(out, format!("{p}.gamma_2"), &b.gamma_2);
+    }
+    put_layer_norm(out, "visual.norm", &v.norm)?;
+    put_linear_opt(out, "visual.head", true, &v.head)
+}
+
+/// open_clip's `HFTextEncoder` over a BERT under the hub names (`text.transformer.…`, `text.proj…`).
+fn put_bert(out: &mut Out, t: &BertTextEncoder) -> Result<()> {
+    let e = "text.transformer.embeddings";
+    put(out, format!("{e}.word_embeddings.weight"), &t.word_embeddings);
+    put(out, format!("{e}.position_embeddings.weight"), &t.position_embeddings);
+    put(out, format!("{e}.token_type_embeddings.weight"), &t.token_type_embeddings);
+    put_layer_norm(out, &format!("{e}.LayerNorm"), &t.embeddings_norm)?;
+    for (i, l) in t.layers.iter().enumerate() {
+        let p = format!("text.transformer.encoder.layer.{i}");
+        put_linear_opt(out, &format!("{p}.attention.self.query"), true, &l.attention.query)?;
+        put_linear_opt(out, &format!("{p}.attention.self.key"), true, &l.attention.key)?;
+        put_linear_opt(out, &format!("{p}.attention.self.value"), true, &l.attention.value)?;
+        put_linear_opt(out, &format!("{p}.attention.output.dense"), true, &l.attention_output)?;
+        put_layer_norm(out, &format!("{p}.attention.output.LayerNorm"), &l.attention_norm)?;
+        put_linear_opt(out, &format!("{p}.intermediate.dense"), true, &l.intermediate)?;
+        put_linear_opt(out, &format!("{p}.output.dense"), true, &l.output)?;
+        put_layer_norm(out, &format!("{p}.output.LayerNorm"), &l.output_norm)?;
+    }
+    match &t.proj_out {
+        Some(out_layer) => {
+            put_linear_opt(out, "text.proj.0", false, &t.proj_in)?;
+            put_linear_opt(out, "text.proj.2", false, out_layer)
+        }
+        None => put_linear_opt(out, "text.proj", false, &t.proj_in),
+    }
+}
+
+/// The model's weights under open_clip's state-dict names (`CLIP` for ViT + CLIP text,
+/// `CustomTextCLIP` for PanDerm + BERT), f32, PyTorch layouts.
 pub fn clip_state_dict(model: &Clip) -> Result<StateDict> {
     let mut out = Out::new();
-    let vision = model.visual.vit().ok_or_else(|| {
-        Error::Weights("export to open_clip: only the open_clip ViT image tower is supported (not PanDerm)".into())
-    })?;
-    let text = model.text.clip().ok_or_else(|| {
-        Error::Weights("export to open_clip: only the CLIP text tower is supported (not a Hugging Face BERT)".into())
-    })?;
-    put_vision(&mut out, vision)?;
-    put_text(&mut out, text)?;
+    match &model.visual {
+        VisionTower::Vit(v) => put_vision(&mut out, v)?,
+        VisionTower::PanDerm(v) => put_panderm(&mut out, v)?,
+    }
+    match &model.text {
+        TextTower::Clip(t) => put_text(&mut out, t)?,
+        TextTower::Bert(t) => put_bert(&mut out, t)?,
+    }
     let scale = model
         .logit_scale
         .val()
@@ -105,14 +188,10 @@ pub fn clip_state_dict(model: &Clip) -> Result<StateDict> {
 }
 
 /// `open_clip_config.json` (`{"model_cfg", "preprocess_cfg"}`) describing `cfg`, readable by
-/// open_clip and by [`ModelFileConfig::from_json_str`].
+/// open_clip (the Derm1M fork for PanDerm) and by [`ModelFileConfig::from_json_str`] (for a BERT
+/// text tower whose name dermlip does not know, together with [`bert_config_json`]).
 pub fn open_clip_config(cfg: &ModelFileConfig) -> Result<Value> {
     let m: &ClipConfig = &cfg.model;
-    if m.vision.arch != VisionArch::OpenClip || m.text.arch != TextArch::Clip {
-        return Err(Error::Config(
-            "open_clip_config.json export: only open_clip ViT + CLIP text models are supported".into(),
-        ));
-    }
     let v = &m.vision;
     let t = &m.text;
     let mut vision = json!({
@@ -123,20 +202,35 @@ pub fn open_clip_config(cfg: &ModelFileConfig) -> Result<Value> {
         "mlp_ratio": v.mlp_width as f64 / v.width as f64,
         "patch_size": v.patch_size,
     });
-    if v.pool == VisionPool::Avg {
-        vision["pool_type"] = json!("avg");
+    match v.arch {
+        VisionArch::OpenClip => {
+            if v.pool == VisionPool::Avg {
+                vision["pool_type"] = json!("avg");
+            }
+            if v.final_ln_after_pool {
+                vision["final_ln_after_pool"] = json!(true);
+            }
+        }
+        // The fork's PanDerm marker (its factory reads the key; null = no separate init file).
+        VisionArch::PanDerm => vision["pretrain_path"] = Value::Null,
     }
-    if v.final_ln_after_pool {
-        vision["final_ln_after_pool"] = json!(true);
-    }
-    let text = json!({
-        "context_length": t.context_length,
-        "vocab_size": t.vocab_size,
-        "width": t.width,
-        "heads": t.heads,
-        "layers": t.layers,
-        "mlp_ratio": t.mlp_width as f64 / t.width as f64,
-    });
+    let text = match &t.arch {
+        TextArch::Clip => json!({
+            "context_length": t.context_length,
+            "vocab_size": t.vocab_size,
+            "width": t.width,
+            "heads": t.heads,
+            "layers": t.layers,
+            "mlp_ratio": t.mlp_width as f64 / t.width as f64,
+        }),
+        TextArch::Bert(b) => json!({
+            "context_length": t.context_length,
+            "hf_model_name": b.model_name,
+            "hf_tokenizer_name": b.model_name,
+            "hf_pooler_type": "mean_pooler",
+            "hf_proj_type": match b.projection { HfProjection::Mlp => "mlp", HfProjection::Linear => "linear" },
+        }),
+    };
     let mut model_cfg = json!({ "embed_dim": m.embed_dim, "vision_cfg": vision, "text_cfg": text });
     if m.activation == Activation::QuickGelu {
         model_cfg["quick_gelu"] = json!(true);
@@ -154,18 +248,70 @@ pub fn open_clip_config(cfg: &ModelFileConfig) -> Result<Value> {
     }))
 }
 
-/// Writes `open_clip_model.safetensors` and `open_clip_config.json` into `dir` (native only).
+/// The Hugging Face `config.json` of a BERT text tower (what
+/// [`ModelFileConfig::from_checkpoint_dir`] reads beside `open_clip_config.json`); `None` for the
+/// CLIP text tower.
+pub fn bert_config_json(cfg: &ClipConfig) -> Option<Value> {
+    let TextArch::Bert(b) = &cfg.text.arch else { return None };
+    let t = &cfg.text;
+    let BertConfig { max_positions, type_vocab_size, layer_norm_eps, pad_token_id, .. } = b;
+    Some(json!({
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "hidden_act": "gelu",
+        "position_embedding_type": "absolute",
+        "is_decoder": false,
+        "hidden_size": t.width,
+        "num_attention_heads": t.heads,
+        "num_hidden_layers": t.layers,
+        "intermediate_size": t.mlp_width,
+        "max_position_embeddings": max_positions,
+        "type_vocab_size": type_vocab_size,
+        "layer_norm_eps": layer_norm_eps,
+        "pad_token_id": pad_token_id,
+        "vocab_size": t.vocab_size,
+    }))
+}
+
+/// The config files of a checkpoint directory, `(file name, bytes)`: `open_clip_config.json`, and
+/// for a BERT text tower its `config.json` and tokenizer file (`tokenizer.json` or `vocab.txt`,
+/// as loaded; a BERT config without a tokenizer file is an error: the directory could not be
+/// re-loaded with its text tower).
+pub fn checkpoint_config_files(cfg: &ModelFileConfig) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let pretty = |v: &Value| serde_json::to_vec_pretty(v).map_err(|e| Error::Weights(e.to_string()));
+    let mut files = vec![("open_clip_config.json", pretty(&open_clip_config(cfg)?)?)];
+    if let TextArch::Bert(b) = &cfg.model.text.arch {
+        let bert = bert_config_json(&cfg.model).expect("a BERT text tower");
+        files.push(("config.json", pretty(&bert)?));
+        match &b.tokenizer {
+            Some(TokenizerFile::Json(bytes)) => files.push(("tokenizer.json", bytes.clone())),
+            Some(TokenizerFile::VocabTxt(text)) => files.push(("vocab.txt", text.as_bytes().to_vec())),
+            None => {
+                return Err(Error::Config(
+                    "export: the BERT text tower has no tokenizer file (tokenizer.json or vocab.txt) to write".into(),
+                ))
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes `open_clip_model.safetensors` and the [`checkpoint_config_files`]
+/// (`open_clip_config.json`; for a BERT text tower also `config.json` and the tokenizer file)
+/// into `dir` (native only): a directory `DermLip::load` and open_clip re-load.
 #[cfg(not(target_family = "wasm"))]
 pub fn save_open_clip(model: &Clip, cfg: &ModelFileConfig, dir: &std::path::Path) -> Result<()> {
     let io =
         |p: &std::path::Path, e: std::io::Error| Error::Io { path: p.display().to_string(), message: e.to_string() };
+    let configs = checkpoint_config_files(cfg)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let bytes = clip_state_dict(model)?.to_safetensors_bytes()?;
     let weights = dir.join("open_clip_model.safetensors");
     write_atomic(&weights, &bytes).map_err(|e| io(&weights, e))?;
-    let config = dir.join("open_clip_config.json");
-    let text = serde_json::to_string_pretty(&open_clip_config(cfg)?).map_err(|e| Error::Weights(e.to_string()))?;
-    write_atomic(&config, text.as_bytes()).map_err(|e| io(&config, e))?;
+    for (name, bytes) in configs {
+        let path = dir.join(name);
+        write_atomic(&path, &bytes).map_err(|e| io(&path, e))?;
+    }
     Ok(())
 }
 

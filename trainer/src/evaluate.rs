@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dermlip::config::ModelFileConfig;
-use dermlip::tokenizer::ClipTokenizer;
+use dermlip::tokenizer::TextTokenizer;
 use dermlip::zero_shot::fill_template;
 use dermlip::Clip;
 use serde::Serialize;
@@ -86,7 +86,7 @@ fn recall(ranks: &[usize], k: usize) -> f64 {
 pub fn evaluate(
     model: &Clip,
     ds: &Arc<Dataset>,
-    tokenizer: &Arc<ClipTokenizer>,
+    tokenizer: &Arc<TextTokenizer>,
     file_cfg: &ModelFileConfig,
     data: &DataConfig,
     device: Device,

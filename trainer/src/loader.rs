@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use dermlip::preprocess::{self, PreprocessConfig};
-use dermlip::tokenizer::ClipTokenizer;
+use dermlip::tokenizer::TextTokenizer;
 
 use crate::augment::{augment, AugmentConfig};
 use crate::data::{Dataset, Reader};
@@ -107,7 +107,7 @@ impl EpochLoader {
     /// Starts the workers for `epoch`, beginning at batch `start_batch` (for resuming).
     pub fn new(
         dataset: Arc<Dataset>,
-        tokenizer: Arc<ClipTokenizer>,
+        tokenizer: Arc<TextTokenizer>,
         cfg: &LoaderConfig,
         epoch: u64,
         start_batch: usize,
@@ -225,7 +225,7 @@ impl Drop for EpochLoader {
 
 fn process(
     ds: &Dataset,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     cfg: &LoaderConfig,
     epoch: u64,
     reader: &mut Reader,

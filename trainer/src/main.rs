@@ -87,7 +87,9 @@ struct Args {
     /// open_clip_config.json of the model to train.
     #[arg(long)]
     model_config: Option<PathBuf>,
-    /// open_clip weights to start from (else random init as open_clip).
+    /// open_clip weights to start from: a weights file or a checkpoint folder (its
+    /// open_clip_config.json, and for a BERT text tower config.json + tokenizer.json, are used
+    /// when --model-config is not given); else random init as open_clip.
     #[arg(long)]
     init: Option<PathBuf>,
     #[arg(long)]

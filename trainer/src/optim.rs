@@ -43,12 +43,47 @@ impl Default for OptimConfig {
     }
 }
 
-/// open_clip `main.py`: `exclude = p.ndim < 2 or "bn"/"ln"/"bias"/"logit_scale" in name`, applied
-/// to the open_clip name. Burn names are equivalent for this test (`ln_1.gamma` still holds `ln`,
-/// biases are `bias`, every gain/bias is 1-d). Note open_clip *does* decay the 2-d embeddings
-/// (`token_embedding`, `positional_embedding`); only 1-d `class_embedding` is excluded.
+/// open_clip `main.py` (identical in Derm1M's `src/main.py`): `exclude = p.ndim < 2 or
+/// "bn"/"ln"/"bias"/"logit_scale" in name`, over the parameters with `requires_grad` (PanDerm's
+/// fixed `pos_embed` is in no group: it is not trained at all). Burn names are equivalent for this
+/// test (`ln_1.gamma` still holds `ln`, biases are `bias`, `q_bias`/`v_bias` hold `bias`, every
+/// gain/bias/layer scale — LayerNorm, BERT `LayerNorm`, `gamma_1/2` — is 1-d in both). The one
+/// rank that differs: PanDerm's `cls_token` is `[1, 1, width]` in PyTorch (decayed) and `[width]`
+/// here. Note open_clip *does* decay the 2-d embeddings (`token_embedding`,
+/// `positional_embedding`, BERT's word/position/token-type embeddings); only 1-d
+/// `class_embedding` is excluded.
 pub fn no_weight_decay(path: &str, rank: usize) -> bool {
+    if path.ends_with("cls_token") {
+        return false;
+    }
     rank < 2 || path.contains("bn") || path.contains("ln") || path.contains("bias") || path.contains("logit_scale")
+}
+
+/// Every trainable parameter's module path and whether it is decayed (`!no_weight_decay`), in
+/// module order; parameters without gradient (PanDerm's `pos_embed`) are left out.
+pub fn decay_groups<M: Module>(module: &M) -> Vec<(String, bool)> {
+    struct V {
+        path: Vec<String>,
+        out: Vec<(String, bool)>,
+    }
+    impl ModuleVisitor for V {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                let path = self.path.join(".");
+                let decay = !no_weight_decay(&path, D);
+                self.out.push((path, decay));
+            }
+        }
+    }
+    let mut v = V { path: Vec::new(), out: Vec::new() };
+    module.visit(&mut v);
+    v.out
 }
 
 /// `open_clip_train.scheduler.cosine_lr` (step counts optimiser steps from 0).
@@ -273,5 +308,14 @@ mod tests {
         assert!(no_weight_decay("visual.class_embedding", 1));
         assert!(!no_weight_decay("text.token_embedding.weight", 2));
         assert!(!no_weight_decay("visual.transformer.resblocks.0.attn.in_proj.weight", 2));
+        // PanDerm / BERT (Burn paths).
+        assert!(no_weight_decay("visual.PanDerm.blocks.0.gamma_1", 1));
+        assert!(no_weight_decay("visual.PanDerm.blocks.0.attn.q_bias", 1));
+        assert!(no_weight_decay("visual.PanDerm.blocks.0.norm1.gamma", 1));
+        assert!(!no_weight_decay("visual.PanDerm.cls_token", 1));
+        assert!(!no_weight_decay("visual.PanDerm.blocks.0.attn.qkv.weight", 2));
+        assert!(no_weight_decay("text.Bert.layers.0.attention_norm.gamma", 1));
+        assert!(!no_weight_decay("text.Bert.word_embeddings", 2));
+        assert!(!no_weight_decay("text.Bert.proj_in.weight", 2));
     }
 }

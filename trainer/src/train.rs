@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use dermlip::config::{Activation, ModelFileConfig};
-use dermlip::export::{clip_state_dict, open_clip_config, save_open_clip, write_atomic};
+use dermlip::config::{Activation, ModelFileConfig, TextArch};
+use dermlip::export::{checkpoint_config_files, clip_state_dict, save_open_clip, write_atomic};
 use dermlip::preprocess::PreprocessConfig;
-use dermlip::tokenizer::ClipTokenizer;
+use dermlip::tokenizer::{ClipTokenizer, TextTokenizer, VOCAB_SIZE};
 use dermlip::weights::StateDict;
+use dermlip::wordpiece::{TokenizerFile, WordPieceTokenizer};
 use dermlip::{Clip, ClipConfig};
 use serde::{Deserialize, Serialize};
 
@@ -66,20 +67,22 @@ pub fn pick_device(name: &str) -> Result<Device> {
     }
 }
 
-/// The model config (+ preprocessing) the run uses.
+/// The model config (+ preprocessing) the run uses: `model.config`, else the
+/// `open_clip_config.json` of the `model.init` checkpoint (its folder, or the folder of its weights
+/// file), else the stock ViT-B-16. A BERT text tower (`hf_model_name`) also reads the text model's
+/// `config.json` (optional for names dermlip knows) and its tokenizer (`tokenizer.json`, else
+/// `vocab.txt`) from the config's folder, as `ModelFileConfig::from_checkpoint_dir` does.
 pub fn model_file_config(cfg: &TrainConfig) -> Result<ModelFileConfig> {
     let path = cfg.model.config.clone().or_else(|| {
         cfg.model
             .init
             .as_ref()
-            .and_then(|w| w.parent().map(|d| d.join("open_clip_config.json")))
+            .and_then(|w| if w.is_dir() { Some(w.clone()) } else { w.parent().map(Path::to_path_buf) })
+            .map(|d| d.join("open_clip_config.json"))
             .filter(|p| p.is_file())
     });
     match path {
-        Some(p) => {
-            let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            ModelFileConfig::from_json_str(&text).map_err(|e| format!("{}: {e}", p.display()))
-        }
+        Some(p) => read_model_config(&p),
         None => {
             let act = if cfg.model.quick_gelu { Activation::QuickGelu } else { Activation::Gelu };
             Ok(ModelFileConfig { model: ClipConfig::vit_b_16(act), preprocess: PreprocessConfig::default() })
@@ -87,16 +90,115 @@ pub fn model_file_config(cfg: &TrainConfig) -> Result<ModelFileConfig> {
     }
 }
 
-/// open_clip's random initialisation (`CLIP.init_parameters` for the text tower;
-/// `nn.MultiheadAttention`'s xavier in_proj and zero biases in both towers). The remaining layers
-/// (MLP, LayerNorm, embeddings, projections) already match in `Clip::new`.
+/// An `open_clip_config.json` (any file name) and, for a BERT text tower, the `config.json` and
+/// tokenizer file beside it.
+pub fn read_model_config(path: &Path) -> Result<ModelFileConfig> {
+    let shown = path.display();
+    let text = fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let text_model = if text.contains("\"hf_model_name\"") {
+        let p = dir.join("config.json");
+        p.is_file().then(|| fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?
+    } else {
+        None
+    };
+    let file_cfg =
+        ModelFileConfig::from_json_strs(&text, text_model.as_deref()).map_err(|e| format!("{shown}: {e}"))?;
+    if !matches!(file_cfg.model.text.arch, TextArch::Bert(_)) {
+        return Ok(file_cfg);
+    }
+    for name in TokenizerFile::FILE_NAMES {
+        let p = dir.join(name);
+        if p.is_file() {
+            let bytes = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let file = TokenizerFile::from_named_bytes(name, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            return Ok(file_cfg.with_tokenizer(file));
+        }
+    }
+    Err(format!("{shown}: the BERT text tower needs its tokenizer (tokenizer.json or vocab.txt) in {}", dir.display()))
+}
+
+/// open_clip's random initialisation, per tower:
+/// - open_clip ViT / CLIP text: `CLIP.init_parameters` for the text tower, `nn.MultiheadAttention`'s
+///   xavier in_proj and zero attention biases in both towers;
+/// - PanDerm (the fork's CAE `VisionTransformer`): `trunc_normal_(std=.02)` linear weights (drawn
+///   normal: the ±2 truncation is at 100σ), zero linear biases, `fix_init_weight` (`attn.proj` and
+///   `mlp.fc2` of block i divided by √(2(i+1))), head ×0.001 (bias 0), layer scale 0.1, fixed
+///   sin-cos `pos_embed`;
+/// - BERT (`HFTextEncoder` built from its config, as the fork does without pretrained text
+///   weights): Hugging Face `_init_weights` (normal 0.02 weights and embeddings, the `[PAD]` row
+///   of the word embeddings zero, zero biases), and PyTorch's default `nn.Linear` init for the
+///   `proj` layers (`U(±1/√fan_in)`).
+///
+/// Everything else (MLP, LayerNorm, embeddings, projections, the patch conv) already matches in
+/// `Clip::new`.
 pub fn open_clip_init(model: Clip, cfg: &ClipConfig) -> Clip {
-    struct Init {
+    enum Init {
+        Zeros,
+        Random(Distribution),
+        /// Normal(0, std) with row `pad` zero (`nn.Embedding(padding_idx)` as HF initialises it).
+        PaddedEmbedding(f64, usize),
+    }
+    struct Mapper {
         path: Vec<String>,
         text_width: usize,
         text_layers: usize,
+        pad: usize,
     }
-    impl ModuleMapper for Init {
+    /// The block index after `blocks.` in a PanDerm path.
+    fn block_index(path: &str) -> Option<usize> {
+        path.split("blocks.").nth(1)?.split('.').next()?.parse().ok()
+    }
+    impl Mapper {
+        fn choose(&self, path: &str, dims: &[usize]) -> Option<Init> {
+            if path.starts_with("visual.PanDerm.") {
+                let is_linear_bias = path.ends_with(".bias") && !path.contains("patch_embed") && !path.contains("norm");
+                if is_linear_bias {
+                    return Some(Init::Zeros);
+                }
+                if path.ends_with("attn.proj.weight") || path.ends_with("fc2.weight") {
+                    let layer = block_index(path)? as f64 + 1.0;
+                    return Some(Init::Random(Distribution::Normal(0.0, 0.02 / (2.0 * layer).sqrt())));
+                }
+                return None;
+            }
+            if path.starts_with("text.Bert.") {
+                if path.ends_with(".bias") && !path.contains("norm") {
+                    return Some(Init::Zeros);
+                }
+                if path.ends_with("word_embeddings") {
+                    return Some(Init::PaddedEmbedding(0.02, self.pad));
+                }
+                if path.contains("proj_in.") || path.contains("proj_out.") {
+                    let a = 1.0 / (dims[0] as f64).sqrt(); // Burn [in, out]: fan_in first
+                    return Some(Init::Random(Distribution::Uniform(-a, a)));
+                }
+                return None;
+            }
+            let text = path.starts_with("text.");
+            let w = self.text_width as f64;
+            let attn_std = w.powf(-0.5);
+            let proj_std = w.powf(-0.5) * (2.0 * self.text_layers as f64).powf(-0.5);
+            let fc_std = (2.0 * w).powf(-0.5);
+            if path.ends_with("attn.in_proj.bias") || path.ends_with("attn.out_proj.bias") {
+                Some(Init::Zeros)
+            } else if text && path.ends_with("attn.in_proj.weight") {
+                Some(Init::Random(Distribution::Normal(0.0, attn_std)))
+            } else if path.ends_with("attn.in_proj.weight") {
+                let (fan_in, fan_out) = (dims[0] as f64, dims[dims.len() - 1] as f64 / 3.0);
+                // torch xavier_uniform_ on the [3d, d] matrix: fans d and 3d.
+                let a = (6.0 / (fan_in + 3.0 * fan_out)).sqrt();
+                Some(Init::Random(Distribution::Uniform(-a, a)))
+            } else if text && (path.ends_with("attn.out_proj.weight") || path.ends_with("mlp.c_proj.weight")) {
+                Some(Init::Random(Distribution::Normal(0.0, proj_std)))
+            } else if text && path.ends_with("mlp.c_fc.weight") {
+                Some(Init::Random(Distribution::Normal(0.0, fc_std)))
+            } else {
+                None
+            }
+        }
+    }
+    impl ModuleMapper for Mapper {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -105,51 +207,74 @@ pub fn open_clip_init(model: Clip, cfg: &ClipConfig) -> Clip {
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let path = self.path.join(".");
-            let text = path.starts_with("text.");
-            let w = self.text_width as f64;
-            let attn_std = w.powf(-0.5);
-            let proj_std = w.powf(-0.5) * (2.0 * self.text_layers as f64).powf(-0.5);
-            let fc_std = (2.0 * w).powf(-0.5);
-            let dist = if path.ends_with("attn.in_proj.bias") || path.ends_with("attn.out_proj.bias") {
-                Some(Distribution::Uniform(0.0, 0.0))
-            } else if text && path.ends_with("attn.in_proj.weight") {
-                Some(Distribution::Normal(0.0, attn_std))
-            } else if path.ends_with("attn.in_proj.weight") {
-                let shape = param.lazy_shape();
-                let (fan_in, fan_out) = (shape.dims::<D>()[0] as f64, shape.dims::<D>()[D - 1] as f64 / 3.0);
-                // torch xavier_uniform_ on the [3d, d] matrix: fans d and 3d.
-                let a = (6.0 / (fan_in + 3.0 * fan_out)).sqrt();
-                Some(Distribution::Uniform(-a, a))
-            } else if text && (path.ends_with("attn.out_proj.weight") || path.ends_with("mlp.c_proj.weight")) {
-                Some(Distribution::Normal(0.0, proj_std))
-            } else if text && path.ends_with("mlp.c_fc.weight") {
-                Some(Distribution::Normal(0.0, fc_std))
-            } else {
-                None
-            };
-            match dist {
-                None => param,
-                Some(d) => {
-                    let shape = param.lazy_shape();
-                    let device = param.lazy_device();
-                    let (id, _, mapper) = param.consume();
-                    let t = if matches!(d, Distribution::Uniform(a, b) if a == 0.0 && b == 0.0) {
-                        Tensor::<D>::zeros(shape, &device)
-                    } else {
-                        Tensor::<D>::random(shape, d, &device)
-                    };
-                    Param::from_mapped_value(id, t.require_grad(), mapper)
+            let shape = param.lazy_shape();
+            let dims = shape.dims::<D>();
+            let Some(init) = self.choose(&path, &dims) else { return param };
+            let device = param.lazy_device();
+            let (id, _, mapper) = param.consume();
+            let t = match init {
+                Init::Zeros => Tensor::<D>::zeros(shape, &device),
+                Init::Random(d) => Tensor::<D>::random(shape, d, &device),
+                Init::PaddedEmbedding(std, pad) => {
+                    let t = Tensor::<D>::random(shape, Distribution::Normal(0.0, std), &device);
+                    let mut row = dims;
+                    row[0] = 1;
+                    let mut ranges: [std::ops::Range<usize>; D] = std::array::from_fn(|i| 0..dims[i]);
+                    ranges[0] = pad..pad + 1;
+                    t.slice_assign(ranges, Tensor::<D>::zeros(row, &device))
                 }
-            }
+            };
+            let t = if t.is_autodiff() { t.require_grad() } else { t };
+            Param::from_mapped_value(id, t, mapper)
         }
     }
-    model.map(&mut Init { path: Vec::new(), text_width: cfg.text.width, text_layers: cfg.text.layers })
+    let pad = match &cfg.text.arch {
+        TextArch::Bert(b) => b.pad_token_id as usize,
+        TextArch::Clip => 0,
+    };
+    model.map(&mut Mapper { path: Vec::new(), text_width: cfg.text.width, text_layers: cfg.text.layers, pad })
 }
 
-fn tokenizer_for(cfg: &ClipConfig) -> Result<ClipTokenizer> {
-    ClipTokenizer::new()
-        .and_then(|t| t.with_context_length(cfg.text.context_length))
-        .map_err(|e| format!("tokenizer: {e}"))
+/// The model's own tokenizer, as inference builds it (`DermLip`): CLIP BPE, or the BERT
+/// WordPiece of the checkpoint (`[CLS] … [SEP]`, `[PAD]` = the BERT's `pad_token_id`, which its
+/// forward pass masks out), `context_length` from the config.
+pub fn text_tokenizer(cfg: &ClipConfig) -> Result<TextTokenizer> {
+    let ctx = cfg.text.context_length;
+    match &cfg.text.arch {
+        TextArch::Clip => {
+            if cfg.text.vocab_size != VOCAB_SIZE {
+                return Err(format!(
+                    "text_cfg.vocab_size is {}, but the CLIP BPE tokenizer has {VOCAB_SIZE} tokens",
+                    cfg.text.vocab_size
+                ));
+            }
+            let t =
+                ClipTokenizer::new().and_then(|t| t.with_context_length(ctx)).map_err(|e| format!("tokenizer: {e}"))?;
+            Ok(TextTokenizer::Clip(t))
+        }
+        TextArch::Bert(b) => {
+            let file = b
+                .tokenizer
+                .as_ref()
+                .ok_or("the BERT text tower has no tokenizer file (tokenizer.json or vocab.txt)")?;
+            let t = WordPieceTokenizer::new(file, ctx).map_err(|e| format!("tokenizer: {e}"))?;
+            if t.vocab_size() > cfg.text.vocab_size {
+                return Err(format!(
+                    "the tokenizer has {} tokens but the BERT text tower only {}",
+                    t.vocab_size(),
+                    cfg.text.vocab_size
+                ));
+            }
+            if t.pad_id() != b.pad_token_id {
+                return Err(format!(
+                    "the tokenizer pads with id {} but the BERT text tower masks id {}",
+                    t.pad_id(),
+                    b.pad_token_id
+                ));
+            }
+            Ok(TextTokenizer::WordPiece(t))
+        }
+    }
 }
 
 pub fn load_dataset(
@@ -214,8 +339,10 @@ fn save_checkpoint(
     let w = |name: &str, bytes: &[u8]| write_atomic(&tmp.join(name), bytes).map_err(|e| format!("{name}: {e}"));
     let model_bytes = clip_state_dict(model).and_then(|sd| sd.to_safetensors_bytes()).map_err(|e| e.to_string())?;
     w("open_clip_model.safetensors", &model_bytes)?;
-    let oc = open_clip_config(file_cfg).map_err(|e| e.to_string())?;
-    w("open_clip_config.json", serde_json::to_string_pretty(&oc).unwrap().as_bytes())?;
+    // open_clip_config.json (+ a BERT's config.json and tokenizer): the folder loads like a hub one.
+    for (name, bytes) in checkpoint_config_files(file_cfg).map_err(|e| e.to_string())? {
+        w(name, &bytes)?;
+    }
     let opt_bytes = StateDict::from_tensors(optim.state_tensors()).to_safetensors_bytes();
     // An optimiser with no state yet (step 0) has no tensors: write an empty marker instead.
     match opt_bytes {
@@ -471,7 +598,7 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
     }
     let train_ds = Arc::new(train_ds);
     let val_ds = val_ds.map(Arc::new);
-    let tokenizer = Arc::new(tokenizer_for(mcfg)?);
+    let tokenizer = Arc::new(text_tokenizer(mcfg)?);
     let size = file_cfg.preprocess.size as usize;
     if size != mcfg.vision.image_size {
         return Err(format!("preprocess size {size} differs from the model's image_size {}", mcfg.vision.image_size));
@@ -504,7 +631,9 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
             device.seed(cfg.seed);
             let m = match &cfg.model.init {
                 Some(p) => {
-                    let sd = StateDict::from_file(p).map_err(|e| e.to_string())?;
+                    // A checkpoint folder or a weights file.
+                    let (_, weights) = dermlip::pipeline::locate_checkpoint(p).map_err(|e| e.to_string())?;
+                    let sd = StateDict::from_file(&weights).map_err(|e| e.to_string())?;
                     Clip::from_state_dict(mcfg, sd, &device).map_err(|e| e.to_string())?
                 }
                 None => open_clip_init(Clip::new(mcfg, &device), mcfg),

@@ -270,7 +270,9 @@ fn loader_is_deterministic_across_worker_counts() {
         })
         .unwrap(),
     );
-    let tok = Arc::new(dermlip::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap());
+    let tok = Arc::new(dermlip::tokenizer::TextTokenizer::Clip(
+        dermlip::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap(),
+    ));
     let run = |workers: usize, start: usize| {
         let cfg = LoaderConfig {
             batch_size: 48,
@@ -411,4 +413,202 @@ fn example_configs_parse() {
             TrainConfig::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(cfg.batch_size.is_multiple_of(cfg.accum_freq), "{name}");
     }
+}
+
+fn panderm_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-panderm")
+}
+
+fn floats(sd: &StateDict, k: &str) -> Vec<f32> {
+    sd.get(k).unwrap().clone().convert_dtype(burn::tensor::DType::F32).try_to_vec::<f32>().unwrap()
+}
+
+/// The second architecture, DermLIP-PanDerm's `CustomTextCLIP` (PanDerm ViT + BERT): `--init` of
+/// the tiny-panderm checkpoint folder fine-tunes on the synthetic mini-Derm1M with the BERT's own
+/// WordPiece tokenizer (context 256, `[PAD]` = 0 masked in the training forward exactly as at
+/// inference); the loss drops clearly, the fixed sin-cos `pos_embed` is not trained, the decay
+/// groups are open_clip's, and the exported folder re-loads through `DermLip::load` to
+/// bit-identical embeddings.
+#[test]
+fn fine_tunes_panderm_bert_checkpoint() {
+    use dermlip::DermLip;
+    use dermlip_trainer::optim::decay_groups;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data);
+    let fixture = panderm_checkpoint_with_context(&tmp.path().join("tiny-panderm"), PANDERM_CONTEXT);
+    let mut cfg = tiny_config(&data, &tmp.path().join("panderm"));
+    cfg.model.config = None;
+    cfg.model.init = Some(fixture.clone());
+    cfg.optim.lr = PANDERM_LR;
+    cfg.epochs = PANDERM_EPOCHS;
+    cfg.export_web_bundle = true;
+    let started = Instant::now();
+    let out = train_alone(&cfg);
+    let secs = started.elapsed().as_secs_f64();
+    let curve = losses(&cfg.output.join("metrics.jsonl"));
+    let (first, last) = (mean(&curve[..10]), mean(&curve[curve.len() - 10..]));
+    eprintln!(
+        "tiny-panderm fine-tune: {} steps in {secs:.1} s; loss (mean of 10 steps) {first:.3} -> {last:.3}",
+        curve.len()
+    );
+    assert_eq!(curve.len(), PANDERM_EPOCHS * 12);
+    assert!(curve.iter().all(|(_, l)| l.is_finite()));
+    assert!(last < 0.75 * first, "loss did not drop clearly: {first} -> {last}");
+    let mcfg = &out.file_config.model;
+    assert_eq!(mcfg.text.context_length, PANDERM_CONTEXT);
+    assert!(matches!(mcfg.text.arch, dermlip::config::TextArch::Bert(_)));
+
+    // Decay groups: open_clip's rule over the trainable parameters; pos_embed is not among them.
+    let groups = decay_groups(&out.model);
+    let decay = |suffix: &str| {
+        let hits: Vec<bool> = groups.iter().filter(|(p, _)| p.ends_with(suffix)).map(|(_, d)| *d).collect();
+        assert!(!hits.is_empty(), "no trainable parameter ends with {suffix}: {groups:?}");
+        hits
+    };
+    assert!(!groups.iter().any(|(p, _)| p.contains("pos_embed")), "pos_embed must not be trainable");
+    for frozen_decay in
+        ["gamma_1", "gamma_2", "q_bias", "v_bias", "norm1.gamma", "norm.beta", "head.bias", "logit_scale"]
+    {
+        assert!(decay(frozen_decay).iter().all(|d| !d), "{frozen_decay} must not be decayed");
+    }
+    for name in ["embeddings_norm.gamma", "attention_norm.gamma", "attention.query.bias", "intermediate.bias"] {
+        assert!(decay(name).iter().all(|d| !d), "{name} must not be decayed");
+    }
+    for decayed in ["cls_token", "qkv.weight", "fc2.weight", "head.weight", "patch_embed.weight", "word_embeddings"] {
+        assert!(decay(decayed).iter().all(|d| *d), "{decayed} must be decayed");
+    }
+    assert!(decay("position_embeddings").iter().all(|d| *d) && decay("proj_in.weight").iter().all(|d| *d));
+
+    // pos_embed unchanged, trained weights moved.
+    let init = StateDict::from_file(&panderm_fixture().join("open_clip_model.safetensors")).unwrap();
+    let tuned = StateDict::from_file(&out.final_dir.join("open_clip_model.safetensors")).unwrap();
+    assert_eq!(floats(&init, "visual.pos_embed"), floats(&tuned, "visual.pos_embed"), "pos_embed was trained");
+    for k in ["visual.blocks.0.attn.qkv.weight", "visual.blocks.1.gamma_2", "text.proj.2.weight"] {
+        let moved = floats(&init, k).iter().zip(floats(&tuned, k)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(moved > 1e-4, "{k} did not train: {moved}");
+    }
+    let moved_words = floats(&init, "text.transformer.embeddings.word_embeddings.weight")
+        .iter()
+        .zip(floats(&tuned, "text.transformer.embeddings.word_embeddings.weight"))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved_words > 1e-4, "word embeddings did not train: {moved_words}");
+
+    // The export folder (safetensors, open_clip_config.json, config.json, tokenizer.json) loads
+    // like a hub checkpoint; its embeddings equal the trained model's training forward.
+    for f in ["open_clip_config.json", "config.json", "tokenizer.json"] {
+        assert!(out.final_dir.join(f).is_file(), "{f}");
+    }
+    assert!(cfg.output.join("web-bundle/manifest.json").is_file());
+    let device = burn::tensor::Device::flex();
+    let reloaded = DermLip::load(&out.final_dir, device.clone()).unwrap();
+    assert_eq!(&reloaded.config, mcfg);
+    let texts = ["a large red circle lesion on plain skin", "a small blue cross lesion on dotted skin"];
+    let ids = reloaded.token_ids(&texts).unwrap();
+    let train_tok = dermlip_trainer::train::text_tokenizer(mcfg).unwrap();
+    assert_eq!(ids, train_tok.encode_batch(&texts).unwrap(), "training and inference tokenise alike");
+    assert_eq!(ids[0][0], 2, "[CLS] first");
+    let ctx = PANDERM_CONTEXT;
+    assert!(ids[0].len() == ctx && ids[0][ctx - 1] == 0, "padded with [PAD] = 0 to the context length");
+    let flat: Vec<i32> = ids.iter().flatten().map(|&x| x as i32).collect();
+    let size = mcfg.vision.image_size;
+    let px: Vec<f32> = (0..3 * size * size).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
+    let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let (want_txt, want_img) = (vec(reloaded.encode_ids(&ids)), vec(reloaded.encode_pixels(&[px.clone()])));
+    // The trained weights (inference copy) against the re-loaded export: bit-identical.
+    let trained = burn::module::Module::valid(&out.model);
+    let txt = |d: &burn::tensor::Device| Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [2, ctx]), d);
+    let img = |d: &burn::tensor::Device| Tensor::<4>::from_data(TensorData::new(px.clone(), [1, 3, size, size]), d);
+    assert_eq!(vec(trained.encode_text(txt(&device))), want_txt);
+    assert_eq!(vec(trained.encode_image(img(&device))), want_img);
+    // The training forward itself (autodiff graph, same mask from the ids) agrees with inference
+    // up to the float rounding of Burn's autodiff attention path.
+    let ad = out.model.logit_scale.val().device();
+    let worst = |a: Vec<f32>, b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let (dt, di) = (
+        worst(vec(out.model.encode_text(txt(&ad))), &want_txt),
+        worst(vec(out.model.encode_image(img(&ad))), &want_img),
+    );
+    eprintln!("training forward vs inference: max |difference| text {dt:e}, image {di:e}");
+    assert!(dt < 1e-5 && di < 1e-5, "text {dt}, image {di}");
+}
+
+/// Synthetic epochs of 12 batches for the PanDerm fine-tune (kept short for CI).
+const PANDERM_EPOCHS: usize = 16;
+const PANDERM_LR: f64 = 2e-3;
+/// The synthetic captions are ≤ 40 WordPiece tokens with the tiny vocabulary (letters and a few
+/// words): the test's copy of tiny-panderm uses context 64 instead of 256 (4× less text compute;
+/// the weights are the same: BERT positions are a table of 300 rows either way).
+const PANDERM_CONTEXT: usize = 64;
+
+/// A copy of the tiny-panderm checkpoint folder with `text_cfg.context_length` set to `ctx`.
+fn panderm_checkpoint_with_context(dir: &Path, ctx: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["open_clip_model.safetensors", "config.json", "tokenizer.json"] {
+        std::fs::copy(panderm_fixture().join(f), dir.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(panderm_fixture().join("open_clip_config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["model_cfg"]["text_cfg"]["context_length"] = ctx.into();
+    std::fs::write(dir.join("open_clip_config.json"), cfg.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+/// From scratch: open_clip-like init of a PanDerm + BERT config (fork/HF init rules), a few steps
+/// train and the result exports and re-loads.
+#[test]
+fn panderm_bert_from_scratch() {
+    use dermlip_trainer::train::{open_clip_init, read_model_config};
+    let mcfg = read_model_config(&panderm_fixture().join("open_clip_config.json")).unwrap();
+    let device = burn::tensor::Device::flex();
+    let model = open_clip_init(Clip::new(&mcfg.model, &device), &mcfg.model);
+    let sd = dermlip::export::clip_state_dict(&model).unwrap();
+    let all_zero = |k: &str| floats(&sd, k).iter().all(|&x| x == 0.0);
+    for k in [
+        "visual.head.bias",
+        "visual.blocks.1.attn.proj.bias",
+        "visual.blocks.0.mlp.fc1.bias",
+        "visual.blocks.0.attn.q_bias",
+    ] {
+        assert!(all_zero(k), "{k} starts at zero");
+    }
+    for k in [
+        "text.transformer.encoder.layer.0.attention.self.query.bias",
+        "text.transformer.encoder.layer.1.output.dense.bias",
+    ] {
+        assert!(all_zero(k), "{k} starts at zero");
+    }
+    let words = floats(&sd, "text.transformer.embeddings.word_embeddings.weight");
+    assert!(words[..64].iter().all(|&x| x == 0.0), "the [PAD] row starts at zero");
+    let std = |v: &[f32]| (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    assert!((std(&words[64..]) - 0.02).abs() < 0.002, "word embeddings std {}", std(&words[64..]));
+    let (p0, p1) = (floats(&sd, "visual.blocks.0.attn.proj.weight"), floats(&sd, "visual.blocks.1.attn.proj.weight"));
+    assert!((std(&p0) - 0.02 / 2f32.sqrt()).abs() < 0.002 && (std(&p1) - 0.01).abs() < 0.001, "fix_init_weight");
+    let proj = floats(&sd, "text.proj.0.weight");
+    assert!(proj.iter().all(|x| x.abs() <= 1.0 / 8.0) && std(&proj) > 0.05, "nn.Linear default init of proj");
+    let gamma = floats(&sd, "visual.blocks.0.gamma_1");
+    assert!(gamma.iter().all(|&g| (g - 0.1).abs() < 1e-7));
+    assert_eq!(
+        floats(&sd, "visual.pos_embed"),
+        dermlip::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data);
+    let mut cfg = tiny_config(&data, &tmp.path().join("scratch"));
+    cfg.model.config = Some(panderm_fixture().join("open_clip_config.json"));
+    cfg.max_steps = Some(4);
+    let out = train_alone(&cfg);
+    assert_eq!(out.state.step, 4);
+    let curve = losses(&cfg.output.join("metrics.jsonl"));
+    assert!(curve.iter().all(|(_, l)| l.is_finite()), "{curve:?}");
+    let reloaded = dermlip::DermLip::load(&out.final_dir, device).unwrap();
+    let tuned = StateDict::from_file(&out.final_dir.join("open_clip_model.safetensors")).unwrap();
+    assert_eq!(
+        floats(&tuned, "visual.pos_embed"),
+        dermlip::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
+    );
+    assert!(reloaded.towers.has_text());
 }
