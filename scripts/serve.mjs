@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A static server for the site: correct MIME types (application/wasm), gzip, and the same
 // Content-Security-Policy as index.html's meta tag, sent as a header so that it also covers the
-// Web Worker. Usage: node scripts/serve.mjs [--port 8000] [--host 127.0.0.1] [--model-host ORIGIN]...
+// Web Worker. Usage: node scripts/serve.mjs [--port 8000] [--host 127.0.0.1] [--model-host ORIGIN]... [--cors]
+// --cors adds `Access-Control-Allow-Origin: *` to every response, as a host that serves the
+// embeddable widget (www/dermlip-widget.js) to other sites must (docs/embedding.md).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -18,6 +20,7 @@ const port = Number(opt('--port', process.env.PORT || 8000));
 const host = opt('--host', '127.0.0.1');
 const modelHosts = ['https://huggingface.co', 'https://*.huggingface.co', 'https://*.hf.co'];
 args.forEach((a, i) => a === '--model-host' && modelHosts.push(args[i + 1]));
+const cors = args.includes('--cors');
 
 const csp = [
   "default-src 'self'",
@@ -73,6 +76,7 @@ const server = createServer(async (req, res) => {
       'referrer-policy': 'no-referrer',
       'cache-control': 'no-cache',
     };
+    if (cors) headers['access-control-allow-origin'] = '*';
     let body = await readFile(path);
     if (compressible.has(ext) && /\bgzip\b/.test(req.headers['accept-encoding'] || '')) {
       const hit = gzipCache.get(path);

@@ -6,6 +6,24 @@
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
+/**
+ * A module Worker for `url`. A page cannot start a worker from another origin, so when this file is
+ * served from a different origin than the page (a CDN, a widget host), the worker is started from a
+ * same-origin `blob:` module that imports the real worker script: the page's CSP then needs
+ * `worker-src blob: <script host>`, and the script's host must send `Access-Control-Allow-Origin`.
+ */
+export function createWorker(url = WORKER_URL) {
+  const href = new URL(url, document.baseURI);
+  if (href.origin === location.origin) return new Worker(href, { type: 'module' });
+  const trampoline = URL.createObjectURL(new Blob([`import ${JSON.stringify(href.href)};\n`], { type: 'text/javascript' }));
+  const worker = new Worker(trampoline, { type: 'module' });
+  // The worker fetches its blob asynchronously: revoke only once it has talked back (or failed).
+  const revoke = () => URL.revokeObjectURL(trampoline);
+  worker.addEventListener('message', revoke, { once: true });
+  worker.addEventListener('error', revoke, { once: true });
+  return worker;
+}
+
 /** Images the API accepts, converted into something the worker can take (transferred, not copied). */
 async function toImageMessage(input) {
   if (input instanceof Blob) return { msg: { kind: 'bytes', data: await input.arrayBuffer() } };
@@ -49,11 +67,13 @@ export class DermLIP {
    * Loads a web bundle (folder URL with manifest.json) or an open_clip `.safetensors` URL.
    * Options: onProgress({file, role, loaded, total, fromCache}), onEvent({type, ...}),
    * backend ('auto' | 'webgpu' | 'cpu'), precision ('f32' | 'f16': f16 needs WebGPU with
-   * shader-f16; with 'auto' it falls back to f32), maxMegapixels (default 40).
+   * shader-f16; with 'auto' it falls back to f32), maxMegapixels (default 40), workerUrl (another
+   * copy of worker.js; a cross-origin URL is started through a blob: trampoline), worker (a ready
+   * Worker running worker.js, used as is; `dispose` terminates it).
    */
   static async load(source, options = {}) {
     if (typeof source !== 'string' || !source) throw new TypeError('DermLIP.load(source): source must be a URL string');
-    const worker = new Worker(options.workerUrl || WORKER_URL, { type: 'module' });
+    const worker = options.worker || createWorker(options.workerUrl || WORKER_URL);
     const model = new DermLIP(worker, options);
     try {
       model.info = await model.#call({
