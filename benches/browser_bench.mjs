@@ -25,11 +25,11 @@ const OUT = 'benches/out';
 const image = 'tests/fixtures/images/astronaut_exact_224.png';
 
 const CASES = [
-  { id: 'dermlip-webgpu-f16', engine: 'dermlip', backend: 'webgpu', model: `${OUT}/bundle-f16/` },
-  { id: 'dermlip-webgpu-int8', engine: 'dermlip', backend: 'webgpu', model: `${OUT}/bundle-int8/` },
-  { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', model: `${OUT}/vit-b16-visual.onnx` },
-  { id: 'dermlip-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `${OUT}/bundle-int8/` },
-  { id: 'ort-wasm', engine: 'ort', ep: 'wasm', model: `${OUT}/vit-b16-visual.onnx` },
+  { id: 'dermlip-webgpu-f16', engine: 'dermlip', backend: 'webgpu', model: `/${OUT}/bundle-f16/` },
+  { id: 'dermlip-webgpu-int8', engine: 'dermlip', backend: 'webgpu', model: `/${OUT}/bundle-int8/` },
+  { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', model: `/${OUT}/vit-b16-visual.onnx` },
+  { id: 'dermlip-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `/${OUT}/bundle-int8/` },
+  { id: 'ort-wasm', engine: 'ort', ep: 'wasm', model: `/${OUT}/vit-b16-visual.onnx` },
 ].filter((c) => !only || only.split(',').includes(c.id));
 
 async function runCase(browser, base, c) {
@@ -45,6 +45,7 @@ async function runCase(browser, base, c) {
   });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${c.id}] pageerror`, e.message));
+  page.on('console', (m) => m.text().startsWith('[bench]') && console.error(`[${c.id}]`, m.text()));
   const params = new URLSearchParams({ ...c, runs: String(runs), image: `/${image}` });
   const visit = async () => {
     await page.goto(`${base}benches/browser/bench.html?${params}`);

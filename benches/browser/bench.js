@@ -6,6 +6,7 @@ import { DermLIP } from '../../www/dermlip.js';
 const q = new URLSearchParams(location.search);
 const runs = Number(q.get('runs') || 10);
 const out = document.getElementById('out');
+const log = (...a) => console.log('[bench]', ...a);
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -19,8 +20,12 @@ async function cachedFetch(url) {
     fromCache = false;
     const r = await fetch(url);
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-    await cache.put(url, r.clone());
     hit = r;
+    try {
+      await cache.put(url, r.clone());
+    } catch (e) {
+      log(`not cached (${e.message}): the cached-load row will download again`);
+    }
   }
   return { buffer: await hit.arrayBuffer(), fromCache };
 }
@@ -30,6 +35,7 @@ async function benchDermlip() {
   const t0 = performance.now();
   const model = await DermLIP.load(q.get('model'), { backend: q.get('backend') });
   const loadMs = performance.now() - t0;
+  log(`loaded in ${loadMs.toFixed(0)} ms`);
   const first = performance.now();
   const emb = await model.embedImage(image.slice(0));
   const firstMs = performance.now() - first;
@@ -38,6 +44,7 @@ async function benchDermlip() {
     const s = performance.now();
     await model.embedImage(image.slice(0));
     times.push(performance.now() - s);
+    log(`run ${i + 1}: ${times[i].toFixed(0)} ms`);
   }
   const info = model.info;
   await model.dispose();
@@ -53,6 +60,7 @@ async function benchOrt() {
   const { buffer, fromCache } = await cachedFetch(q.get('model'));
   const session = await ort.InferenceSession.create(new Uint8Array(buffer), { executionProviders: [ep], graphOptimizationLevel: 'all' });
   const loadMs = performance.now() - t0;
+  log(`loaded in ${loadMs.toFixed(0)} ms`);
   const n = 3 * 224 * 224;
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = -2 + (4 * i) / (n - 1); // benches/export_onnx.py's input
@@ -66,6 +74,7 @@ async function benchOrt() {
     const s = performance.now();
     await session.run({ pixels: input() });
     times.push(performance.now() - s);
+    log(`run ${i + 1}: ${times[i].toFixed(0)} ms`);
   }
   await session.release();
   return { loadMs, firstMs, medianMs: median(times), times, backend: ep, fromCache, embedding: emb.slice(0, 8), dim: emb.length };
