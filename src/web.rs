@@ -93,7 +93,7 @@ async fn device(backend: &str, precision: &str) -> Result<(Device, String)> {
         "webgpu" | "auto" => match Device::wgpu_options().init_async().await {
             Ok(d) => d,
             Err(e) if backend == "auto" && precision == "f32" => {
-                web_sys_log(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
+                console_warn(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
                 return Ok((Device::flex(), "cpu".into()));
             }
             Err(e) => return Err(Error::Device(format!("WebGPU is not available: {e:?}"))),
@@ -109,7 +109,7 @@ async fn device(backend: &str, precision: &str) -> Result<(Device, String)> {
     Ok((device, "webgpu".into()))
 }
 
-fn web_sys_log(msg: &str) {
+fn console_warn(msg: &str) {
     #[wasm_bindgen]
     extern "C" {
         #[wasm_bindgen(js_namespace = console, js_name = warn)]
