@@ -90,7 +90,7 @@ async function loadModel() {
     state.model = model;
     const i = model.info;
     const where = i.backend === 'webgpu' ? 'WebGPU (graphics card)' : 'the CPU';
-    const fallback = i.fallbackReason ? ` WebGPU was not usable here (${i.fallbackReason}), so it runs on the CPU: slower, same results.` : '';
+    const fallback = i.fallbackReason ? ` WebGPU is not used (${i.fallbackReason}); the CPU gives the same results.` : '';
     const cached = i.bytesDownloaded === 0 ? ' Loaded from this device; nothing was downloaded.' : ` Downloaded ${formatBytes(i.bytesDownloaded)}.`;
     $('model-status').textContent = `Model ready, running on ${where} (${(i.loadMs / 1000).toFixed(1)} s).${cached}${fallback}`;
     document.body.dataset.state = 'ready';

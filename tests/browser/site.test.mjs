@@ -124,6 +124,21 @@ describe('the PanDerm + PubMedBERT model', () => {
   });
 });
 
+describe('with only a software WebGPU adapter', () => {
+  test('automatic mode prefers the CPU (SwiftShader is much slower) and says why', async () => {
+    const browser = await launch();
+    try {
+      const page = await newPage(await browser.newContext());
+      const info = await openSite(page, server.url, 'nosw');
+      assert.equal(info.backend, 'cpu');
+      assert.match(info.fallbackReason, /software/);
+      assert.match(await page.textContent('#model-status'), /software/);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
 describe('without WebGPU', () => {
   test('automatic mode falls back to the CPU and says so', async () => {
     const browser = await launch({ webgpu: false });
