@@ -10,6 +10,8 @@ pub mod concepts;
 pub mod config;
 pub mod error;
 pub mod eval;
+// Native only: it reads tensors back synchronously, which WebGPU in wasm cannot do.
+#[cfg(not(target_family = "wasm"))]
 pub mod export;
 pub mod labels;
 pub mod metrics;
