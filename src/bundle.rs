@@ -225,10 +225,7 @@ mod writer {
         let mut sets = Vec::new();
         let mut tensors = BTreeMap::new();
         for id in &opts.label_sets {
-            let set = LabelSet::builtin(id).ok_or_else(|| {
-                let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-                Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
-            })?;
+            let set = LabelSet::builtin_or_error(id)?;
             let weights = lip.zero_shot_weights(set.classes(), &opts.templates)?;
             let flat: Vec<f32> = weights.iter().flatten().copied().collect();
             tensors.insert(id.clone(), TensorData::new(flat, [weights.len(), lip.config.embed_dim]));

@@ -209,6 +209,14 @@ impl LabelSet {
         builtin_sets().iter().find(|s| s.id == spec.id)
     }
 
+    /// [`LabelSet::builtin`], or an error that lists the built-in ids.
+    pub fn builtin_or_error(id: &str) -> crate::Result<&'static LabelSet> {
+        Self::builtin(id).ok_or_else(|| {
+            let ids: Vec<&str> = Self::builtin_ids().collect();
+            crate::Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
+        })
+    }
+
     /// Every built-in set, in the order ham7, pad6, daffodil5, f17k, snu134, sd128, derm1m.
     pub fn all() -> &'static [LabelSet] {
         builtin_sets()

@@ -363,7 +363,7 @@ impl Engine {
         if req.labels.is_some() || req.templates.is_some() {
             let labels: Vec<String> = match (&req.labels, &req.label_set) {
                 (Some(l), _) => l.iter().map(|s| s.trim().to_string()).collect(),
-                (None, id) => builtin(id.as_deref().unwrap_or("ham7"))?.classes().to_vec(),
+                (None, id) => LabelSet::builtin_or_error(id.as_deref().unwrap_or("ham7"))?.classes().to_vec(),
             };
             let templates = req.templates.clone().unwrap_or_else(default_templates);
             let cached = matches!(&self.custom, Some((l, t, _)) if *l == labels && *t == templates);
@@ -382,7 +382,7 @@ impl Engine {
         }
         let id = req.label_set.clone().unwrap_or_else(|| "ham7".into());
         if !self.sets.contains_key(&id) {
-            let set = builtin(&id)?;
+            let set = LabelSet::builtin_or_error(&id)?;
             let weights = self.class_weights(set.classes(), &default_templates()).await?;
             let entry = ClassSet {
                 id: id.clone(),
@@ -446,11 +446,4 @@ impl Engine {
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| Error::Input(format!("cannot return the result: {e}")))
     }
-}
-
-fn builtin(id: &str) -> Result<&'static LabelSet> {
-    LabelSet::builtin(id).ok_or_else(|| {
-        let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-        Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
-    })
 }

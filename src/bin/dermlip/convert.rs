@@ -56,13 +56,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     if let Some(ids) = &a.label_sets {
         opts.label_sets = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         for id in &opts.label_sets {
-            if LabelSet::builtin(id).is_none() {
-                let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-                return Err(dermlip::Error::Input(format!(
-                    "unknown label set \"{id}\" (built-in: {})",
-                    ids.join(", ")
-                )));
-            }
+            LabelSet::builtin_or_error(id)?;
         }
     }
     if let Some(f) = &a.template_file {

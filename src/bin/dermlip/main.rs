@@ -227,11 +227,7 @@ fn labels_and_templates(a: &LabelArgs) -> Result<(Vec<String>, Vec<String>)> {
     let labels = if let Some(l) = &a.labels {
         l.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()
     } else if let Some(id) = &a.label_set {
-        let set = LabelSet::builtin(id).ok_or_else(|| {
-            let ids: Vec<&str> = LabelSet::builtin_ids().collect();
-            Error::Input(format!("unknown label set \"{id}\" (built-in: {})", ids.join(", ")))
-        })?;
-        set.classes().to_vec()
+        LabelSet::builtin_or_error(id)?.classes().to_vec()
     } else if let Some(f) = &a.label_file {
         if f.extension().and_then(|e| e.to_str()) == Some("csv") {
             LabelSet::from_path(f).map_err(|e| Error::Input(e.to_string()))?.classes().to_vec()
