@@ -63,11 +63,15 @@ async function createEngine(backend, precision, configText, textConfigText, weig
   const attempts = backend === 'auto' ? [['webgpu', precision], ['cpu', 'f32']] : [[backend, precision]];
   if (backend === 'auto' && precision === 'f16') attempts.splice(1, 0, ['webgpu', 'f32']);
   for (const [i, [b, p]] of attempts.entries()) {
+    let eng = null;
     try {
-      const eng = await Engine.create(b, p, configText, textConfigText, bytes, towers);
-      if (i < attempts.length - 1) await eng.warmUp(); // a GPU that fails here falls back
+      eng = await Engine.create(b, p, configText, textConfigText, bytes, towers);
+      // The warm-up pass (shader compilation happens here, not in the first prediction); a GPU
+      // that fails it falls back to the next choice.
+      await eng.warmUp();
       return { eng, fallbackReason };
     } catch (err) {
+      eng?.free();
       if (i === attempts.length - 1) throw err;
       fallbackReason = String(err && err.message ? err.message : err);
       event({ type: 'fallback', from: `${b}/${p}`, reason: fallbackReason });
@@ -133,7 +137,6 @@ const handlers = {
       };
     }
     if (maxMegapixels !== undefined) engine.setMaxMegapixels(maxMegapixels);
-    await engine.warmUp();
     return {
       ...info,
       backend: engine.backend(),
