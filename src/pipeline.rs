@@ -4,7 +4,6 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::clip::{Clip, Towers};
-#[cfg(not(target_family = "wasm"))]
 use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
 use crate::config::{ClipConfig, ModelFileConfig, TextArch};
 use crate::error::{Error, Result};
@@ -181,6 +180,43 @@ impl DermLip {
     pub fn prompts(labels: &[String], templates: &[String]) -> Vec<String> {
         labels.iter().flat_map(|l| templates.iter().map(move |t| fill_template(t, l.trim()))).collect()
     }
+
+    /// [`DermLip::prompts`] after checking the labels and templates.
+    fn zero_shot_prompts(labels: &[String], templates: &[String]) -> Result<Vec<String>> {
+        zero_shot::validate_labels(labels)?;
+        zero_shot::validate_templates(templates)?;
+        Ok(Self::prompts(labels, templates))
+    }
+}
+
+/// Text work with asynchronous readback, the only kind WebGPU in wasm allows (the browser engine's
+/// path); the blocking native versions are below.
+impl DermLip {
+    pub async fn embed_texts_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.require_text()?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        rows_async(self.encode_ids(&self.token_ids(texts)?)).await
+    }
+
+    pub async fn zero_shot_weights_async(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
+        let prompts = Self::zero_shot_prompts(labels, templates)?;
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        Ok(zero_shot::class_weights(&self.embed_texts_async(&refs).await?, templates.len()))
+    }
+
+    pub async fn concept_scorer_async(
+        &self,
+        concepts: &[Concept],
+        prompts: &ConceptPromptSet,
+        temperature: f32,
+    ) -> Result<ConceptScorer> {
+        prompts.validate()?;
+        let texts = concept_prompts(concepts, prompts);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        ConceptScorer::from_text_embeddings(concepts, prompts, &self.embed_texts_async(&refs).await?, temperature)
+    }
 }
 
 /// Reads a `[n, d]` tensor back to rows. Native only: WebGPU needs [`rows_async`].
@@ -222,9 +258,7 @@ impl DermLip {
     }
 
     pub fn zero_shot_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
-        zero_shot::validate_labels(labels)?;
-        zero_shot::validate_templates(templates)?;
-        let prompts = Self::prompts(labels, templates);
+        let prompts = Self::zero_shot_prompts(labels, templates)?;
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         Ok(zero_shot::class_weights(&self.embed_texts(&refs)?, templates.len()))
     }

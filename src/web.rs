@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bundle::{self, Manifest};
 use crate::clip::Towers;
-use crate::concepts::{concept_prompts, ConceptPromptSet, ConceptScore, ConceptScorer};
+use crate::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
 use crate::config::ModelFileConfig;
 use crate::error::{Error, Result};
 use crate::labels::{self, LabelSet};
@@ -309,13 +309,8 @@ impl Engine {
     /// Text embeddings (unnormalised, open_clip `encode_text`), flattened row by row.
     #[wasm_bindgen(js_name = embedText)]
     pub async fn embed_text(&self, texts: Vec<String>) -> Result<Vec<f32>, JsError> {
-        self.lip.require_text().map_err(js_err)?;
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let ids = self.lip.token_ids(&refs).map_err(js_err)?;
-        let rows = rows_async(self.lip.encode_ids(&ids)).await.map_err(js_err)?;
+        let rows = self.lip.embed_texts_async(&refs).await.map_err(js_err)?;
         Ok(rows.into_iter().flatten().collect())
     }
 }
@@ -346,17 +341,6 @@ impl Engine {
         Ok(preprocess::normalize(&rgb, &cfg))
     }
 
-    async fn class_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
-        self.lip.require_text()?;
-        zero_shot::validate_labels(labels)?;
-        zero_shot::validate_templates(templates)?;
-        let prompts = DermLip::prompts(labels, templates);
-        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let ids = self.lip.token_ids(&refs)?;
-        let embeddings = rows_async(self.lip.encode_ids(&ids)).await?;
-        Ok(zero_shot::class_weights(&embeddings, templates.len()))
-    }
-
     /// The classes a request asks for, embedding them with the text tower when not precomputed.
     async fn resolve_classes(&mut self, req: &ClassifyRequest) -> Result<&ClassSet> {
         let default_templates = || labels::ZERO_SHOT_TEMPLATES.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -368,7 +352,7 @@ impl Engine {
             let templates = req.templates.clone().unwrap_or_else(default_templates);
             let cached = matches!(&self.custom, Some((l, t, _)) if *l == labels && *t == templates);
             if !cached {
-                let weights = self.class_weights(&labels, &templates).await?;
+                let weights = self.lip.zero_shot_weights_async(&labels, &templates).await?;
                 let set = ClassSet {
                     id: "custom".into(),
                     name: "Custom labels".into(),
@@ -383,7 +367,7 @@ impl Engine {
         let id = req.label_set.clone().unwrap_or_else(|| "ham7".into());
         if !self.sets.contains_key(&id) {
             let set = LabelSet::builtin_or_error(&id)?;
-            let weights = self.class_weights(set.classes(), &default_templates()).await?;
+            let weights = self.lip.zero_shot_weights_async(set.classes(), &default_templates()).await?;
             let entry = ClassSet {
                 id: id.clone(),
                 name: set.name().to_string(),
@@ -398,18 +382,11 @@ impl Engine {
 
     async fn concept_scorer(&mut self) -> Result<&ConceptScorer> {
         if self.concepts.is_none() {
-            self.lip.require_text()?;
-            let prompts = ConceptPromptSet::monet();
-            let texts = concept_prompts(labels::concepts(), &prompts);
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let ids = self.lip.token_ids(&refs)?;
-            let embeddings = rows_async(self.lip.encode_ids(&ids)).await?;
-            self.concepts = Some(ConceptScorer::from_text_embeddings(
-                labels::concepts(),
-                &prompts,
-                &embeddings,
-                labels::concept_temperature(),
-            )?);
+            let scorer = self
+                .lip
+                .concept_scorer_async(labels::concepts(), &ConceptPromptSet::monet(), labels::concept_temperature())
+                .await?;
+            self.concepts = Some(scorer);
         }
         Ok(self.concepts.as_ref().expect("set above"))
     }

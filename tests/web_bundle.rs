@@ -210,3 +210,41 @@ fn panderm_bundle_carries_its_tokenizer_and_matches_pytorch() {
         assert!(max_abs_diff(a, b) < 1e-6);
     }
 }
+
+/// Drives a future to completion on this thread (flex readback is ready at once).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn the_browser_engines_async_text_path_equals_the_native_one() {
+    use dermlip::concepts::ConceptPromptSet;
+    use dermlip::labels::{self, LabelSet};
+    for name in ["tiny-gelu", "tiny-panderm"] {
+        let lip = DermLip::load(&model_dir(name), Device::flex()).unwrap();
+        let set = LabelSet::builtin("pad6").unwrap();
+        let templates: Vec<String> = labels::ZERO_SHOT_TEMPLATES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            block_on(lip.zero_shot_weights_async(set.classes(), &templates)).unwrap(),
+            lip.zero_shot_weights(set.classes(), &templates).unwrap(),
+            "{name}"
+        );
+        let (concepts, prompts, t) = (labels::concepts(), ConceptPromptSet::monet(), labels::concept_temperature());
+        assert_eq!(
+            block_on(lip.concept_scorer_async(concepts, &prompts, t)).unwrap(),
+            lip.concept_scorer(concepts, &prompts, t).unwrap(),
+            "{name}"
+        );
+        let twice = ["nevus".to_string(), "nevus".to_string()];
+        let err = block_on(lip.zero_shot_weights_async(&twice, &templates)).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+        assert!(block_on(lip.embed_texts_async(&[])).unwrap().is_empty());
+    }
+}
