@@ -238,8 +238,17 @@ fn split_rows(data: TensorData, d: usize) -> Result<Vec<Vec<f32>>> {
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| Error::Device(format!("unexpected result type: {e:?}")))?;
+    // An overflow (most likely in half-precision compute) must not become a confident answer.
+    if flat.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Device(NON_FINITE.into()));
+    }
     Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
 }
+
+/// The message of a result with NaN or ∞ in it; the browser worker matches on its start to retry
+/// an f16 engine in f32.
+pub const NON_FINITE: &str =
+    "the model produced non-finite values (NaN or infinity): a numeric overflow, most likely from half-precision (f16) compute; use f32";
 
 /// Native convenience: the full zero-shot pipeline with blocking readback.
 #[cfg(not(target_family = "wasm"))]
@@ -360,5 +369,20 @@ pub fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, 
                 others.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_results_are_an_error_not_an_answer() {
+        let ok = split_rows(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), 2).unwrap();
+        assert_eq!(ok, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let err = split_rows(TensorData::new(vec![1.0f32, bad], [1, 2]), 2).unwrap_err();
+            assert!(err.to_string().contains(NON_FINITE), "{err}");
+        }
     }
 }
