@@ -5,7 +5,8 @@
 //   python benches/export_onnx.py --model tests/reference/full/models/vit-b-16-random --out benches/out/vit-b16-visual.onnx
 //   dermlip convert --model tests/reference/full/models/vit-b-16-random --out benches/out/bundle-f16
 //   dermlip convert --model ... --out benches/out/bundle-int8 --image-weights int8
-//   (PanDerm: examples/random_panderm.rs, then convert into benches/out/panderm-int8 likewise)
+//   (or, without Python: cargo run --release --example random_checkpoint -- vit-b-16|panderm DIR;
+//   PanDerm converted into benches/out/panderm-int8 likewise)
 //   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...]
 //
 // For each case: cold load (fresh profile: download + compile + warm-up), cached load (same
@@ -31,7 +32,7 @@ const CASES = [
   { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', model: `/${OUT}/vit-b16-visual.onnx` },
   { id: 'dermlip-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `/${OUT}/bundle-int8/` },
   { id: 'ort-wasm', engine: 'ort', ep: 'wasm', model: `/${OUT}/vit-b16-visual.onnx` },
-  // DermLIP PanDerm-base + PubMedBERT-256 (random weights: cargo run --release --example random_panderm).
+  // DermLIP PanDerm-base + PubMedBERT-256 (random weights: cargo run --release --example random_checkpoint -- panderm DIR).
   { id: 'panderm-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `/${OUT}/panderm-int8/` },
 ].filter((c) => !only || only.split(',').includes(c.id));
 

@@ -1,32 +1,45 @@
-//! Writes a full-size DermLIP PanDerm-base + PubMedBERT-256 checkpoint with random weights (the
-//! released config; the tokenizer file of the tiny fixture, whose ids fit PubMedBERT's vocabulary),
-//! for measuring bundle sizes and browser load times without the real checkpoint.
+//! Writes a full-size checkpoint with random weights in open_clip's format, for measuring bundle
+//! sizes and browser load and inference times without the real DermLIP checkpoints:
+//! `vit-b-16` (open_clip ViT-B-16, as DermLIP_ViT-B-16) or `panderm` (DermLIP PanDerm-base +
+//! PubMedBERT-256, with the tiny fixture's tokenizer file, whose ids fit PubMedBERT's vocabulary).
 //!
-//!     cargo run --release --example random_panderm -- OUT_DIR
+//!     cargo run --release --example random_checkpoint -- vit-b-16|panderm OUT_DIR
 
 use burn::tensor::Device;
 use dermlip::wordpiece::TokenizerFile;
 use dermlip::{Clip, ModelFileConfig};
 
-const CONFIG: &str = r#"{"model_cfg": {"embed_dim": 512,
+const PREPROCESS: &str = r#""preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
+  "std": [0.26862954, 0.26130258, 0.27577711], "interpolation": "bicubic", "resize_mode": "shortest"}"#;
+
+const VIT_B_16: &str = r#"{"model_cfg": {"embed_dim": 512,
+  "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 16},
+  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}"#;
+
+const PANDERM: &str = r#"{"model_cfg": {"embed_dim": 512,
   "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 16, "pretrain_path": null},
   "text_cfg": {"context_length": 256, "hf_model_name": "neuml/pubmedbert-base-embeddings",
-               "hf_tokenizer_name": "neuml/pubmedbert-base-embeddings", "hf_pooler_type": "mean_pooler"}},
-  "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
-                     "interpolation": "bicubic", "resize_mode": "shortest"}}"#;
+               "hf_tokenizer_name": "neuml/pubmedbert-base-embeddings", "hf_pooler_type": "mean_pooler"}}"#;
 
 fn main() {
-    let Some(out) = std::env::args().nth(1) else {
-        eprintln!("usage: random_panderm OUT_DIR");
-        std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (arch, out) = match args.as_slice() {
+        [arch, out] if arch == "vit-b-16" || arch == "panderm" => (arch.as_str(), out),
+        _ => {
+            eprintln!("usage: random_checkpoint vit-b-16|panderm OUT_DIR");
+            std::process::exit(2);
+        }
     };
-    let tokenizer =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-panderm/tokenizer.json"))
-            .expect("the fixture tokenizer");
-    let cfg = ModelFileConfig::from_json_str(CONFIG)
-        .expect("the released config")
-        .with_tokenizer(TokenizerFile::from_named_bytes("tokenizer.json", tokenizer).expect("tokenizer"));
+    let model_cfg = if arch == "panderm" { PANDERM } else { VIT_B_16 };
+    let json = format!("{model_cfg}, {PREPROCESS}}}");
+    let mut cfg = ModelFileConfig::from_json_str(&json).expect("the released config");
+    if arch == "panderm" {
+        let tokenizer =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-panderm/tokenizer.json"))
+                .expect("the fixture tokenizer");
+        cfg = cfg.with_tokenizer(TokenizerFile::from_named_bytes("tokenizer.json", tokenizer).expect("tokenizer"));
+    }
     let model = Clip::new(&cfg.model, &Device::flex());
-    dermlip::export::save_open_clip(&model, &cfg, std::path::Path::new(&out)).expect("export");
+    dermlip::export::save_open_clip(&model, &cfg, std::path::Path::new(out)).expect("export");
     println!("wrote {out}");
 }
