@@ -1,4 +1,4 @@
-// Service worker: keeps the app shell (page, scripts, wasm) so the site works offline after the
+// Service worker: keeps the app shell (page, scripts) so the site works offline after the
 // first visit. Model files are not handled here: the worker verifies and caches them itself.
 // scripts/build-web.sh writes pkg/sw-version.js with a hash of the shell: a new build is a new
 // service worker, which replaces the cache.
@@ -15,8 +15,10 @@ const SHELL = [
   'www/style.css',
   'www/app.webmanifest',
   'www/icon.svg',
-  'pkg/dermlip.js',
-  'pkg/dermlip_bg.wasm',
+  // The engine glue only: the worker downloads the one wasm engine it needs and keeps it in the
+  // Cache API itself (pkg/manifest.json), so no visitor downloads both.
+  'pkg/dermlip_webgpu.js',
+  'pkg/dermlip_cpu.js',
 ];
 const shellUrls = new Set(SHELL.map((p) => new URL(p, self.registration.scope).href));
 

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, FloatDType};
+use burn::tensor::Device;
+#[cfg(feature = "webgpu")]
+use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -70,8 +72,8 @@ fn js_err(e: Error) -> JsError {
 #[wasm_bindgen]
 pub struct Engine {
     lip: DermLip,
-    backend: String,
-    precision: String,
+    backend: &'static str,
+    precision: &'static str,
     sets: BTreeMap<String, ClassSet>,
     /// The last custom label list, so a second image with the same labels costs no text pass.
     custom: Option<(Vec<String>, Vec<String>, ClassSet)>,
@@ -79,36 +81,58 @@ pub struct Engine {
     max_pixels: u64,
 }
 
-/// Picks the device: `webgpu`, `cpu`, or `auto` (WebGPU, else CPU). `f16` computes in half
-/// precision, which needs WebGPU with `shader-f16`; `f32` is the default and the tested path.
-async fn device(backend: &str, precision: &str) -> Result<(Device, String)> {
-    if !matches!(precision, "f32" | "f16") {
-        return Err(Error::Input(format!("unknown precision \"{precision}\" (expected f32 or f16)")));
+/// Picks the device and the compute precision. `backend`: `webgpu`, `cpu`, or `auto` (WebGPU,
+/// else CPU). `precision`: `auto` (f16 where the GPU has `shader-f16`, else f32), `f32`, or `f16`
+/// (WebGPU with `shader-f16` only). Returns the device with the backend and precision chosen.
+async fn device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
+    if !matches!(precision, "auto" | "f32" | "f16") {
+        return Err(Error::Input(format!("unknown precision \"{precision}\" (expected auto, f32 or f16)")));
     }
-    let mut device = match backend {
-        "cpu" if precision == "f16" => {
-            return Err(Error::Input("f16 needs WebGPU; the CPU backend computes in f32".into()));
-        }
-        "cpu" => return Ok((Device::flex(), "cpu".into())),
-        "webgpu" | "auto" => match Device::wgpu_options().init_async().await {
-            Ok(d) => d,
-            Err(e) if backend == "auto" && precision == "f32" => {
-                console_warn(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
-                return Ok((Device::flex(), "cpu".into()));
-            }
-            Err(e) => return Err(Error::Device(format!("WebGPU is not available: {e:?}"))),
-        },
-        other => return Err(Error::Input(format!("unknown backend \"{other}\" (expected webgpu, cpu or auto)"))),
-    };
-    if precision == "f16" {
-        if !device.supports_dtype(FloatDType::F16) {
-            return Err(Error::Device("this GPU has no shader-f16 support; use f32".into()));
-        }
-        device.configure(FloatDType::F16).map_err(|e| Error::Device(format!("cannot switch to f16: {e:?}")))?;
+    match backend {
+        "cpu" if precision == "f16" => Err(Error::Input("f16 needs WebGPU; the CPU backend computes in f32".into())),
+        "cpu" => Ok((Device::flex(), "cpu", "f32")),
+        "webgpu" | "auto" => webgpu_device(backend, precision).await,
+        other => Err(Error::Input(format!("unknown backend \"{other}\" (expected webgpu, cpu or auto)"))),
     }
-    Ok((device, "webgpu".into()))
 }
 
+#[cfg(feature = "webgpu")]
+async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
+    let mut device = match Device::wgpu_options().init_async().await {
+        Ok(d) => d,
+        Err(e) if backend == "auto" && precision != "f16" => {
+            console_warn(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
+            return Ok((Device::flex(), "cpu", "f32"));
+        }
+        Err(e) => return Err(Error::Device(format!("WebGPU is not available: {e:?}"))),
+    };
+    let f16 = device.supports_dtype(FloatDType::F16);
+    if precision == "f16" && !f16 {
+        return Err(Error::Device("this GPU has no shader-f16 support; use f32".into()));
+    }
+    if precision == "f32" || !f16 {
+        return Ok((device, "webgpu", "f32"));
+    }
+    device.configure(FloatDType::F16).map_err(|e| Error::Device(format!("cannot switch to f16: {e:?}")))?;
+    Ok((device, "webgpu", "f16"))
+}
+
+/// The CPU-only module (`dermlip_cpu`): a browser without WebGPU downloads only this one.
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
+    if backend == "auto" && precision != "f16" {
+        return Ok((Device::flex(), "cpu", "f32"));
+    }
+    Err(Error::Device("this is the CPU-only engine (dermlip_cpu.wasm); WebGPU needs dermlip_webgpu.wasm".into()))
+}
+
+/// Whether this module has the WebGPU backend (`dermlip_webgpu`) or is the CPU-only one.
+#[wasm_bindgen(js_name = hasWebGpu)]
+pub fn has_webgpu() -> bool {
+    cfg!(feature = "webgpu")
+}
+
+#[cfg(feature = "webgpu")]
 fn console_warn(msg: &str) {
     #[wasm_bindgen]
     extern "C" {
@@ -152,12 +176,12 @@ impl Engine {
         };
         let file_config = ModelFileConfig::from_json_strs(config_json, text_config_json)?;
         let weights = StateDict::from_safetensors_bytes(weights)?;
-        let (device, backend) = device(backend, precision).await?;
+        let (device, backend, precision) = device(backend, precision).await?;
         let lip = DermLip::from_parts_towers(file_config, weights, towers, device)?;
         Ok(Engine {
             lip,
             backend,
-            precision: precision.to_string(),
+            precision,
             sets: BTreeMap::new(),
             custom: None,
             concepts: None,
@@ -167,12 +191,12 @@ impl Engine {
 
     /// `webgpu` or `cpu`.
     pub fn backend(&self) -> String {
-        self.backend.clone()
+        self.backend.to_string()
     }
 
-    /// `f32` or `f16`.
+    /// The precision computed in: `f32` or `f16`.
     pub fn precision(&self) -> String {
-        self.precision.clone()
+        self.precision.to_string()
     }
 
     #[wasm_bindgen(js_name = hasTextTower)]

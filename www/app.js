@@ -89,7 +89,7 @@ async function loadModel() {
     if (state.loading !== loading) return model.dispose();
     state.model = model;
     const i = model.info;
-    const where = i.backend === 'webgpu' ? 'WebGPU (graphics card)' : 'the CPU';
+    const where = i.backend === 'webgpu' ? `WebGPU (graphics card${i.precision === 'f16' ? ', half precision' : ''})` : 'the CPU';
     const fallback = i.fallbackReason ? ` WebGPU is not used (${i.fallbackReason}); the CPU gives the same results.` : '';
     const cached = i.bytesDownloaded === 0 ? ' Loaded from this device; nothing was downloaded.' : ` Downloaded ${formatBytes(i.bytesDownloaded)}.`;
     $('model-status').textContent = `Model ready, running on ${where} (${(i.loadMs / 1000).toFixed(1)} s).${cached}${fallback}`;

@@ -66,8 +66,8 @@ export class DermLIP {
   /**
    * Loads a web bundle (folder URL with manifest.json) or an open_clip `.safetensors` URL.
    * Options: onProgress({file, role, loaded, total, fromCache}), onEvent({type, ...}),
-   * backend ('auto' | 'webgpu' | 'cpu'), precision ('f32' | 'f16': f16 needs WebGPU with
-   * shader-f16; with 'auto' it falls back to f32), maxMegapixels (default 40), workerUrl (another
+   * backend ('auto' | 'webgpu' | 'cpu'), precision ('auto': f16 on WebGPU adapters with
+   * shader-f16, else f32 | 'f32' | 'f16': fails without shader-f16), maxMegapixels (default 40), workerUrl (another
    * copy of worker.js; a cross-origin URL is started through a blob: trampoline), worker (a ready
    * Worker running worker.js, used as is; `dispose` terminates it).
    */
@@ -80,7 +80,7 @@ export class DermLIP {
         type: 'load',
         source: new URL(source, document.baseURI).href,
         backend: options.backend || 'auto',
-        precision: options.precision || 'f32',
+        precision: options.precision || 'auto',
         maxMegapixels: options.maxMegapixels,
       });
     } catch (e) {

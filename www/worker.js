@@ -1,11 +1,11 @@
 // The Web Worker that owns the wasm engine. Messages in: {id, type, ...}; out: {id, ok, result|error}
 // plus {type: 'progress'|'event', ...} notifications. Requests run one at a time, in order.
 
-import init, { Engine } from '../pkg/dermlip.js';
-import { download, getManifest, getUnverified, getVerified } from './model-store.js';
+import { getManifest, getUnverified, getVerified } from './model-store.js';
 
 let engine = null;
 let bundle = null; // {base, manifest} when loaded from a web bundle
+let lastLoad = null; // the last load request, to rebuild an f16 engine in f32
 let queue = Promise.resolve();
 
 const post = (msg) => self.postMessage(msg);
@@ -28,24 +28,37 @@ async function handle(msg) {
   }
 }
 
-let wasmReady = null;
-function loadWasm() {
-  wasmReady ??= (async () => {
-    const url = new URL('../pkg/dermlip_bg.wasm', import.meta.url);
-    const bytes = await download(url.href, { onProgress: progress('dermlip_bg.wasm', 'engine') });
-    await init({ module_or_path: bytes });
+// Two engine modules (pkg/manifest.json, written by scripts/build-web.sh): `webgpu` (WebGPU and
+// the CPU backend) and `cpu` (CPU only, much smaller). Only the one needed is downloaded; like the
+// model files it is kept in the Cache API and checked against the manifest's sha256.
+const PKG = new URL('../pkg/', import.meta.url).href;
+const modules = {};
+function loadModule(kind) {
+  modules[kind] ??= (async () => {
+    const manifest = JSON.parse((await getManifest(PKG)).text);
+    const entry = manifest.engines && manifest.engines[kind];
+    if (!entry) throw new Error(`pkg/manifest.json lists no ${kind} engine; rebuild with scripts/build-web.sh`);
+    const { buffer } = await getVerified(PKG, entry, { onProgress: progress(entry.path, 'engine'), onEvent: event });
+    const glue = await import(new URL(entry.glue, PKG).href);
+    await glue.default({ module_or_path: buffer });
+    return glue;
   })();
-  return wasmReady;
+  modules[kind].catch(() => delete modules[kind]);
+  return modules[kind];
 }
 
 // A software WebGPU adapter (SwiftShader, WARP) emulates the GPU on the CPU: measured with
 // ViT-B/16 in Chromium, a forward pass took 153 s there and 1.3 s on our wasm CPU backend.
-async function softwareWebGpu() {
+async function webGpuAdapter() {
   try {
     const adapter = await navigator.gpu?.requestAdapter();
-    return !!adapter && !!(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter);
-  } catch {
-    return false;
+    if (!adapter) return { ok: false, reason: navigator.gpu ? 'no WebGPU adapter was found' : 'this browser has no WebGPU' };
+    if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
+      return { ok: false, reason: 'the only WebGPU adapter here is a software one, which is slower than the CPU backend' };
+    }
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: `WebGPU failed: ${e.message}` };
   }
 }
 
@@ -54,14 +67,21 @@ async function softwareWebGpu() {
 async function createEngine(backend, precision, configText, textConfigText, weights, towers) {
   const bytes = new Uint8Array(weights);
   let fallbackReason = null;
-  if (backend === 'auto' && (await softwareWebGpu())) {
-    backend = 'cpu';
-    precision = 'f32';
-    fallbackReason = 'the only WebGPU adapter here is a software one, which is slower than the CPU backend';
-    event({ type: 'fallback', from: 'webgpu', reason: fallbackReason });
+  if (backend === 'auto') {
+    const gpu = await webGpuAdapter();
+    if (!gpu.ok) {
+      backend = 'cpu';
+      precision = 'f32';
+      fallbackReason = gpu.reason;
+      event({ type: 'fallback', from: 'webgpu', reason: fallbackReason });
+    }
   }
-  const attempts = backend === 'auto' ? [['webgpu', precision], ['cpu', 'f32']] : [[backend, precision]];
-  if (backend === 'auto' && precision === 'f16') attempts.splice(1, 0, ['webgpu', 'f32']);
+  if (backend === 'cpu' && precision === 'auto') precision = 'f32';
+  const module = backend === 'cpu' ? 'cpu' : 'webgpu';
+  const { Engine } = await loadModule(module);
+  const attempts = [[backend, precision]];
+  if (backend !== 'cpu' && precision === 'auto') attempts.push([backend, 'f32']);
+  if (backend === 'auto') attempts.push(['cpu', 'f32']); // the WebGPU module has the CPU backend too
   for (const [i, [b, p]] of attempts.entries()) {
     let eng = null;
     try {
@@ -69,7 +89,7 @@ async function createEngine(backend, precision, configText, textConfigText, weig
       // The warm-up pass (shader compilation happens here, not in the first prediction); a GPU
       // that fails it falls back to the next choice.
       await eng.warmUp();
-      return { eng, fallbackReason };
+      return { eng, fallbackReason, module };
     } catch (err) {
       eng?.free();
       if (i === attempts.length - 1) throw err;
@@ -79,14 +99,27 @@ async function createEngine(backend, precision, configText, textConfigText, weig
   }
 }
 
+// An f16 engine whose result overflowed (NaN/infinity; pipeline::NON_FINITE) is rebuilt in f32
+// from the cached files and the request runs again: the user gets an answer, never a wrong one.
+async function withF16Retry(run) {
+  try {
+    return await run(requireEngine());
+  } catch (err) {
+    if (engine.precision() !== 'f16' || !String(err?.message ?? err).startsWith('device: the model produced non-finite')) throw err;
+    event({ type: 'fallback', from: 'webgpu/f16', reason: 'f16 overflowed on this image; computing in f32 from now on' });
+    await handlers.load({ ...lastLoad, precision: 'f32' });
+    return run(requireEngine());
+  }
+}
+
 function isCheckpointUrl(source) {
   return /\.safetensors(\?.*)?$/.test(source);
 }
 
 const handlers = {
-  async load({ source, backend = 'auto', precision = 'f32', maxMegapixels }) {
+  async load({ source, backend = 'auto', precision = 'auto', maxMegapixels }) {
     const started = performance.now();
-    await loadWasm();
+    lastLoad = { source, backend, maxMegapixels };
     if (engine) {
       engine.free();
       engine = null;
@@ -105,7 +138,7 @@ const handlers = {
       const weights = count(await getUnverified(source, { onProgress: progress(source.split('/').pop(), 'weights') }));
       const made = await createEngine(backend, precision, configText, undefined, weights, 'both');
       engine = made.eng;
-      info = { model: source, labelSets: null, fallbackReason: made.fallbackReason, textTowerBytes: 0 };
+      info = { model: source, labelSets: null, fallbackReason: made.fallbackReason, engine: made.module, textTowerBytes: 0 };
     } else {
       const base = new URL(source.endsWith('/') ? source : source + '/', self.location.href).href;
       const { text: manifestText } = await getManifest(base);
@@ -132,6 +165,7 @@ const handlers = {
         model: manifest.model,
         labelSets: manifest.label_sets.map((s) => ({ id: s.id, name: s.name, classes: s.classes.length })),
         fallbackReason: made.fallbackReason,
+        engine: made.module,
         textTowerBytes: manifest.files.filter((f) => ['text-tower', 'tokenizer'].includes(f.role)).reduce((n, f) => n + f.bytes, 0),
         imageWeights: manifest.image_weights,
       };
@@ -149,18 +183,20 @@ const handlers = {
   },
 
   async classify({ image, request }) {
-    const eng = requireEngine();
-    await ensureTextTower(request);
-    if (image.kind === 'bytes') return eng.classify(new Uint8Array(image.data), request);
-    const { rgba, width, height } = toRgba(image);
-    return eng.classifyRgba(rgba, width, height, request);
+    requireEngine();
+    const input = image.kind === 'bytes' ? new Uint8Array(image.data) : toRgba(image);
+    return withF16Retry(async (eng) => {
+      await ensureTextTower(request);
+      if (image.kind === 'bytes') return eng.classify(input, request);
+      return eng.classifyRgba(input.rgba, input.width, input.height, request);
+    });
   },
 
   async embedImage({ image }) {
-    const eng = requireEngine();
-    if (image.kind === 'bytes') return eng.embedImage(new Uint8Array(image.data));
-    const { rgba, width, height } = toRgba(image);
-    return eng.embedImageRgba(rgba, width, height);
+    requireEngine();
+    const input = image.kind === 'bytes' ? new Uint8Array(image.data) : toRgba(image);
+    return withF16Retry(async (eng) =>
+      image.kind === 'bytes' ? eng.embedImage(input) : eng.embedImageRgba(input.rgba, input.width, input.height));
   },
 
   async embedText({ texts }) {

@@ -45,6 +45,26 @@ async function checkAgainstReferences(page) {
   return { worst, worstNative };
 }
 
+/** The paths of every request `context` makes from now on. */
+function recordRequests(context) {
+  const paths = new Set();
+  context.on('request', (r) => paths.add(new URL(r.url()).pathname));
+  return paths;
+}
+
+/** `DermLIP.load(BUNDLE, options)` in `page`: the error message, or null when it loads. */
+async function loadError(page, options) {
+  return page.evaluate(async ([bundle, opts]) => {
+    const { DermLIP } = await import('/www/dermlip.js');
+    try {
+      (await DermLIP.load(`/${bundle}`, opts)).dispose();
+      return null;
+    } catch (e) {
+      return e.message;
+    }
+  }, [BUNDLE, options]);
+}
+
 describe('WebGPU and CPU paths', () => {
   let browser;
   before(async () => {
@@ -57,16 +77,31 @@ describe('WebGPU and CPU paths', () => {
     const page = await newPage(context);
     const info = await openSite(page, server.url, 'backend=webgpu&nosw');
     assert.equal(info.backend, 'webgpu');
+    assert.equal(info.engine, 'webgpu');
+    assert.equal(info.precision, 'f32', "precision 'auto' without shader-f16 (SwiftShader has none) computes in f32");
     const d = await checkAgainstReferences(page);
     console.log(`webgpu: max |Δprob| vs open_clip ${d.worst.toExponential(2)}, vs native ${d.worstNative.toExponential(2)}`);
+    await context.close();
+  });
+
+  test('f16 without shader-f16, an unknown precision and f16 on the CPU are refused with a clear message', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await page.goto(`${server.url}pkg/manifest.json`);
+    assert.match(await loadError(page, { backend: 'webgpu', precision: 'f16' }), /no shader-f16 support; use f32/);
+    assert.match(await loadError(page, { backend: 'cpu', precision: 'f64' }), /unknown precision "f64"/);
+    assert.match(await loadError(page, { backend: 'cpu', precision: 'f16' }), /f16 needs WebGPU/);
     await context.close();
   });
 
   test('forced CPU classifies the fixture images as open_clip and the native CLI do', async () => {
     const context = await browser.newContext();
     const page = await newPage(context);
+    const requests = recordRequests(context);
     const info = await openSite(page, server.url, 'backend=cpu&nosw');
     assert.equal(info.backend, 'cpu');
+    assert.equal(info.engine, 'cpu');
+    assert.ok(requests.has('/pkg/dermlip_cpu_bg.wasm') && !requests.has('/pkg/dermlip_webgpu_bg.wasm'), 'only the CPU engine is downloaded');
     const d = await checkAgainstReferences(page);
     console.log(`cpu: max |Δprob| vs open_clip ${d.worst.toExponential(2)}, vs native ${d.worstNative.toExponential(2)}`);
     await context.close();
@@ -128,9 +163,13 @@ describe('with only a software WebGPU adapter', () => {
   test('automatic mode prefers the CPU (SwiftShader is much slower) and says why', async () => {
     const browser = await launch();
     try {
-      const page = await newPage(await browser.newContext());
+      const context = await browser.newContext();
+      const page = await newPage(context);
+      const requests = recordRequests(context);
       const info = await openSite(page, server.url, 'nosw');
       assert.equal(info.backend, 'cpu');
+      assert.equal(info.engine, 'cpu');
+      assert.ok(!requests.has('/pkg/dermlip_webgpu_bg.wasm'), 'the WebGPU engine is not downloaded');
       assert.match(info.fallbackReason, /software/);
       assert.match(await page.textContent('#model-status'), /software/);
     } finally {
@@ -143,9 +182,13 @@ describe('without WebGPU', () => {
   test('automatic mode falls back to the CPU and says so', async () => {
     const browser = await launch({ webgpu: false });
     try {
-      const page = await newPage(await browser.newContext());
+      const context = await browser.newContext();
+      const page = await newPage(context);
+      const requests = recordRequests(context);
       const info = await openSite(page, server.url, 'nosw');
       assert.equal(info.backend, 'cpu');
+      assert.equal(info.engine, 'cpu');
+      assert.ok(!requests.has('/pkg/dermlip_webgpu_bg.wasm'), 'the WebGPU engine is not downloaded');
       assert.ok(info.fallbackReason, 'a reason is reported');
       assert.match(await page.textContent('#model-status'), /CPU/);
       const r = await classifyInPage(page, fixtureBytes(HAM_IMAGES[0]), 'ham7', { topK: 3 });

@@ -99,7 +99,7 @@ describe('the embeddable widget', () => {
       const path = new URL(u).pathname;
       counts[path] = (counts[path] || 0) + 1;
     }
-    const files = ['/pkg/dermlip_bg.wasm', '/www/models/default/manifest.json', '/www/models/default/image.safetensors',
+    const files = ['/pkg/dermlip_cpu_bg.wasm', '/www/models/default/manifest.json', '/www/models/default/image.safetensors',
       '/www/models/default/label-embeddings.safetensors', '/www/models/default/concepts.json', '/www/models/default/open_clip_config.json',
       '/www/examples/synthetic-lesion.jpg'];
     for (const f of files) assert.equal(counts[f], 1, `${f} requested ${counts[f]} times`);
