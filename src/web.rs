@@ -126,12 +126,6 @@ async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'stat
     Err(Error::Device("this is the CPU-only engine (dermlip_cpu.wasm); WebGPU needs dermlip_webgpu.wasm".into()))
 }
 
-/// Whether this module has the WebGPU backend (`dermlip_webgpu`) or is the CPU-only one.
-#[wasm_bindgen(js_name = hasWebGpu)]
-pub fn has_webgpu() -> bool {
-    cfg!(feature = "webgpu")
-}
-
 #[cfg(feature = "webgpu")]
 fn console_warn(msg: &str) {
     #[wasm_bindgen]

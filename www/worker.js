@@ -200,12 +200,12 @@ const handlers = {
   },
 
   async embedText({ texts }) {
-    const eng = requireEngine();
-    await ensureTextTower({ labels: [] });
-    const flat = eng.embedText(texts);
-    const out = await flat;
-    const d = eng.embedDim();
-    return texts.map((_, i) => out.slice(i * d, (i + 1) * d));
+    return withF16Retry(async (eng) => {
+      await ensureTextTower({ labels: [] });
+      const out = await eng.embedText(texts);
+      const d = eng.embedDim();
+      return texts.map((_, i) => out.slice(i * d, (i + 1) * d));
+    });
   },
 
   async dispose() {
