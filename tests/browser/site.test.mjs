@@ -3,9 +3,12 @@
 // fixture JSON written by tests/reference/make_fixtures.py) and the native CLI's.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import {
-  BUNDLE, artifactPath, classifyInPage, fixtureBytes, launch, nativeClassify, newPage, openSite, reference, startServer,
+  BUNDLE, ROOT, artifactPath, classifyInPage, fixtureBytes, launch, nativeClassify, newPage, openSite, reference, startServer,
 } from './harness.mjs';
 
 const ref = reference('tiny-gelu');
@@ -52,8 +55,8 @@ function recordRequests(context) {
   return paths;
 }
 
-/** `DermLIP.load(BUNDLE, options)` in `page`: the error message, or null when it loads. */
-async function loadError(page, options) {
+/** `DermLIP.load(bundle, options)` in `page`: the error message, or null when it loads. */
+async function loadError(page, options, bundle = BUNDLE) {
   return page.evaluate(async ([bundle, opts]) => {
     const { DermLIP } = await import('/www/dermlip.js');
     try {
@@ -62,7 +65,7 @@ async function loadError(page, options) {
     } catch (e) {
       return e.message;
     }
-  }, [BUNDLE, options]);
+  }, [bundle, options]);
 }
 
 describe('WebGPU and CPU paths', () => {
@@ -105,6 +108,37 @@ describe('WebGPU and CPU paths', () => {
     const d = await checkAgainstReferences(page);
     console.log(`cpu: max |Δprob| vs open_clip ${d.worst.toExponential(2)}, vs native ${d.worstNative.toExponential(2)}`);
     await context.close();
+  });
+});
+
+describe('a model whose output is not finite', () => {
+  test('is refused with a clear message instead of becoming probabilities', async () => {
+    // The fixture bundle with NaN LayerNorm weights before the projection (sha256 updated).
+    const rel = 'www/models/nan-test/';
+    const dir = join(ROOT, rel);
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(join(ROOT, BUNDLE), dir, { recursive: true });
+    const file = join(dir, 'image.safetensors');
+    const buf = readFileSync(file);
+    const n = Number(buf.readBigUInt64LE(0));
+    const tensor = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))['visual.ln_post.weight'];
+    assert.equal(tensor.dtype, 'F32');
+    for (let o = 8 + n + tensor.data_offsets[0]; o < 8 + n + tensor.data_offsets[1]; o += 4) buf.writeFloatLE(NaN, o);
+    writeFileSync(file, buf);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+    manifest.files.find((f) => f.path === 'image.safetensors').sha256 = createHash('sha256').update(buf).digest('hex');
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
+    const browser = await launch();
+    try {
+      const page = await newPage(await browser.newContext());
+      await page.goto(`${server.url}pkg/manifest.json`);
+      // The warm-up pass already sees NaN: the load fails, no engine answers with it.
+      assert.match(await loadError(page, { backend: 'cpu' }, rel), /non-finite values \(NaN or infinity\)/);
+      assert.equal(await loadError(page, { backend: 'cpu' }), null, 'a good model still loads');
+    } finally {
+      await browser.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
