@@ -245,8 +245,8 @@ fn split_rows(data: TensorData, d: usize) -> Result<Vec<Vec<f32>>> {
     Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-/// The message of a result with NaN or ∞ in it; the browser worker matches on its start to retry
-/// an f16 engine in f32.
+/// The message of a result with NaN or ∞ in it; the browser worker (through
+/// `web::non_finite_message`) retries an f16 engine in f32 on it.
 pub const NON_FINITE: &str =
     "the model produced non-finite values (NaN or infinity): a numeric overflow, most likely from half-precision (f16) compute; use f32";
 

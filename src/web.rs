@@ -126,6 +126,13 @@ async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'stat
     Err(Error::Device("this is the CPU-only engine (dermlip_cpu.wasm); WebGPU needs dermlip_webgpu.wasm".into()))
 }
 
+/// The message of a result with NaN or infinity in it (an f16 overflow), which the worker answers
+/// by rebuilding the engine in f32: one definition for Rust and JS.
+#[wasm_bindgen(js_name = nonFiniteMessage)]
+pub fn non_finite_message() -> String {
+    crate::pipeline::NON_FINITE.to_string()
+}
+
 #[cfg(feature = "webgpu")]
 fn console_warn(msg: &str) {
     #[wasm_bindgen]

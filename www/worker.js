@@ -99,13 +99,15 @@ async function createEngine(backend, precision, configText, textConfigText, weig
   }
 }
 
-// An f16 engine whose result overflowed (NaN/infinity; pipeline::NON_FINITE) is rebuilt in f32
-// from the cached files and the request runs again: the user gets an answer, never a wrong one.
+// An f16 engine whose result overflowed (NaN/infinity) is rebuilt in f32 from the cached files and
+// the request runs again: the user gets an answer, never a wrong one.
 async function withF16Retry(run) {
   try {
     return await run(requireEngine());
   } catch (err) {
-    if (engine.precision() !== 'f16' || !String(err?.message ?? err).startsWith('device: the model produced non-finite')) throw err;
+    if (engine.precision() !== 'f16') throw err;
+    const { nonFiniteMessage } = await loadModule('webgpu'); // f16 engines come from it: loaded
+    if (!String(err?.message ?? err).includes(nonFiniteMessage())) throw err;
     event({ type: 'fallback', from: 'webgpu/f16', reason: 'f16 overflowed on this image; computing in f32 from now on' });
     await handlers.load({ ...lastLoad, precision: 'f32' });
     return run(requireEngine());
