@@ -7,7 +7,9 @@
 //   dermlip convert --model ... --out benches/out/bundle-int8 --image-weights int8
 //   (or, without Python: cargo run --release --example random_checkpoint -- vit-b-16|panderm DIR;
 //   PanDerm converted into benches/out/panderm-int8 likewise)
-//   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...]
+//   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...] [--cold-only]
+//   (CHROMIUM_FLAGS="--enable-features=Vulkan --ignore-gpu-blocklist" for a real GPU on Linux; the
+//   table names the adapter it ran on)
 //
 // For each case: cold load (fresh profile: download + compile + warm-up), cached load (same
 // profile, second visit), first and warm-median image-embedding latency, and the bytes the page
@@ -23,6 +25,8 @@ const opt = (name, fallback) => {
 };
 const runs = Number(opt('--runs', 10));
 const only = opt('--only', '');
+// One visit per case (no cached-load row; warm median from the cold visit): for slow adapters.
+const coldOnly = args.includes('--cold-only');
 const OUT = 'benches/out';
 const image = 'tests/fixtures/images/astronaut_exact_224.png';
 
@@ -60,7 +64,7 @@ async function runCase(browser, base, c) {
   };
   const cold = await visit();
   const coldBytes = transferred;
-  const cached = await visit();
+  const cached = coldOnly ? null : await visit();
   await context.close();
   return { ...c, cold, cached, coldBytes };
 }
@@ -81,12 +85,14 @@ try {
 // PyTorch's output for the ONNX export (benches/export_onnx.py), read only when ORT ran.
 const ortReference = () => JSON.parse(readFileSync(join(ROOT, OUT, 'vit-b16-visual.onnx.reference.json'), 'utf8')).embedding;
 const s = (ms) => (ms / 1000).toFixed(2);
-console.log(`\nViT-B/16 image tower, headless Chromium ${browser.version?.() ?? ''} (${runs} warm runs, median)\n`);
+console.log(`\nViT-B/16 image tower, headless Chromium ${browser.version?.() ?? ''} (${runs} warm runs, median)`);
+console.log(`WebGPU adapter: ${[...new Set(results.map((r) => r.cold.adapter))].join('; ')}\n`);
 console.log('| case | cold load s | cached load s | 1st embed s | warm median s | MB before 1st prediction (cold) |');
 console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const firstPred = r.coldBytes / 1e6;
-  console.log(`| ${r.id} | ${s(r.cold.loadMs)} | ${s(r.cached.loadMs)} | ${s(r.cold.firstMs)} | ${s(r.cached.medianMs)} | ${firstPred.toFixed(1)} |`);
+  const warm = r.cached ?? r.cold;
+  console.log(`| ${r.id} | ${s(r.cold.loadMs)} | ${r.cached ? s(r.cached.loadMs) : '–'} | ${s(r.cold.firstMs)} | ${s(warm.medianMs)} | ${firstPred.toFixed(1)} |`);
   if (r.engine === 'ort') {
     const ref = ortReference();
     const d = Math.max(...r.cold.embedding.map((v, i) => Math.abs(v - ref[i])));
@@ -94,5 +100,6 @@ for (const r of results) {
   }
 }
 const by = Object.fromEntries(results.map((r) => [r.id, r]));
-const ratio = (a, b) => (by[a] && by[b] ? (by[a].cached.medianMs / by[b].cached.medianMs).toFixed(2) : 'n/a');
+const warmMs = (r) => (r.cached ?? r.cold).medianMs;
+const ratio = (a, b) => (by[a] && by[b] ? (warmMs(by[a]) / warmMs(by[b])).toFixed(2) : 'n/a');
 console.log(`\nwarm latency ratio dermlip/ORT: WebGPU ${ratio('dermlip-webgpu-f16', 'ort-webgpu')}, CPU ${ratio('dermlip-cpu-int8', 'ort-wasm')}`);

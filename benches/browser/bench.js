@@ -80,8 +80,19 @@ async function benchOrt() {
   return { loadMs, firstMs, medianMs: median(times), times, backend: ep, fromCache, embedding: emb.slice(0, 8), dim: emb.length };
 }
 
-(q.get('engine') === 'ort' ? benchOrt() : benchDermlip())
-  .then((r) => {
+// Which WebGPU adapter this browser offers: a table measured on SwiftShader (a CPU emulation)
+// says nothing about a GPU, so every result carries it.
+async function adapterInfo() {
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) return 'none';
+  const i = adapter.info || {};
+  const fallback = i.isFallbackAdapter ?? adapter.isFallbackAdapter;
+  return [i.vendor, i.architecture, i.description].filter(Boolean).join(' / ') + (fallback ? ' (fallback adapter)' : '');
+}
+
+Promise.all([q.get('engine') === 'ort' ? benchOrt() : benchDermlip(), adapterInfo()])
+  .then(([r, adapter]) => {
+    r.adapter = adapter;
     out.textContent = JSON.stringify(r);
     out.dataset.done = 'ok';
   })

@@ -21,6 +21,8 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--no-first-run',
   '--disable-quic',
+  // Extra flags, e.g. for a benchmark on a real GPU (see README, Benchmark).
+  ...(process.env.CHROMIUM_FLAGS || '').split(' ').filter(Boolean),
 ];
 
 /** Starts scripts/serve.mjs on a free port (extra command-line `args`, e.g. ['--cors']); resolves to {url, close}. */
