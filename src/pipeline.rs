@@ -8,7 +8,7 @@ use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer}
 use crate::config::{ClipConfig, ModelFileConfig, TextArch};
 use crate::error::{Error, Result};
 use crate::preprocess::{self, PreprocessConfig};
-use crate::tokenizer::{ClipTokenizer, TextTokenizer, VOCAB_SIZE};
+use crate::tokenizer::{ClipTokenizer, TextTokenizer, PAD_TOKEN, VOCAB_SIZE};
 use crate::weights::StateDict;
 use crate::wordpiece::{TokenizerFile, WordPieceTokenizer};
 use crate::zero_shot::{self, fill_template, Prediction};
@@ -161,12 +161,13 @@ impl DermLip {
         let parts: Vec<Tensor<2>> = ids
             .chunks(TEXT_BATCH)
             .map(|chunk| {
-                // BERT masks padding as keys and leaves it out of the mean, so the padding columns
-                // every row of the batch ends with change nothing: drop them (prompts are a few dozen
-                // of the 256 positions).
+                // The padding columns every row of the batch ends with change nothing, so they are
+                // dropped (prompts use a few dozen of BERT's 256 positions, ~20 of CLIP's 77): BERT
+                // masks padding as keys and leaves it out of the mean; CLIP's attention is causal
+                // and it pools at the end-of-text token, which no later position can reach.
                 let len = match &self.config.text.arch {
                     TextArch::Bert(b) => chunk.iter().map(|row| used_length(row, b.pad_token_id)).max().unwrap_or(1),
-                    TextArch::Clip => ctx,
+                    TextArch::Clip => chunk.iter().map(|row| used_length(row, PAD_TOKEN)).max().unwrap_or(1).min(ctx),
                 };
                 let flat: Vec<i32> = chunk.iter().flat_map(|row| &row[..len]).map(|&i| i as i32).collect();
                 let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), len]), &self.device);
@@ -375,6 +376,18 @@ pub fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_rows_are_cut_after_their_end_of_text_token() {
+        use crate::tokenizer::EOT_TOKEN;
+        let tok = ClipTokenizer::new().unwrap();
+        let row = tok.encode("a photo of a nevus").unwrap();
+        let eot = row.iter().position(|&i| i == EOT_TOKEN).unwrap();
+        assert_eq!(used_length(&row, PAD_TOKEN), eot + 1);
+        // Id 0 is also the BPE token "!": only the zeros after end-of-text are padding.
+        assert_eq!(used_length(&[49406, 0, 320, 0, EOT_TOKEN, 0, 0], PAD_TOKEN), 5);
+        assert_eq!(used_length(&tok.encode(&"word ".repeat(100)).unwrap(), PAD_TOKEN), 77);
+    }
 
     #[test]
     fn non_finite_results_are_an_error_not_an_answer() {
