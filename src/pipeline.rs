@@ -157,19 +157,12 @@ impl DermLip {
 
     /// Token ids → unnormalised text embeddings `[n, embed_dim]`.
     pub fn encode_ids(&self, ids: &[Vec<u32>]) -> Tensor<2> {
-        let ctx = self.config.text.context_length;
+        let pad = text_pad_id(&self.config.text.arch);
         let parts: Vec<Tensor<2>> = ids
             .chunks(TEXT_BATCH)
             .map(|chunk| {
-                // The padding columns every row of the batch ends with change nothing, so they are
-                // dropped (prompts use a few dozen of BERT's 256 positions, ~20 of CLIP's 77): BERT
-                // masks padding as keys and leaves it out of the mean; CLIP's attention is causal
-                // and it pools at the end-of-text token, which no later position can reach.
-                let len = match &self.config.text.arch {
-                    TextArch::Bert(b) => chunk.iter().map(|row| used_length(row, b.pad_token_id)).max().unwrap_or(1),
-                    TextArch::Clip => chunk.iter().map(|row| used_length(row, PAD_TOKEN)).max().unwrap_or(1).min(ctx),
-                };
-                let flat: Vec<i32> = chunk.iter().flat_map(|row| &row[..len]).map(|&i| i as i32).collect();
+                let flat: Vec<i32> = chunk.iter().flatten().map(|&i| i as i32).collect();
+                let (flat, len) = trim_text_padding(&flat, chunk.len(), pad as i32);
                 let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), len]), &self.device);
                 self.model.encode_text(batch)
             })
@@ -287,8 +280,30 @@ impl DermLip {
     }
 }
 
+/// The id the text tower's tokenizer pads with: 0 for open_clip's CLIP BPE, `pad_token_id` for a BERT.
+pub fn text_pad_id(arch: &TextArch) -> u32 {
+    match arch {
+        TextArch::Clip => PAD_TOKEN,
+        TextArch::Bert(b) => b.pad_token_id,
+    }
+}
+
+/// Drops the padding columns that every row of a `[rows, row_len]` batch of token ids ends with:
+/// they change no text embedding, so the text tower need not run over them (prompts use ~20 of
+/// CLIP's 77 positions, a few dozen of BERT's 256). BERT masks padding as keys and leaves it out
+/// of its mean; CLIP's attention is causal and it pools at the end-of-text token, which no later
+/// position can reach (so their gradients are zero too). Returns the ids and the new row length.
+pub fn trim_text_padding(ids: &[i32], rows: usize, pad: i32) -> (Vec<i32>, usize) {
+    let row_len = ids.len() / rows.max(1);
+    if rows == 0 || row_len == 0 {
+        return (ids.to_vec(), row_len);
+    }
+    let len = ids.chunks(row_len).map(|row| used_length(row, pad)).max().unwrap_or(row_len);
+    (ids.chunks(row_len).flat_map(|row| &row[..len]).copied().collect(), len)
+}
+
 /// Ids up to and including the last non-padding one (at least one).
-fn used_length(row: &[u32], pad: u32) -> usize {
+fn used_length(row: &[i32], pad: i32) -> usize {
     row.iter().rposition(|&i| i != pad).map_or(1, |last| last + 1)
 }
 
@@ -378,15 +393,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clip_rows_are_cut_after_their_end_of_text_token() {
-        use crate::tokenizer::EOT_TOKEN;
+    fn text_batches_are_cut_after_their_last_non_padding_id() {
+        use crate::tokenizer::{EOT_TOKEN, SOT_TOKEN};
         let tok = ClipTokenizer::new().unwrap();
-        let row = tok.encode("a photo of a nevus").unwrap();
-        let eot = row.iter().position(|&i| i == EOT_TOKEN).unwrap();
-        assert_eq!(used_length(&row, PAD_TOKEN), eot + 1);
+        let ids: Vec<i32> =
+            ["a photo of a nevus", "melanoma"].iter().flat_map(|t| tok.encode(t).unwrap()).map(|i| i as i32).collect();
+        let eot = ids.iter().position(|&i| i == EOT_TOKEN as i32).unwrap();
+        let (cut, len) = trim_text_padding(&ids, 2, 0);
+        assert_eq!(len, eot + 1);
+        assert_eq!(cut[..len], ids[..len]);
+        assert_eq!(cut[len..], ids[77..77 + len]);
         // Id 0 is also the BPE token "!": only the zeros after end-of-text are padding.
-        assert_eq!(used_length(&[49406, 0, 320, 0, EOT_TOKEN, 0, 0], PAD_TOKEN), 5);
-        assert_eq!(used_length(&tok.encode(&"word ".repeat(100)).unwrap(), PAD_TOKEN), 77);
+        let (sot, eot) = (SOT_TOKEN as i32, EOT_TOKEN as i32);
+        assert_eq!(trim_text_padding(&[sot, 0, 320, 0, eot, 0, 0], 1, 0).1, 5);
+        // A full row keeps every column; an empty batch stays empty.
+        let full: Vec<i32> = tok.encode(&"word ".repeat(100)).unwrap().iter().map(|&i| i as i32).collect();
+        assert_eq!(trim_text_padding(&full, 1, 0).1, 77);
+        assert_eq!(trim_text_padding(&[], 0, 0), (vec![], 0));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dermlip::config::ModelFileConfig;
+use dermlip::pipeline::{text_pad_id, trim_text_padding};
 use dermlip::tokenizer::TextTokenizer;
 use dermlip::zero_shot::fill_template;
 use dermlip::Clip;
@@ -92,7 +93,7 @@ pub fn evaluate(
     device: Device,
 ) -> Result<EvalReport, String> {
     let size = file_cfg.preprocess.size as usize;
-    let ctx = file_cfg.model.text.context_length;
+    let pad = text_pad_id(&file_cfg.model.text.arch) as i32;
     let cfg = LoaderConfig {
         batch_size: EVAL_BATCH,
         workers: data.workers,
@@ -113,7 +114,8 @@ pub fn evaluate(
             continue;
         }
         let img = Tensor::<4>::from_data(TensorData::new(batch.pixels, [batch.len, 3, size, size]), &device);
-        let tok = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens, [batch.len, ctx]), &device);
+        let (tokens, used) = trim_text_padding(&batch.tokens, batch.len, pad);
+        let tok = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len, used]), &device);
         imgs.push(l2_normalize(model.encode_image(img)));
         txts.push(l2_normalize(model.encode_text(tok)));
         ids.extend(batch.ids);
@@ -138,7 +140,8 @@ pub fn evaluate(
                 .map(|t| tokenizer.encode(&fill_template(t, c)).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?;
             let flat: Vec<i32> = prompts.iter().flatten().map(|&t| t as i32).collect();
-            let tok = Tensor::<2, Int>::from_data(TensorData::new(flat, [prompts.len(), ctx]), &device);
+            let (flat, used) = trim_text_padding(&flat, prompts.len(), pad);
+            let tok = Tensor::<2, Int>::from_data(TensorData::new(flat, [prompts.len(), used]), &device);
             let e = l2_normalize(model.encode_text(tok)).mean_dim(0);
             class_emb.push(l2_normalize(e));
         }

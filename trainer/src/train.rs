@@ -11,6 +11,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use dermlip::config::{Activation, ModelFileConfig, TextArch};
 use dermlip::export::{checkpoint_config_files, clip_state_dict, save_open_clip, write_atomic};
+use dermlip::pipeline::{text_pad_id, trim_text_padding};
 use dermlip::preprocess::PreprocessConfig;
 use dermlip::tokenizer::{ClipTokenizer, TextTokenizer, VOCAB_SIZE};
 use dermlip::weights::StateDict;
@@ -603,7 +604,7 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
     if size != mcfg.vision.image_size {
         return Err(format!("preprocess size {size} differs from the model's image_size {}", mcfg.vision.image_size));
     }
-    let ctx = mcfg.text.context_length;
+    let pad = text_pad_id(&mcfg.text.arch) as i32;
     let loader_cfg = LoaderConfig {
         batch_size: cfg.batch_size,
         workers: cfg.data.workers,
@@ -716,16 +717,9 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
                 let lr = cosine_lr(cfg.optim.lr, cfg.optim.warmup, total_steps, state.step);
                 let mut replicas = vec![model.clone()];
                 replicas.extend(devices[1..].iter().map(|d| model.clone().fork(d)));
-                let (grads, loss) = batch_gradients(
-                    &replicas,
-                    &devices,
-                    &batch.pixels,
-                    &batch.tokens,
-                    batch.len,
-                    size,
-                    ctx,
-                    cfg.accum_freq,
-                );
+                let (tokens, used) = trim_text_padding(&batch.tokens, batch.len, pad);
+                let (grads, loss) =
+                    batch_gradients(&replicas, &devices, &batch.pixels, &tokens, batch.len, size, used, cfg.accum_freq);
                 drop(replicas);
                 let (m, gnorm) = optim.step(model, grads, lr);
                 model = clamp_logit_scale(m);
@@ -812,4 +806,48 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
         log(format!("plots: {e}"));
     }
     Ok(Outcome { state, final_dir, first_loss, last_loss, evals, model, file_config: file_cfg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::tiny_config_json;
+
+    /// `train` drops the padding columns of each batch before the forward pass; that must leave the
+    /// loss and every gradient as they were (causal attention, pooling at end-of-text).
+    #[test]
+    fn trimmed_text_padding_leaves_loss_and_gradients_unchanged() {
+        let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(32).to_string()).unwrap();
+        let cfg = &file_cfg.model;
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let model = open_clip_init(Clip::new(cfg, &device), cfg);
+        let (n, size, ctx) = (3, 32, cfg.text.context_length);
+        let tokenizer = text_tokenizer(cfg).unwrap();
+        let tokens: Vec<i32> = ["a red round lesion", "blue", "a small dark brown irregular macule on skin"]
+            .iter()
+            .flat_map(|t| tokenizer.encode(t).unwrap())
+            .map(|i| i as i32)
+            .collect();
+        let (trimmed, used) = trim_text_padding(&tokens, n, text_pad_id(&cfg.text.arch) as i32);
+        assert!(used < ctx, "the test needs padding to trim: {used} of {ctx}");
+        let pixels: Vec<f32> = (0..n * 3 * size * size).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let run = |tokens: &[i32], len: usize| {
+            let (grads, loss) = batch_gradients(
+                std::slice::from_ref(&model),
+                std::slice::from_ref(&device),
+                &pixels,
+                tokens,
+                n,
+                size,
+                len,
+                1,
+            );
+            (loss, grads.global_norm())
+        };
+        let (full_loss, full_norm) = run(&tokens, ctx);
+        let (cut_loss, cut_norm) = run(&trimmed, used);
+        assert!((full_loss - cut_loss).abs() < 1e-6, "loss {full_loss} vs {cut_loss}");
+        assert!((full_norm - cut_norm).abs() < 1e-5 * full_norm, "gradient norm {full_norm} vs {cut_norm}");
+    }
 }
