@@ -30,15 +30,21 @@ impl Attention {
     }
 
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let seq = x.dims()[1];
+        self.forward_queries(x, seq, causal)
+    }
+
+    /// The output at the first `queries` positions only; every position is still a key and a value.
+    fn forward_queries(&self, x: Tensor<3>, queries: usize, causal: bool) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
         let qkv = linear(&self.in_proj, x).reshape([batch, seq, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
+        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0).narrow(2, 0, queries);
         let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
         let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let out = attention(q, k, v, None, None, options); // [batch, heads, seq, head_dim]
-        linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, seq, width]))
+        let out = attention(q, k, v, None, None, options); // [batch, heads, queries, head_dim]
+        linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, queries, width]))
     }
 
     fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize) -> Result<()> {
@@ -89,6 +95,13 @@ impl ResidualBlock {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
+
+    /// [`ResidualBlock::forward`] (non-causal) at the first `n` positions only.
+    fn forward_first(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
+        let h = self.attn.forward_queries(self.ln_1.forward(x.clone()), n, false);
+        let x = x.narrow(1, 0, n) + h;
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
 }
 
 /// Sizes of one tower's block stack.
@@ -125,6 +138,19 @@ impl Transformer {
             x = block.forward(x, causal);
         }
         x
+    }
+
+    /// The (non-causal) stack's output at the first `n` positions, `[batch, n, width]`: the last
+    /// block computes no other row (class-token pooling reads one), which saves its MLP and
+    /// out-projection for every other token: 6.3 % of a ViT-B/16 forward's multiply-adds.
+    pub fn forward_first(&self, mut x: Tensor<3>, n: usize) -> Tensor<3> {
+        let Some((last, rest)) = self.resblocks.split_last() else {
+            return x.narrow(1, 0, n);
+        };
+        for block in rest {
+            x = block.forward(x, false);
+        }
+        last.forward_first(x, n)
     }
 
     pub fn load(&mut self, w: &mut WeightLoader, prefix: &str, d: TransformerDims) -> Result<()> {

@@ -66,7 +66,8 @@ impl VisionTransformer {
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
         let x = self.ln_pre.forward(x);
-        let x = self.transformer.forward(x, false);
+        // Class-token pooling needs the last block's output at position 0 only.
+        let x = if self.avg_pool { self.transformer.forward(x, false) } else { self.transformer.forward_first(x, 1) };
         let pooled = if self.final_ln_after_pool {
             self.ln_post.forward(self.pool(x))
         } else {
