@@ -7,7 +7,7 @@
 //   dermlip convert --model ... --out benches/out/bundle-int8 --image-weights int8
 //   (or, without Python: cargo run --release --example random_checkpoint -- vit-b-16|panderm DIR;
 //   PanDerm converted into benches/out/panderm-int8 likewise)
-//   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...] [--cold-only]
+//   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...] [--cold-only] [--text-runs 5]
 //   (CHROMIUM_FLAGS="--enable-features=Vulkan --ignore-gpu-blocklist" for a real GPU on Linux; the
 //   table names the adapter it ran on)
 //
@@ -27,6 +27,8 @@ const runs = Number(opt('--runs', 10));
 const only = opt('--only', '');
 // One visit per case (no cached-load row; warm median from the cold visit): for slow adapters.
 const coldOnly = args.includes('--cold-only');
+// dermlip only: also time the text tower on 56 custom-label prompts (first call fetches it).
+const textRuns = Number(opt('--text-runs', 0));
 const OUT = 'benches/out';
 const image = 'tests/fixtures/images/astronaut_exact_224.png';
 
@@ -54,7 +56,7 @@ async function runCase(browser, base, c) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${c.id}] pageerror`, e.message));
   page.on('console', (m) => m.text().startsWith('[bench]') && console.error(`[${c.id}]`, m.text()));
-  const params = new URLSearchParams({ ...c, runs: String(runs), image: `/${image}` });
+  const params = new URLSearchParams({ ...c, runs: String(runs), textRuns: String(textRuns), image: `/${image}` });
   const visit = async () => {
     await page.goto(`${base}benches/browser/bench.html?${params}`);
     await page.waitForSelector('#out[data-done]', { timeout: 3_600_000 });
@@ -87,7 +89,8 @@ const ortReference = () => JSON.parse(readFileSync(join(ROOT, OUT, 'vit-b16-visu
 const s = (ms) => (ms / 1000).toFixed(2);
 console.log(`\nViT-B/16 image tower, headless Chromium ${browser.version?.() ?? ''} (${runs} warm runs, median)`);
 console.log(`WebGPU adapter: ${[...new Set(results.map((r) => r.cold.adapter))].join('; ')}\n`);
-console.log('| case | cold load s | cached load s | 1st embed s | warm median s | MB before 1st prediction (cold) |');
+const bytesHead = textRuns > 0 ? 'MB in the cold visit (incl. the text tower)' : 'MB before 1st prediction (cold)';
+console.log(`| case | cold load s | cached load s | 1st embed s | warm median s | ${bytesHead} |`);
 console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const firstPred = r.coldBytes / 1e6;
@@ -98,6 +101,13 @@ for (const r of results) {
     const d = Math.max(...r.cold.embedding.map((v, i) => Math.abs(v - ref[i])));
     console.log(`|  ↳ ort output vs PyTorch (first 8 values): max abs diff ${d.toExponential(2)} | | | | | |`);
   }
+}
+const texts = results.filter((r) => r.cold.text);
+if (texts.length) {
+  console.log(`\nCustom labels: ${texts[0].cold.text.prompts} prompts through the text tower (${textRuns} warm runs, median)\n`);
+  console.log('| case | 1st call s (incl. text tower download + load) | warm median s |');
+  console.log('|---|---:|---:|');
+  for (const r of texts) console.log(`| ${r.id} | ${s(r.cold.text.firstMs)} | ${s((r.cached ?? r.cold).text.medianMs)} |`);
 }
 const by = Object.fromEntries(results.map((r) => [r.id, r]));
 const warmMs = (r) => (r.cached ?? r.cold).medianMs;

@@ -1,5 +1,5 @@
 // One benchmark case per page load, chosen by the query string; benches/browser_bench.mjs drives it.
-//   ?engine=dermlip&backend=webgpu|cpu&model=BUNDLE_URL&runs=10
+//   ?engine=dermlip&backend=webgpu|cpu&model=BUNDLE_URL&runs=10[&textRuns=5]
 //   ?engine=ort&ep=webgpu|wasm&model=ONNX_URL&runs=10
 import { DermLIP } from '../../www/dermlip.js';
 
@@ -46,9 +46,30 @@ async function benchDermlip() {
     times.push(performance.now() - s);
     log(`run ${i + 1}: ${times[i].toFixed(0)} ms`);
   }
+  // Custom labels: HAM-7's classes in Derm1M's eight templates (56 prompts) through the text
+  // tower, fetched on first use like the site does.
+  const textRuns = Number(q.get('textRuns') || 0);
+  let text = null;
+  if (textRuns > 0) {
+    const labels = ['actinic keratosis', 'basal cell carcinoma', 'benign keratosis', 'dermatofibroma', 'melanoma', 'nevus', 'vascular'];
+    const templates = ['This is a skin image of {}', 'This is a skin image of {}.', 'A skin image of {}.', 'An image of {}, a skin condition.',
+      '{}, a skin disorder, is shown in this image.', 'The skin lesion depicted is {}.', 'The skin cancer in this image is {}.', 'This image depicts {}, a type of skin cancer.'];
+    const prompts = labels.flatMap((l) => templates.map((t) => t.replace('{}', l)));
+    const s0 = performance.now();
+    await model.embedText(prompts);
+    const firstMs = performance.now() - s0;
+    const textTimes = [];
+    for (let i = 0; i < textRuns; i++) {
+      const s = performance.now();
+      await model.embedText(prompts);
+      textTimes.push(performance.now() - s);
+      log(`text run ${i + 1}: ${textTimes[i].toFixed(0)} ms`);
+    }
+    text = { prompts: prompts.length, firstMs, medianMs: median(textTimes), times: textTimes };
+  }
   const info = model.info;
   await model.dispose();
-  return { loadMs, firstMs, medianMs: median(times), times, backend: info.backend, bytesDownloaded: info.bytesDownloaded, dim: emb.length };
+  return { loadMs, firstMs, medianMs: median(times), times, text, backend: info.backend, bytesDownloaded: info.bytesDownloaded, dim: emb.length };
 }
 
 async function benchOrt() {
