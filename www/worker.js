@@ -105,7 +105,7 @@ async function withF16Retry(run) {
   try {
     return await run(requireEngine());
   } catch (err) {
-    if (engine.precision() !== 'f16') throw err;
+    if (engine?.precision() !== 'f16') throw err; // e.g. 'no model is loaded'
     const { nonFiniteMessage } = await loadModule('webgpu'); // f16 engines come from it: loaded
     if (!String(err?.message ?? err).includes(nonFiniteMessage())) throw err;
     event({ type: 'fallback', from: 'webgpu/f16', reason: 'f16 overflowed on this image; computing in f32 from now on' });
