@@ -46,15 +46,15 @@ async function benchDermlip() {
     times.push(performance.now() - s);
     log(`run ${i + 1}: ${times[i].toFixed(0)} ms`);
   }
-  // Custom labels: HAM-7's classes in Derm1M's eight templates (56 prompts) through the text
-  // tower, fetched on first use like the site does.
+  // Custom labels: the bundle's HAM-7 classes in its templates (7 × 8 = 56 prompts) through the
+  // text tower, fetched on first use like the site does.
   const textRuns = Number(q.get('textRuns') || 0);
   let text = null;
   if (textRuns > 0) {
-    const labels = ['actinic keratosis', 'basal cell carcinoma', 'benign keratosis', 'dermatofibroma', 'melanoma', 'nevus', 'vascular'];
-    const templates = ['This is a skin image of {}', 'This is a skin image of {}.', 'A skin image of {}.', 'An image of {}, a skin condition.',
-      '{}, a skin disorder, is shown in this image.', 'The skin lesion depicted is {}.', 'The skin cancer in this image is {}.', 'This image depicts {}, a type of skin cancer.'];
-    const prompts = labels.flatMap((l) => templates.map((t) => t.replace('{}', l)));
+    const manifest = await (await fetch(new URL('manifest.json', new URL(q.get('model'), location.href)))).json();
+    const ham7 = manifest.label_sets.find((s) => s.id === 'ham7');
+    if (!ham7) throw new Error('--text-runs needs a bundle converted with the ham7 label set');
+    const prompts = ham7.classes.flatMap((c) => manifest.templates.map((t) => t.replaceAll('{c}', c)));
     const s0 = performance.now();
     await model.embedText(prompts);
     const firstMs = performance.now() - s0;
