@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use common::{argmax, embed_reference_inputs, fixtures, max_abs_diff, Reference};
-use dermlip::zero_shot::{logits, softmax};
+use dermlip::knowledge::zero_shot::{logits, softmax};
 use dermlip::DermLip;
 
 fn main() {

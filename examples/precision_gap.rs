@@ -5,10 +5,10 @@
 //!     cargo run --release --example precision_gap -- MODEL_DIR [IMAGE…]
 
 use burn::tensor::{DType, Device, FloatDType};
-use dermlip::labels::{LabelSet, ZERO_SHOT_TEMPLATES};
+use dermlip::knowledge::labels::{LabelSet, ZERO_SHOT_TEMPLATES};
+use dermlip::knowledge::zero_shot::{l2_normalize, logits, softmax};
 use dermlip::pipeline::classify_embedding;
 use dermlip::weights::StateDict;
-use dermlip::zero_shot::{l2_normalize, logits, softmax};
 use dermlip::{DermLip, ModelFileConfig};
 
 struct Run {
@@ -25,7 +25,7 @@ fn run(model: &DermLip, images: &[&[u8]], classes: &[String], templates: &[Strin
 
 /// A model whose weights went through the bundle's storage format and back.
 fn stored(dir: &std::path::Path, format: &str) -> DermLip {
-    let (_, weights_path) = dermlip::pipeline::locate_checkpoint(dir).expect("weights");
+    let (_, weights_path) = dermlip::checkpoint::locate(dir).expect("weights");
     let sd = StateDict::from_file(&weights_path).expect("state dict");
     let sd = match format {
         "f16" => sd.convert_floats(DType::F16),

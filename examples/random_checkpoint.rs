@@ -6,7 +6,7 @@
 //!     cargo run --release --example random_checkpoint -- vit-b-16|panderm OUT_DIR
 
 use burn::tensor::Device;
-use dermlip::wordpiece::TokenizerFile;
+use dermlip::input::tokenizer::wordpiece::TokenizerFile;
 use dermlip::{Clip, ModelFileConfig};
 
 const PREPROCESS: &str = r#""preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
@@ -40,6 +40,6 @@ fn main() {
         cfg = cfg.with_tokenizer(TokenizerFile::from_named_bytes("tokenizer.json", tokenizer).expect("tokenizer"));
     }
     let model = Clip::new(&cfg.model, &Device::flex());
-    dermlip::export::save_open_clip(&model, &cfg, std::path::Path::new(out)).expect("export");
+    dermlip::checkpoint::save_open_clip(&model, &cfg, std::path::Path::new(out)).expect("export");
     println!("wrote {out}");
 }

@@ -133,13 +133,14 @@ mod writer {
     use sha2::{Digest, Sha256};
 
     use super::*;
-    use crate::clip::Towers;
-    use crate::concepts::ConceptPromptSet;
     use crate::config::{ModelFileConfig, TextArch};
-    use crate::labels::{self, LabelSet};
+    use crate::input::tokenizer::wordpiece::TokenizerFile;
+    use crate::knowledge::concepts::ConceptPromptSet;
+    use crate::knowledge::labels::LabelSet;
+    use crate::knowledge::zero_shot::zero_shot_templates;
+    use crate::model::clip::Towers;
     use crate::pipeline::DermLip;
     use crate::weights::StateDict;
-    use crate::wordpiece::TokenizerFile;
 
     pub struct ConvertOptions {
         pub image_weights: WeightFormat,
@@ -154,7 +155,7 @@ mod writer {
             ConvertOptions {
                 image_weights: WeightFormat::F16,
                 text_weights: WeightFormat::F16,
-                templates: labels::ZERO_SHOT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+                templates: zero_shot_templates(),
                 label_sets: LabelSet::builtin_ids().map(String::from).collect(),
             }
         }
@@ -184,7 +185,7 @@ mod writer {
     /// label and concept embeddings are computed with the weights as stored in the bundle, so the
     /// browser's results equal a native run on the same (rounded) weights.
     pub fn write_bundle(model_dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Manifest> {
-        let (dir, weights_path) = crate::pipeline::locate_checkpoint(model_dir)?;
+        let (dir, weights_path) = crate::checkpoint::locate(model_dir)?;
         let config_path = dir.join(CONFIG_FILE);
         let config_text = std::fs::read_to_string(&config_path)
             .map_err(|e| Error::Io { path: config_path.display().to_string(), message: e.to_string() })?;
@@ -226,13 +227,16 @@ mod writer {
         let mut tensors = BTreeMap::new();
         for id in &opts.label_sets {
             let set = LabelSet::builtin_or_error(id)?;
-            let weights = lip.zero_shot_weights(set.classes(), &opts.templates)?;
-            let flat: Vec<f32> = weights.iter().flatten().copied().collect();
-            tensors.insert(id.clone(), TensorData::new(flat, [weights.len(), lip.config.embed_dim]));
+            let classifier = lip.zero_shot_classifier(set.classes(), &opts.templates)?;
+            let flat: Vec<f32> = classifier.weights.iter().flatten().copied().collect();
+            tensors.insert(id.clone(), TensorData::new(flat, [classifier.len(), lip.config.embed_dim]));
             sets.push(LabelSetEntry { id: id.clone(), name: set.name().to_string(), classes: set.classes().to_vec() });
         }
-        let scorer =
-            lip.concept_scorer(labels::concepts(), &ConceptPromptSet::monet(), labels::concept_temperature())?;
+        let scorer = lip.concept_scorer(
+            crate::knowledge::concepts::concepts(),
+            &ConceptPromptSet::monet(),
+            crate::knowledge::concepts::concept_temperature(),
+        )?;
         let concepts_json = serde_json::to_vec(&scorer).map_err(|e| Error::Config(e.to_string()))?;
 
         std::fs::create_dir_all(out)

@@ -1,5 +1,4 @@
-use crate::preprocess::PreprocessError;
-use crate::tokenizer::TokenizerError;
+use crate::limits::{MAX_ASPECT, MAX_CONTEXT_LENGTH, MIN_SIDE};
 
 /// Every failure the crate reports. Messages are one line and name the thing that is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -30,4 +29,45 @@ impl Error {
             other => other.to_string(),
         }
     }
+}
+
+/// An image that cannot be decoded or preprocessed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("empty image: the input has zero bytes")]
+    Empty,
+    #[error("unrecognised image data: not a JPEG, PNG, WebP, GIF or BMP file")]
+    UnknownFormat,
+    #[error("unsupported image format {0}: expected JPEG, PNG, WebP, GIF or BMP")]
+    UnsupportedFormat(String),
+    #[error(
+        "image is {width}x{height} ({:.2} megapixels), above the limit of {:.2} megapixels: crop it to the skin area or make it smaller",
+        *pixels as f64 / 1e6, *max_pixels as f64 / 1e6
+    )]
+    TooManyPixels { width: u32, height: u32, pixels: u64, max_pixels: u64 },
+    #[error("image is {width}x{height}: the shorter side must be at least {MIN_SIDE} pixels")]
+    TooSmall { width: u32, height: u32 },
+    #[error("image is {width}x{height}: the aspect ratio is above {MAX_ASPECT}:1")]
+    ExtremeAspect { width: u32, height: u32 },
+    #[error("corrupt or truncated {format} image: {message}")]
+    Decode { format: &'static str, message: String },
+    #[error("invalid preprocessing config: {0}")]
+    Config(String),
+}
+
+/// Text that cannot be tokenised, or a tokenizer that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("embedded BPE vocabulary is unreadable: {0}")]
+    Vocabulary(String),
+    #[error("building the BPE tokenizer failed: {0}")]
+    Build(String),
+    #[error("context length {0} is invalid: it must be between 2 (room for sot and eot) and {MAX_CONTEXT_LENGTH}")]
+    ContextLength(usize),
+    #[error("BPE encoding failed: {0}")]
+    Encode(String),
+    #[error("WordPiece tokenizer: {0}")]
+    WordPiece(String),
+    #[error("the text tower's tokenizer is not loaded (tokenizer.json or vocab.txt)")]
+    NotLoaded,
 }

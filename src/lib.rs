@@ -2,36 +2,26 @@
 //! trainer. open_clip's `CLIP` (ViT image tower + CLIP text tower) and the Derm1M fork's
 //! `CustomTextCLIP` (PanDerm ViT + PubMedBERT), their weight files, tokenizers and preprocessing,
 //! reproduced so the numbers match open_clip's.
+//!
+//! The folders are layers; a module imports only from layers below it (ARCHITECTURE.md):
+//! `limits` → `error` → `config` → `input` (preprocess, tokenizer) and `weights` → `model` → `checkpoint` →
+//! `pipeline` → `bundle` → the entry points (`web`, `src/bin/`); `knowledge` → `eval` beside them.
 
-pub mod bert;
 pub mod bundle;
-pub mod clip;
-pub mod concepts;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
-// Native only: it reads tensors back synchronously, which WebGPU in wasm cannot do.
-#[cfg(not(target_family = "wasm"))]
-pub mod export;
-pub mod labels;
-pub mod metrics;
-pub mod ontology;
-pub mod panderm;
+pub mod input;
+pub mod knowledge;
+pub mod limits;
+pub mod model;
 pub mod pipeline;
-pub mod plots;
-pub mod preprocess;
-pub mod retrieval;
-pub mod text;
-pub mod tokenizer;
-pub mod transformer;
-pub mod vision;
 #[cfg(target_family = "wasm")]
 pub mod web;
 pub mod weights;
-pub mod wordpiece;
-pub mod zero_shot;
 
-pub use clip::{Clip, Towers};
 pub use config::{Activation, ClipConfig, ModelFileConfig};
 pub use error::{Error, Result};
+pub use model::clip::{Clip, Towers};
 pub use pipeline::DermLip;

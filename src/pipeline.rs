@@ -1,17 +1,17 @@
 //! A loaded model with its tokenizer and preprocessing: what the CLI, the browser API and the
 //! evaluation code call. Tensor work stays on the device; only embeddings are read back.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::clip::{Clip, Towers};
-use crate::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
 use crate::config::{ClipConfig, ModelFileConfig, TextArch};
 use crate::error::{Error, Result};
-use crate::preprocess::{self, PreprocessConfig};
-use crate::tokenizer::{ClipTokenizer, TextTokenizer, PAD_TOKEN, VOCAB_SIZE};
+use crate::input::preprocess::{self, PreprocessConfig};
+use crate::input::tokenizer::wordpiece::TokenizerFile;
+use crate::input::tokenizer::{text_pad_id, TextIds, TextTokenizer};
+use crate::knowledge::concepts::{concept_prompts, Concept, ConceptPromptSet, ConceptScorer};
+use crate::knowledge::zero_shot::{self, fill_template, ZeroShotClassifier};
+use crate::model::clip::{Clip, Towers};
 use crate::weights::StateDict;
-use crate::wordpiece::{TokenizerFile, WordPieceTokenizer};
-use crate::zero_shot::{self, fill_template, Prediction};
 
 /// Inputs per forward pass: bounds peak memory for long label lists and many images.
 pub const IMAGE_BATCH: usize = 8;
@@ -85,7 +85,7 @@ impl DermLip {
         if let TextArch::Bert(b) = &mut config.text.arch {
             b.tokenizer = Some(file);
         }
-        self.tokenizer = build_tokenizer(&config)?;
+        self.tokenizer = TextTokenizer::for_config(&config)?;
         self.config = config;
         Ok(())
     }
@@ -103,7 +103,7 @@ impl DermLip {
                 preprocess.size, config.vision.image_size
             )));
         }
-        let tokenizer = build_tokenizer(&config)?;
+        let tokenizer = TextTokenizer::for_config(&config)?;
         if towers.has_text() && !tokenizer.is_loaded() {
             return Err(Error::Config(NO_TOKENIZER.into()));
         }
@@ -115,9 +115,7 @@ impl DermLip {
     /// `open_clip_pytorch_model.bin`, else a single `.pt`/`.pth`/`.bin`/`.safetensors` file.
     #[cfg(not(target_family = "wasm"))]
     pub fn load(path: &std::path::Path, device: Device) -> Result<Self> {
-        let (dir, weights_path) = locate_checkpoint(path)?;
-        let file_config = ModelFileConfig::from_checkpoint_dir(&dir)?;
-        let weights = StateDict::from_file(&weights_path)?;
+        let (file_config, weights) = crate::checkpoint::read(path)?;
         Self::from_parts(file_config, weights, device)
     }
 
@@ -160,12 +158,7 @@ impl DermLip {
         let pad = text_pad_id(&self.config.text.arch);
         let parts: Vec<Tensor<2>> = ids
             .chunks(TEXT_BATCH)
-            .map(|chunk| {
-                let flat: Vec<i32> = chunk.iter().flatten().map(|&i| i as i32).collect();
-                let (flat, len) = trim_text_padding(&flat, chunk.len(), pad as i32);
-                let batch = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), len]), &self.device);
-                self.model.encode_text(batch)
-            })
+            .map(|chunk| self.model.encode_text(TextIds::from_rows(chunk, pad).tensor(&self.device)))
             .collect();
         Tensor::cat(parts, 0)
     }
@@ -183,21 +176,76 @@ impl DermLip {
     }
 }
 
-/// Text work with asynchronous readback, the only kind WebGPU in wasm allows (the browser engine's
-/// path); the blocking native versions are below.
+/// Text work split at its one readback: the texts to embed, and what is made of their embeddings.
+/// Each text product (zero-shot classifier, concept scorer) is described once as a `TextWork`;
+/// the blocking ([`DermLip::run_text`], native) and asynchronous ([`DermLip::run_text_async`],
+/// the only kind WebGPU in wasm allows) versions differ only in how the embeddings are read back.
+struct TextWork<'a, T> {
+    texts: Vec<String>,
+    finish: Box<dyn FnOnce(&[Vec<f32>]) -> Result<T> + 'a>,
+}
+
+impl<'a, T> TextWork<'a, T> {
+    fn refs(&self) -> Vec<&str> {
+        self.texts.iter().map(String::as_str).collect()
+    }
+}
+
 impl DermLip {
-    pub async fn embed_texts_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    /// The text tower's embeddings of `texts`, still on the device (`None` for no texts).
+    fn text_embeddings(&self, texts: &[&str]) -> Result<Option<Tensor<2>>> {
         self.require_text()?;
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        rows_async(self.encode_ids(&self.token_ids(texts)?)).await
+        Ok(Some(self.encode_ids(&self.token_ids(texts)?)))
+    }
+
+    /// The zero-shot classifier of `labels` (checked, with the templates) as text work.
+    fn zero_shot_work<'a>(labels: &'a [String], templates: &[String]) -> Result<TextWork<'a, ZeroShotClassifier>> {
+        let texts = Self::zero_shot_prompts(labels, templates)?;
+        let per_class = templates.len();
+        Ok(TextWork {
+            texts,
+            finish: Box::new(move |e| ZeroShotClassifier::from_text_embeddings(labels.to_vec(), e, per_class)),
+        })
+    }
+
+    /// The concept scorer (prompts checked) as text work.
+    fn concept_work<'a>(
+        concepts: &'a [Concept],
+        prompts: &'a ConceptPromptSet,
+        temperature: f32,
+    ) -> Result<TextWork<'a, ConceptScorer>> {
+        prompts.validate()?;
+        Ok(TextWork {
+            texts: concept_prompts(concepts, prompts),
+            finish: Box::new(move |e| ConceptScorer::from_text_embeddings(concepts, prompts, e, temperature)),
+        })
+    }
+
+    async fn run_text_async<T>(&self, work: TextWork<'_, T>) -> Result<T> {
+        let embeddings = self.embed_texts_async(&work.refs()).await?;
+        (work.finish)(&embeddings)
+    }
+
+    pub async fn embed_texts_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        match self.text_embeddings(texts)? {
+            Some(t) => rows_async(t).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub async fn zero_shot_classifier_async(
+        &self,
+        labels: &[String],
+        templates: &[String],
+    ) -> Result<ZeroShotClassifier> {
+        self.run_text_async(Self::zero_shot_work(labels, templates)?).await
     }
 
     pub async fn zero_shot_weights_async(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
-        let prompts = Self::zero_shot_prompts(labels, templates)?;
-        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        Ok(zero_shot::class_weights(&self.embed_texts_async(&refs).await?, templates.len()))
+        Ok(self.zero_shot_classifier_async(labels, templates).await?.weights)
     }
 
     pub async fn concept_scorer_async(
@@ -206,10 +254,7 @@ impl DermLip {
         prompts: &ConceptPromptSet,
         temperature: f32,
     ) -> Result<ConceptScorer> {
-        prompts.validate()?;
-        let texts = concept_prompts(concepts, prompts);
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        ConceptScorer::from_text_embeddings(concepts, prompts, &self.embed_texts_async(&refs).await?, temperature)
+        self.run_text_async(Self::concept_work(concepts, prompts, temperature)?).await
     }
 }
 
@@ -252,18 +297,27 @@ impl DermLip {
         rows(self.encode_pixels(&self.preprocess_images(images)?))
     }
 
-    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.require_text()?;
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        rows(self.encode_ids(&self.token_ids(texts)?))
+    fn run_text<T>(&self, work: TextWork<'_, T>) -> Result<T> {
+        let embeddings = self.embed_texts(&work.refs())?;
+        (work.finish)(&embeddings)
     }
 
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        match self.text_embeddings(texts)? {
+            Some(t) => rows(t),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Embeds every prompt (each template for each label) once; the classifier then needs only
+    /// image embeddings.
+    pub fn zero_shot_classifier(&self, labels: &[String], templates: &[String]) -> Result<ZeroShotClassifier> {
+        self.run_text(Self::zero_shot_work(labels, templates)?)
+    }
+
+    /// The class weights of [`DermLip::zero_shot_classifier`].
     pub fn zero_shot_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
-        let prompts = Self::zero_shot_prompts(labels, templates)?;
-        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        Ok(zero_shot::class_weights(&self.embed_texts(&refs)?, templates.len()))
+        Ok(self.zero_shot_classifier(labels, templates)?.weights)
     }
 
     /// Embeds every concept prompt once; the scorer then needs only image embeddings.
@@ -273,144 +327,20 @@ impl DermLip {
         prompts: &ConceptPromptSet,
         temperature: f32,
     ) -> Result<ConceptScorer> {
-        prompts.validate()?;
-        let texts = concept_prompts(concepts, prompts);
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        ConceptScorer::from_text_embeddings(concepts, prompts, &self.embed_texts(&refs)?, temperature)
+        self.run_text(Self::concept_work(concepts, prompts, temperature)?)
     }
-}
-
-/// The id the text tower's tokenizer pads with: 0 for open_clip's CLIP BPE, `pad_token_id` for a BERT.
-pub fn text_pad_id(arch: &TextArch) -> u32 {
-    match arch {
-        TextArch::Clip => PAD_TOKEN,
-        TextArch::Bert(b) => b.pad_token_id,
-    }
-}
-
-/// Drops the padding columns that every row of a `[rows, row_len]` batch of token ids ends with:
-/// they change no text embedding, so the text tower need not run over them (prompts use ~20 of
-/// CLIP's 77 positions, a few dozen of BERT's 256). BERT masks padding as keys and leaves it out
-/// of its mean; CLIP's attention is causal and it pools at the end-of-text token, which no later
-/// position can reach (so their gradients are zero too). Returns the ids and the new row length.
-pub fn trim_text_padding(ids: &[i32], rows: usize, pad: i32) -> (Vec<i32>, usize) {
-    let row_len = ids.len() / rows.max(1);
-    if rows == 0 || row_len == 0 {
-        return (ids.to_vec(), row_len);
-    }
-    let len = ids.chunks(row_len).map(|row| used_length(row, pad)).max().unwrap_or(row_len);
-    (ids.chunks(row_len).flat_map(|row| &row[..len]).copied().collect(), len)
-}
-
-/// Ids up to and including the last non-padding one (at least one).
-fn used_length(row: &[i32], pad: i32) -> usize {
-    row.iter().rposition(|&i| i != pad).map_or(1, |last| last + 1)
 }
 
 const NO_TOKENIZER: &str =
     "the BERT text tower needs its tokenizer file (tokenizer.json or vocab.txt from the checkpoint directory)";
 
-/// The config's tokenizer: CLIP BPE, or the BERT WordPiece from its file (`NotLoaded` without one).
-fn build_tokenizer(config: &ClipConfig) -> Result<TextTokenizer> {
-    let ctx = config.text.context_length;
-    match &config.text.arch {
-        TextArch::Clip => {
-            if config.text.vocab_size != VOCAB_SIZE {
-                return Err(Error::Config(format!(
-                    "text_cfg.vocab_size is {}, but the CLIP BPE tokenizer has {VOCAB_SIZE} tokens",
-                    config.text.vocab_size
-                )));
-            }
-            Ok(TextTokenizer::Clip(ClipTokenizer::new()?.with_context_length(ctx)?))
-        }
-        TextArch::Bert(b) => {
-            let Some(file) = &b.tokenizer else { return Ok(TextTokenizer::NotLoaded) };
-            let t = WordPieceTokenizer::new(file, ctx)?;
-            if t.vocab_size() > config.text.vocab_size {
-                return Err(Error::Config(format!(
-                    "the tokenizer has {} tokens but the BERT text tower only {}",
-                    t.vocab_size(),
-                    config.text.vocab_size
-                )));
-            }
-            if t.pad_id() != b.pad_token_id {
-                return Err(Error::Config(format!(
-                    "the tokenizer pads with id {} but the BERT text tower masks id {}",
-                    t.pad_id(),
-                    b.pad_token_id
-                )));
-            }
-            Ok(TextTokenizer::WordPiece(t))
-        }
-    }
-}
-
-/// Top-k predictions of one image embedding against zero-shot class weights.
-pub fn classify_embedding(embedding: &[f32], weights: &[Vec<f32>], labels: &[String], k: usize) -> Vec<Prediction> {
-    zero_shot::top_k(labels, &zero_shot::logits(embedding, weights), k.max(1))
-}
-
-#[cfg(not(target_family = "wasm"))]
-pub fn locate_checkpoint(path: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Io { path: shown.clone(), message: format!("no such model: {e}") })?;
-    if meta.is_file() {
-        let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| ".".into());
-        let dir = if dir.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { dir };
-        return Ok((dir, path.to_path_buf()));
-    }
-    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
-        let p = path.join(name);
-        if p.is_file() {
-            return Ok((path.to_path_buf(), p));
-        }
-    }
-    let mut others: Vec<std::path::PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Error::Io { path: shown.clone(), message: e.to_string() })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "bin" | "safetensors")))
-        .collect();
-    others.sort();
-    match others.len() {
-        1 => Ok((path.to_path_buf(), others.remove(0))),
-        0 => Err(Error::Io {
-            path: shown,
-            message: "no weights found (expected open_clip_model.safetensors or open_clip_pytorch_model.bin)".into(),
-        }),
-        _ => Err(Error::Io {
-            path: shown,
-            message: format!(
-                "several weight files and no open_clip_model.safetensors; name one: {}",
-                others.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
-        }),
-    }
-}
+/// Top-k predictions of one image embedding against zero-shot class weights (kept here for
+/// existing callers; [`ZeroShotClassifier::classify`] is the same).
+pub use crate::knowledge::zero_shot::classify_embedding;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_batches_are_cut_after_their_last_non_padding_id() {
-        use crate::tokenizer::{EOT_TOKEN, SOT_TOKEN};
-        let tok = ClipTokenizer::new().unwrap();
-        let ids: Vec<i32> =
-            ["a photo of a nevus", "melanoma"].iter().flat_map(|t| tok.encode(t).unwrap()).map(|i| i as i32).collect();
-        let eot = ids.iter().position(|&i| i == EOT_TOKEN as i32).unwrap();
-        let (cut, len) = trim_text_padding(&ids, 2, 0);
-        assert_eq!(len, eot + 1);
-        assert_eq!(cut[..len], ids[..len]);
-        assert_eq!(cut[len..], ids[77..77 + len]);
-        // Id 0 is also the BPE token "!": only the zeros after end-of-text are padding.
-        let (sot, eot) = (SOT_TOKEN as i32, EOT_TOKEN as i32);
-        assert_eq!(trim_text_padding(&[sot, 0, 320, 0, eot, 0, 0], 1, 0).1, 5);
-        // A full row keeps every column; an empty batch stays empty.
-        let full: Vec<i32> = tok.encode(&"word ".repeat(100)).unwrap().iter().map(|&i| i as i32).collect();
-        assert_eq!(trim_text_padding(&full, 1, 0).1, 77);
-        assert_eq!(trim_text_padding(&[], 0, 0), (vec![], 0));
-    }
 
     #[test]
     fn non_finite_results_are_an_error_not_an_answer() {

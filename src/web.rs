@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::bundle::{self, Manifest};
-use crate::clip::Towers;
-use crate::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
 use crate::config::ModelFileConfig;
 use crate::error::{Error, Result};
-use crate::labels::{self, LabelSet};
+use crate::input::preprocess;
+use crate::knowledge::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
+use crate::knowledge::labels::LabelSet;
+use crate::knowledge::zero_shot::{zero_shot_templates, Prediction, ZeroShotClassifier};
+use crate::model::clip::Towers;
 use crate::pipeline::{rows_async, DermLip};
-use crate::preprocess;
 use crate::weights::StateDict;
-use crate::zero_shot::{self, Prediction};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -29,13 +29,23 @@ fn start() {
 /// Browsers cap a tab's memory well below what a 100-MP decode needs next to the model.
 const DEFAULT_MAX_MEGAPIXELS: f64 = 40.0;
 
-/// Zero-shot classes with their class weights (template-mean text embeddings).
+/// The label set used when a request names none.
+const DEFAULT_LABEL_SET: &str = "ham7";
+
+/// Zero-shot classes with their classifier (template-mean text embeddings).
 struct ClassSet {
     id: String,
     name: String,
-    labels: Vec<String>,
-    weights: Vec<Vec<f32>>,
+    classifier: ZeroShotClassifier,
     precomputed: bool,
+}
+
+/// Where [`Engine::resolve_classes`] put the classes of a request.
+enum ClassKey {
+    /// `Engine::custom`.
+    Custom,
+    /// A key of `Engine::sets`.
+    Set(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -81,9 +91,10 @@ pub struct Engine {
     max_pixels: u64,
 }
 
-/// Picks the device and the compute precision. `backend`: `webgpu`, `cpu`, or `auto` (WebGPU,
-/// else CPU). `precision`: `auto` (f16 where the GPU has `shader-f16`, else f32), `f32`, or `f16`
-/// (WebGPU with `shader-f16` only). Returns the device with the backend and precision chosen.
+/// Makes the device the worker chose (`www/worker.js` `chooseDevice` is the one device-choice
+/// policy: which backend to try, in which order, and when to fall back to the CPU). `backend`:
+/// `webgpu` or `cpu`; `precision`: `auto` (f16 where the GPU has `shader-f16`, else f32), `f32`,
+/// or `f16` (WebGPU with `shader-f16` only). Returns the device with the backend and precision.
 async fn device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
     if !matches!(precision, "auto" | "f32" | "f16") {
         return Err(Error::Input(format!("unknown precision \"{precision}\" (expected auto, f32 or f16)")));
@@ -91,21 +102,17 @@ async fn device(backend: &str, precision: &str) -> Result<(Device, &'static str,
     match backend {
         "cpu" if precision == "f16" => Err(Error::Input("f16 needs WebGPU; the CPU backend computes in f32".into())),
         "cpu" => Ok((Device::flex(), "cpu", "f32")),
-        "webgpu" | "auto" => webgpu_device(backend, precision).await,
+        "webgpu" => webgpu_device(precision).await,
         other => Err(Error::Input(format!("unknown backend \"{other}\" (expected webgpu, cpu or auto)"))),
     }
 }
 
 #[cfg(feature = "webgpu")]
-async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
-    let mut device = match Device::wgpu_options().init_async().await {
-        Ok(d) => d,
-        Err(e) if backend == "auto" && precision != "f16" => {
-            console_warn(&format!("dermlip: WebGPU unavailable ({e:?}); using the CPU"));
-            return Ok((Device::flex(), "cpu", "f32"));
-        }
-        Err(e) => return Err(Error::Device(format!("WebGPU is not available: {e:?}"))),
-    };
+async fn webgpu_device(precision: &str) -> Result<(Device, &'static str, &'static str)> {
+    let mut device = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| Error::Device(format!("WebGPU is not available: {e:?}")))?;
     let f16 = device.supports_dtype(FloatDType::F16);
     if precision == "f16" && !f16 {
         return Err(Error::Device("this GPU has no shader-f16 support; use f32".into()));
@@ -119,10 +126,7 @@ async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'stat
 
 /// The CPU-only module (`dermlip_cpu`): a browser without WebGPU downloads only this one.
 #[cfg(not(feature = "webgpu"))]
-async fn webgpu_device(backend: &str, precision: &str) -> Result<(Device, &'static str, &'static str)> {
-    if backend == "auto" && precision != "f16" {
-        return Ok((Device::flex(), "cpu", "f32"));
-    }
+async fn webgpu_device(_precision: &str) -> Result<(Device, &'static str, &'static str)> {
     Err(Error::Device("this is the CPU-only engine (dermlip_cpu.wasm); WebGPU needs dermlip_webgpu.wasm".into()))
 }
 
@@ -133,14 +137,44 @@ pub fn non_finite_message() -> String {
     crate::pipeline::NON_FINITE.to_string()
 }
 
-#[cfg(feature = "webgpu")]
-fn console_warn(msg: &str) {
-    #[wasm_bindgen]
-    extern "C" {
-        #[wasm_bindgen(js_namespace = console, js_name = warn)]
-        fn warn(s: &str);
-    }
-    warn(msg);
+/// A built-in label set as the page and the widget list it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BuiltinLabelSet {
+    id: &'static str,
+    name: &'static str,
+    /// The short description the page's label-set menu shows.
+    title: &'static str,
+    classes: &'static [String],
+}
+
+/// The built-in label sets (src/knowledge/labels.rs), in their order: `[{id, name, title,
+/// classes}]`. The page and the widget list these; they keep no copy of their own.
+#[wasm_bindgen(js_name = builtinLabelSets)]
+pub fn builtin_label_sets() -> Result<JsValue, JsError> {
+    let sets: Vec<BuiltinLabelSet> = LabelSet::all()
+        .iter()
+        .map(|s| BuiltinLabelSet {
+            id: s.id(),
+            name: s.name(),
+            title: s.title().unwrap_or(s.name()),
+            classes: s.classes(),
+        })
+        .collect();
+    sets.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("cannot return the label sets: {e}")))
+}
+
+/// The templates used when a request gives none (Derm1M's eight skin templates, `{c}` is the label).
+#[wasm_bindgen(js_name = zeroShotTemplates)]
+pub fn zero_shot_templates_js() -> Vec<String> {
+    zero_shot_templates()
+}
+
+/// The built-in label set used when a request names none.
+#[wasm_bindgen(js_name = defaultLabelSet)]
+pub fn default_label_set() -> String {
+    DEFAULT_LABEL_SET.to_string()
 }
 
 #[wasm_bindgen]
@@ -222,13 +256,14 @@ impl Engine {
     /// Whether the text tower needs a tokenizer file (`tokenizer.json` / `vocab.txt`) first.
     #[wasm_bindgen(js_name = needsTokenizerFile)]
     pub fn needs_tokenizer_file(&self) -> bool {
-        matches!(self.lip.tokenizer, crate::tokenizer::TextTokenizer::NotLoaded)
+        matches!(self.lip.tokenizer, crate::input::tokenizer::TextTokenizer::NotLoaded)
     }
 
     /// The tokenizer file of a BERT text tower, named as in the checkpoint.
     #[wasm_bindgen(js_name = setTokenizer)]
     pub fn set_tokenizer(&mut self, name: String, bytes: Vec<u8>) -> Result<(), JsError> {
-        let file = crate::wordpiece::TokenizerFile::from_named_bytes(&name, bytes).map_err(|e| js_err(e.into()))?;
+        let file = crate::input::tokenizer::wordpiece::TokenizerFile::from_named_bytes(&name, bytes)
+            .map_err(|e| js_err(e.into()))?;
         self.lip.set_tokenizer(file).map_err(js_err)
     }
 
@@ -249,7 +284,8 @@ impl Engine {
             )));
         }
         for (entry, weights) in bundle::read_label_embeddings(&manifest, bytes).map_err(js_err)? {
-            let set = ClassSet { id: entry.id, name: entry.name, labels: entry.classes, weights, precomputed: true };
+            let classifier = ZeroShotClassifier::new(entry.classes, weights).map_err(js_err)?;
+            let set = ClassSet { id: entry.id, name: entry.name, classifier, precomputed: true };
             self.sets.insert(set.id.clone(), set);
         }
         Ok(())
@@ -283,8 +319,7 @@ impl Engine {
         if req.labels.is_some() || req.templates.is_some() {
             return Ok(true);
         }
-        let id = req.label_set.as_deref().unwrap_or("ham7");
-        Ok(!self.sets.contains_key(id) || (req.concepts.unwrap_or(0) > 0 && self.concepts.is_none()))
+        Ok(!self.sets.contains_key(req.label_set_id()) || (req.concepts.unwrap_or(0) > 0 && self.concepts.is_none()))
     }
 
     /// One forward pass on a blank image, so shader compilation is not paid by the first photo.
@@ -340,6 +375,13 @@ impl Engine {
     }
 }
 
+impl ClassifyRequest {
+    /// The built-in label set asked for, [`DEFAULT_LABEL_SET`] when none is named.
+    fn label_set_id(&self) -> &str {
+        self.label_set.as_deref().unwrap_or(DEFAULT_LABEL_SET)
+    }
+}
+
 fn parse_request(request: JsValue) -> Result<ClassifyRequest, JsError> {
     if request.is_undefined() || request.is_null() {
         return Ok(ClassifyRequest::default());
@@ -367,49 +409,49 @@ impl Engine {
     }
 
     /// The classes a request asks for, embedding them with the text tower when not precomputed.
-    async fn resolve_classes(&mut self, req: &ClassifyRequest) -> Result<&ClassSet> {
-        let default_templates = || labels::ZERO_SHOT_TEMPLATES.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// Returns where they are kept ([`Engine::class_set`]).
+    async fn resolve_classes(&mut self, req: &ClassifyRequest) -> Result<ClassKey> {
         if req.labels.is_some() || req.templates.is_some() {
-            let labels: Vec<String> = match (&req.labels, &req.label_set) {
-                (Some(l), _) => l.iter().map(|s| s.trim().to_string()).collect(),
-                (None, id) => LabelSet::builtin_or_error(id.as_deref().unwrap_or("ham7"))?.classes().to_vec(),
+            let labels: Vec<String> = match &req.labels {
+                Some(l) => l.iter().map(|s| s.trim().to_string()).collect(),
+                None => LabelSet::builtin_or_error(req.label_set_id())?.classes().to_vec(),
             };
-            let templates = req.templates.clone().unwrap_or_else(default_templates);
+            let templates = req.templates.clone().unwrap_or_else(zero_shot_templates);
             let cached = matches!(&self.custom, Some((l, t, _)) if *l == labels && *t == templates);
             if !cached {
-                let weights = self.lip.zero_shot_weights_async(&labels, &templates).await?;
-                let set = ClassSet {
-                    id: "custom".into(),
-                    name: "Custom labels".into(),
-                    labels: labels.clone(),
-                    weights,
-                    precomputed: false,
-                };
+                let classifier = self.lip.zero_shot_classifier_async(&labels, &templates).await?;
+                let set =
+                    ClassSet { id: "custom".into(), name: "Custom labels".into(), classifier, precomputed: false };
                 self.custom = Some((labels, templates, set));
             }
-            return Ok(&self.custom.as_ref().expect("set above").2);
+            return Ok(ClassKey::Custom);
         }
-        let id = req.label_set.clone().unwrap_or_else(|| "ham7".into());
+        let id = req.label_set_id().to_string();
         if !self.sets.contains_key(&id) {
             let set = LabelSet::builtin_or_error(&id)?;
-            let weights = self.lip.zero_shot_weights_async(set.classes(), &default_templates()).await?;
-            let entry = ClassSet {
-                id: id.clone(),
-                name: set.name().to_string(),
-                labels: set.classes().to_vec(),
-                weights,
-                precomputed: false,
-            };
+            let classifier = self.lip.zero_shot_classifier_async(set.classes(), &zero_shot_templates()).await?;
+            let entry = ClassSet { id: id.clone(), name: set.name().to_string(), classifier, precomputed: false };
             self.sets.insert(id.clone(), entry);
         }
-        Ok(&self.sets[&id])
+        Ok(ClassKey::Set(id))
+    }
+
+    fn class_set(&self, key: &ClassKey) -> &ClassSet {
+        match key {
+            ClassKey::Custom => &self.custom.as_ref().expect("resolved").2,
+            ClassKey::Set(id) => &self.sets[id],
+        }
     }
 
     async fn concept_scorer(&mut self) -> Result<&ConceptScorer> {
         if self.concepts.is_none() {
             let scorer = self
                 .lip
-                .concept_scorer_async(labels::concepts(), &ConceptPromptSet::monet(), labels::concept_temperature())
+                .concept_scorer_async(
+                    crate::knowledge::concepts::concepts(),
+                    &ConceptPromptSet::monet(),
+                    crate::knowledge::concepts::concept_temperature(),
+                )
                 .await?;
             self.concepts = Some(scorer);
         }
@@ -422,20 +464,20 @@ impl Engine {
             return Err(Error::Input("topK must be at least 1".into()));
         }
         // Classes first: a bad label list fails before the image pass.
-        self.resolve_classes(&req).await?;
+        let key = self.resolve_classes(&req).await?;
         let n_concepts = req.concepts.unwrap_or(0);
         if n_concepts > 0 {
             self.concept_scorer().await?;
         }
         let embedding = rows_async(self.lip.encode_pixels(&[pixels])).await?.remove(0);
-        let set = self.resolve_classes(&req).await?;
-        let logits = zero_shot::logits(&embedding, &set.weights);
+        let set = self.class_set(&key);
+        let scored = set.classifier.classify_all(&embedding, top_k);
         let result = ClassifyResult {
             label_set: set.id.clone(),
             label_set_name: set.name.clone(),
-            predictions: zero_shot::top_k(&set.labels, &logits, top_k),
-            labels: set.labels.clone(),
-            probabilities: zero_shot::softmax(&logits),
+            predictions: scored.predictions,
+            labels: set.classifier.labels.clone(),
+            probabilities: scored.probabilities,
             concepts: Vec::new(),
             label_embeddings: if set.precomputed { "precomputed" } else { "text-tower" },
         };

@@ -5,10 +5,11 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use dermlip::concepts::{Concept, ConceptPromptSet};
-use dermlip::labels::concept_temperature as monet_temperature;
+use dermlip::input::preprocess;
+use dermlip::knowledge::concepts::concept_temperature as monet_temperature;
+use dermlip::knowledge::concepts::{Concept, ConceptPromptSet};
 use dermlip::pipeline::rows;
-use dermlip::{preprocess, DermLip};
+use dermlip::DermLip;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

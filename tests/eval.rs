@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 use dermlip::eval::{compare_with_reference, read_reference_predictions, zero_shot_report};
-use dermlip::labels::LabelSet;
+use dermlip::knowledge::labels::LabelSet;
 
 fn close(a: f64, b: f64, what: &str) {
     assert!((a - b).abs() < 1e-9, "{what}: {a} vs sklearn {b}");

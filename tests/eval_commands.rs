@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use dermlip::zero_shot::l2_normalize;
+use dermlip::knowledge::zero_shot::l2_normalize;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dermlip-{name}-{}", std::process::id()));
@@ -92,7 +92,7 @@ fn auroc(y: &[bool], s: &[f32]) -> Option<f64> {
 fn concept_auroc_matches_reference_scores() {
     #[derive(serde::Deserialize)]
     struct Fixture {
-        concepts: Vec<dermlip::concepts::Concept>,
+        concepts: Vec<dermlip::knowledge::concepts::Concept>,
         images: Vec<String>,
         scores: Vec<Vec<f32>>,
     }

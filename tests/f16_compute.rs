@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::{Device, FloatDType};
 use common::*;
-use dermlip::zero_shot::{l2_normalize, logits, softmax};
+use dermlip::knowledge::zero_shot::{l2_normalize, logits, softmax};
 use dermlip::DermLip;
 
 #[test]

@@ -2,8 +2,8 @@
 //! source lists (the copies in data/, and hard-coded counts and end names from the upstream
 //! repositories), never this crate's own output.
 
-use dermlip::labels::{self, LabelError, LabelSet};
-use dermlip::ontology::{NodeProb, Ontology, OntologyError, UnplacedLabels, ROOT, UNPLACED};
+use dermlip::knowledge::labels::{self, LabelError, LabelSet};
+use dermlip::knowledge::ontology::{NodeProb, Ontology, OntologyError, UnplacedLabels, ROOT, UNPLACED};
 use serde_json::Value;
 
 const ZERO_SHOT: &str = include_str!("../data/zero_shot_classnames.json");
@@ -45,6 +45,14 @@ fn builtin_sets_equal_the_source_lists_in_order() {
     assert!(LabelSet::builtin("f17k").unwrap().notes().contains("114"));
     assert_eq!(LabelSet::builtin("ham7").unwrap().index_of("Vascular"), Some(6));
     assert_eq!(LabelSet::builtin("daffodil5").unwrap().classes()[2], "SJS/TEN");
+}
+
+#[test]
+fn every_builtin_set_has_a_menu_title_and_custom_sets_none() {
+    let titles: Vec<_> = LabelSet::all().iter().map(|s| s.title()).collect();
+    assert!(titles.iter().all(|t| t.is_some_and(|t| !t.trim().is_empty())), "{titles:?}");
+    assert_eq!(LabelSet::builtin("ham7").unwrap().title(), Some("HAM-7 (dermoscopy: 7 lesion types)"));
+    assert_eq!(LabelSet::new("mine", vec!["a".into(), "b".into()]).unwrap().title(), None);
 }
 
 #[test]
@@ -91,7 +99,7 @@ fn templates_and_temperature_match_prompt_templates_json() {
         doc[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(labels::ZERO_SHOT_TEMPLATES.to_vec(), strings("zero_shot_templates_OPENAI_SKIN_TEMPLATES"));
-    assert_eq!(labels::CONCEPT_TEMPLATES.to_vec(), strings("concept_prompt_template_list"));
+    assert_eq!(dermlip::knowledge::concepts::CONCEPT_TEMPLATES.to_vec(), strings("concept_prompt_template_list"));
     let refs: Vec<String> = doc["concept_prompt_ref_list"]
         .as_array()
         .unwrap()
@@ -102,19 +110,19 @@ fn templates_and_temperature_match_prompt_templates_json() {
             r[0].as_str().unwrap().to_owned()
         })
         .collect();
-    assert_eq!(labels::CONCEPT_REFERENCE_PROMPTS.to_vec(), refs);
+    assert_eq!(dermlip::knowledge::concepts::CONCEPT_REFERENCE_PROMPTS.to_vec(), refs);
 
     let temp = doc["concept_presence_temperature"].as_str().unwrap();
     let ln_scale: f64 = temp.strip_prefix("1/exp(").unwrap().split(')').next().unwrap().parse().unwrap();
     assert_eq!(ln_scale, 4.5944);
     let expected = 1.0 / ln_scale.exp(); // 0.0101083…
-    assert!((f64::from(labels::concept_temperature()) - expected).abs() < 1e-9);
+    assert!((f64::from(dermlip::knowledge::concepts::concept_temperature()) - expected).abs() < 1e-9);
     assert!((expected - 0.0101083).abs() < 1e-7);
 }
 
 #[test]
 fn concept_terms_in_file_order() {
-    let concepts = labels::concepts();
+    let concepts = dermlip::knowledge::concepts::concepts();
     assert_eq!(concepts.len(), 64);
     assert_eq!(concepts[0].name, "abscess");
     assert_eq!(concepts[0].terms, ["abscess", "swollen", "pus-filled lump"]);

@@ -1,11 +1,11 @@
-//! `dermlip::metrics` against scikit-learn 1.9.1 and open_clip's retrieval definition: the values in
+//! `dermlip::eval::metrics` against scikit-learn 1.9.1 and open_clip's retrieval definition: the values in
 //! tests/fixtures/metrics/*.json, written by tests/reference/make_metric_fixtures.py.
 //! Run with `--nocapture` to see each metric's largest deviation.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use dermlip::metrics::*;
+use dermlip::eval::metrics::*;
 use serde_json::Value;
 
 const TOL: f64 = 1e-6;

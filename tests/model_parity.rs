@@ -6,8 +6,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
+use dermlip::knowledge::zero_shot::{class_weights, logits, softmax};
 use dermlip::pipeline::{classify_embedding, rows};
-use dermlip::zero_shot::{class_weights, logits, softmax};
 use dermlip::DermLip;
 
 /// The bound on unnormalised embeddings (f32, CPU).

@@ -9,12 +9,12 @@ use std::process::Command;
 
 use burn::tensor::Device;
 use common::*;
-use dermlip::clip::{Clip, Towers};
 use dermlip::config::{ClipConfig, TextArch, VisionArch};
-use dermlip::panderm::sincos_position_table;
+use dermlip::input::tokenizer::wordpiece::TokenizerFile;
+use dermlip::model::clip::{Clip, Towers};
+use dermlip::model::panderm::sincos_position_table;
 use dermlip::pipeline::rows;
 use dermlip::weights::StateDict;
-use dermlip::wordpiece::TokenizerFile;
 use dermlip::{DermLip, ModelFileConfig};
 use serde::Deserialize;
 

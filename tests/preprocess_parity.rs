@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dermlip::preprocess::{
+use dermlip::input::preprocess::{
     crop_rgb, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError, ResizeMode,
 };
 

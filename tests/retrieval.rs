@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
-use dermlip::zero_shot::l2_normalize;
+use dermlip::knowledge::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
+use dermlip::knowledge::zero_shot::l2_normalize;
 
 fn cos(a: &[f32], b: &[f32]) -> f32 {
     l2_normalize(a).iter().zip(l2_normalize(b)).map(|(x, y)| x * y).sum()

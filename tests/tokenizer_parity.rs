@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dermlip::tokenizer::{
+use dermlip::input::tokenizer::{
     clean_text, ClipTokenizer, TokenizerError, DEFAULT_CONTEXT_LENGTH, EOT_TOKEN, PAD_TOKEN, SOT_TOKEN, VOCAB_SIZE,
 };
 use serde::de::DeserializeOwned;

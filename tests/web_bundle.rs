@@ -78,7 +78,7 @@ fn precomputed_label_embeddings_equal_the_text_tower() {
     let sets = bundle::read_label_embeddings(&m, read(&dir, &m, "label-embeddings")).unwrap();
     assert_eq!(sets.len(), 2);
     for (entry, weights) in sets {
-        let set = dermlip::labels::LabelSet::builtin(&entry.id).unwrap();
+        let set = dermlip::knowledge::labels::LabelSet::builtin(&entry.id).unwrap();
         assert_eq!(entry.classes, set.classes());
         let expected = lip.zero_shot_weights(set.classes(), &m.templates).unwrap();
         assert_eq!(weights.len(), expected.len());
@@ -86,9 +86,9 @@ fn precomputed_label_embeddings_equal_the_text_tower() {
             assert!(max_abs_diff(a, b) < 1e-6);
         }
     }
-    let scorer: dermlip::concepts::ConceptScorer =
+    let scorer: dermlip::knowledge::concepts::ConceptScorer =
         serde_json::from_slice(&read(&dir, &m, "concepts")).expect("concepts.json");
-    assert_eq!(scorer.concepts.len(), dermlip::labels::concepts().len());
+    assert_eq!(scorer.concepts.len(), dermlip::knowledge::concepts::concepts().len());
 }
 
 #[test]
@@ -196,8 +196,11 @@ fn panderm_bundle_carries_its_tokenizer_and_matches_pytorch() {
         Device::flex(),
     )
     .unwrap();
-    let tok =
-        dermlip::wordpiece::TokenizerFile::from_named_bytes("tokenizer.json", read(&dir, &m, "tokenizer")).unwrap();
+    let tok = dermlip::input::tokenizer::wordpiece::TokenizerFile::from_named_bytes(
+        "tokenizer.json",
+        read(&dir, &m, "tokenizer"),
+    )
+    .unwrap();
     lip.set_tokenizer(tok).unwrap();
     lip.add_text_tower(StateDict::from_safetensors_bytes(read(&dir, &m, "text-tower")).unwrap()).unwrap();
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
@@ -225,8 +228,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn the_browser_engines_async_text_path_equals_the_native_one() {
-    use dermlip::concepts::ConceptPromptSet;
-    use dermlip::labels::{self, LabelSet};
+    use dermlip::knowledge::concepts::ConceptPromptSet;
+    use dermlip::knowledge::labels::{self, LabelSet};
     for name in ["tiny-gelu", "tiny-panderm"] {
         let lip = DermLip::load(&model_dir(name), Device::flex()).unwrap();
         let set = LabelSet::builtin("pad6").unwrap();
@@ -236,7 +239,11 @@ fn the_browser_engines_async_text_path_equals_the_native_one() {
             lip.zero_shot_weights(set.classes(), &templates).unwrap(),
             "{name}"
         );
-        let (concepts, prompts, t) = (labels::concepts(), ConceptPromptSet::monet(), labels::concept_temperature());
+        let (concepts, prompts, t) = (
+            dermlip::knowledge::concepts::concepts(),
+            ConceptPromptSet::monet(),
+            dermlip::knowledge::concepts::concept_temperature(),
+        );
         assert_eq!(
             block_on(lip.concept_scorer_async(concepts, &prompts, t)).unwrap(),
             lip.concept_scorer(concepts, &prompts, t).unwrap(),

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use dermlip::tokenizer::TokenizerError;
-use dermlip::wordpiece::{TokenizerFile, WordPieceTokenizer};
+use dermlip::input::tokenizer::wordpiece::{TokenizerFile, WordPieceTokenizer};
+use dermlip::input::tokenizer::TokenizerError;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -3,27 +3,6 @@
 import { DermLIP } from './dermlip.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
-const BUILTIN_SETS = [
-  ['ham7', 'HAM-7 (dermoscopy: 7 lesion types)'],
-  ['pad6', 'PAD-6 (smartphone photos: 6 lesion types)'],
-  ['daffodil5', 'Daffodil-5 (5 conditions)'],
-  ['f17k', 'Fitzpatrick17k (113 conditions)'],
-  ['snu134', 'SNU-134 (134 conditions)'],
-  ['sd128', 'SD-128 (128 conditions)'],
-  ['derm1m', 'Derm1M (407 conditions)'],
-];
-// Derm1M's eight zero-shot templates (src/labels.rs ZERO_SHOT_TEMPLATES).
-const DEFAULT_TEMPLATES = [
-  'This is a skin image of {c}',
-  'This is a skin image of {c}.',
-  'A skin image of {c}.',
-  'An image of {c}, a skin condition.',
-  '{c}, a skin disorder, is shown in this image.',
-  'The skin lesion depicted is {c}.',
-  'The skin cancer in this image is {c}.',
-  'This image depicts {c}, a type of skin cancer.',
-];
-
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, imageName: '', result: null, loading: null };
 
@@ -95,7 +74,8 @@ async function loadModel() {
     $('model-status').textContent = `Model ready, running on ${where} (${(i.loadMs / 1000).toFixed(1)} s).${cached}${fallback}`;
     document.body.dataset.state = 'ready';
     document.body.dataset.backend = i.backend;
-    fillLabelSets(i.labelSets);
+    fillLabelSets(i);
+    fillTemplates(i.templates);
     if (state.image) await classify();
   } catch (e) {
     if (state.loading !== loading) return;
@@ -104,21 +84,32 @@ async function loadModel() {
   }
 }
 
-function fillLabelSets(precomputed) {
+// The built-in label sets as the engine lists them (`info.builtinLabelSets`); `info.labelSets`:
+// those the bundle has precomputed (null for a plain checkpoint, which embeds them all here).
+function fillLabelSets(info) {
   const select = $('label-set');
-  const current = select.value || 'ham7';
+  const current = select.value || info.defaultLabelSet;
+  const precomputed = info.labelSets;
   const ready = new Set((precomputed || []).map((s) => s.id));
   select.replaceChildren(
-    ...BUILTIN_SETS.map(([id, name]) => new Option(precomputed && !ready.has(id) ? `${name} — needs text tower` : name, id)),
+    ...info.builtinLabelSets.map(({ id, title }) => new Option(precomputed && !ready.has(id) ? `${title} — needs text tower` : title, id)),
     new Option('Custom labels…', 'custom'),
   );
   select.value = current;
 }
 
+// The engine's default templates (Derm1M's eight), filled in once as the starting point to edit.
+function fillTemplates(templates) {
+  const area = $('custom-templates');
+  if (area.dataset.filled) return;
+  area.dataset.filled = 'true';
+  area.value = templates.join('\n');
+}
+
 // ---- classification --------------------------------------------------------------------------
 
 function request() {
-  const set = $('label-set').value || 'ham7';
+  const set = $('label-set').value || state.model.info.defaultLabelSet;
   const topK = Math.max(1, Math.min(500, Number($('top-k').value) || 5));
   if (set !== 'custom') return { labels: set, options: { topK, concepts: 5 } };
   const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
@@ -307,7 +298,6 @@ function wire() {
     $('custom-fields').hidden = $('label-set').value !== 'custom';
     if ($('label-set').value !== 'custom') classify();
   });
-  $('custom-templates').value = DEFAULT_TEMPLATES.join('\n');
   $('labels-form').addEventListener('submit', (e) => {
     e.preventDefault();
     classify();
@@ -336,6 +326,5 @@ window.dermlipApp = {
 if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) {
   navigator.serviceWorker.register('sw.js').catch(() => {});
 }
-fillLabelSets(null);
 wire();
 loadModel();

@@ -12,7 +12,6 @@ import { DermLIP } from './dermlip.js';
 
 const TAG = 'dermlip-classifier';
 const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
-const BUILTIN_SETS = ['ham7', 'pad6', 'daffodil5', 'f17k', 'snu134', 'sd128', 'derm1m'];
 const MODES = ['classify', 'concepts', 'quiz'];
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const DEFAULT_TOP_K = 3;
@@ -503,11 +502,14 @@ class DermlipClassifier extends HTMLElement {
       labels = split(attr('labels'));
       if (labels.length < 2) throw new AttrError('labels', t.labels(labels.length));
     } else {
-      labels = (attr('label-set') ?? 'ham7').trim() || 'ham7';
-      const known = new Set(BUILTIN_SETS);
-      const sets = this.info && this.info.labelSets;
-      if (sets) sets.forEach((s) => known.add(s.id));
-      if (!known.has(labels)) throw new AttrError('label-set', t.labelSet(labels, [...known].join(', ')));
+      // The built-in sets come from the engine (`info`): the id is checked once the model is loaded.
+      const info = this.info;
+      labels = (attr('label-set') ?? '').trim() || (info ? info.defaultLabelSet : undefined);
+      if (info) {
+        const known = new Set(info.builtinLabelSets.map((s) => s.id));
+        if (info.labelSets) info.labelSets.forEach((s) => known.add(s.id));
+        if (!known.has(labels)) throw new AttrError('label-set', t.labelSet(labels, [...known].join(', ')));
+      }
     }
     let templates;
     if (attr('templates') !== null) {

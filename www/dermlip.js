@@ -52,7 +52,11 @@ export class DermLIP {
   #nextId = 1;
   #onProgress;
   #onEvent;
-  /** What `load` reported: backend, fallbackReason, labelSets, bytesDownloaded, bytesFromCache, loadMs, … */
+  /**
+   * What `load` reported: backend, fallbackReason, labelSets (precomputed in the bundle),
+   * builtinLabelSets, defaultLabelSet, templates (the default ones), bytesDownloaded, bytesFromCache,
+   * loadMs, …
+   */
   info = null;
 
   constructor(worker, { onProgress, onEvent } = {}) {
@@ -91,14 +95,15 @@ export class DermLIP {
   }
 
   /**
-   * `labels`: a built-in label set id ('ham7', 'pad6', 'daffodil5', 'f17k', 'snu134', 'sd128',
-   * 'derm1m') or an array of class names. Options: topK (5), templates, concepts (number of tags).
+   * `labels`: a built-in label set id (`info.builtinLabelSets`: 'ham7', 'pad6', 'daffodil5', 'f17k',
+   * 'snu134', 'sd128', 'derm1m'; default `info.defaultLabelSet`) or an array of class names.
+   * Options: topK (5), templates (default `info.templates`), concepts (number of tags).
    */
-  async classify(image, labels = 'ham7', { topK = 5, templates, concepts = 0 } = {}) {
+  async classify(image, labels, { topK = 5, templates, concepts = 0 } = {}) {
     const request = { topK, concepts };
     if (Array.isArray(labels)) request.labels = labels.map(String);
     else if (typeof labels === 'string') request.labelSet = labels;
-    else throw new TypeError('labels must be a label set id or an array of class names');
+    else if (labels !== undefined) throw new TypeError('labels must be a label set id or an array of class names');
     if (templates) request.templates = templates.map(String);
     const { msg, transfer } = await toImageMessage(image);
     return this.#call({ type: 'classify', image: msg, request }, transfer || (msg.data instanceof ArrayBuffer ? [msg.data] : []));

@@ -47,6 +47,9 @@ function loadModule(kind) {
   return modules[kind];
 }
 
+// The device-choice policy, the only one: the engine makes exactly the device it is told to
+// (`webgpu` or `cpu`; precision `auto` there means f16 where the GPU has shader-f16).
+//
 // A software WebGPU adapter (SwiftShader, WARP) emulates the GPU on the CPU: measured with
 // ViT-B/16 in Chromium, a forward pass took 153 s there and 1.3 s on our wasm CPU backend.
 async function webGpuAdapter() {
@@ -62,10 +65,11 @@ async function webGpuAdapter() {
   }
 }
 
-// Engine.create copies the bytes into wasm memory, so a failed attempt can be retried with the
-// next choice: [backend, precision] pairs, best first.
-async function createEngine(backend, precision, configText, textConfigText, weights, towers) {
-  const bytes = new Uint8Array(weights);
+// `backend` ('auto' | 'webgpu' | 'cpu') and `precision` ('auto' | 'f32' | 'f16') as asked for →
+// the engine module to load, the [backend, precision] pairs to try (best first), and why WebGPU is
+// not used when `auto` chose the CPU up front. Names the engine does not know are passed on, so its
+// message reports them.
+async function chooseDevice(backend, precision) {
   let fallbackReason = null;
   if (backend === 'auto') {
     const gpu = await webGpuAdapter();
@@ -78,10 +82,21 @@ async function createEngine(backend, precision, configText, textConfigText, weig
   }
   if (backend === 'cpu' && precision === 'auto') precision = 'f32';
   const module = backend === 'cpu' ? 'cpu' : 'webgpu';
-  const { Engine } = await loadModule(module);
-  const attempts = [[backend, precision]];
-  if (backend !== 'cpu' && precision === 'auto') attempts.push([backend, 'f32']);
+  const first = backend === 'auto' ? 'webgpu' : backend;
+  const attempts = [[first, precision]];
+  if (backend !== 'cpu' && precision === 'auto') attempts.push([first, 'f32']);
   if (backend === 'auto') attempts.push(['cpu', 'f32']); // the WebGPU module has the CPU backend too
+  return { module, attempts, fallbackReason };
+}
+
+// Engine.create copies the bytes into wasm memory, so a failed attempt can be retried with the
+// next choice.
+async function createEngine(backend, precision, configText, textConfigText, weights, towers) {
+  const bytes = new Uint8Array(weights);
+  const choice = await chooseDevice(backend, precision);
+  let { fallbackReason } = choice;
+  const { module, attempts } = choice;
+  const { Engine } = await loadModule(module);
   for (const [i, [b, p]] of attempts.entries()) {
     let eng = null;
     try {
@@ -173,8 +188,14 @@ const handlers = {
       };
     }
     if (maxMegapixels !== undefined) engine.setMaxMegapixels(maxMegapixels);
+    // The built-in label sets and default templates come from the engine (src/knowledge/), so the
+    // page and the widget keep no copy of them.
+    const glue = await loadModule(info.engine);
     return {
       ...info,
+      builtinLabelSets: glue.builtinLabelSets().map((s) => ({ id: s.id, name: s.name, title: s.title, classes: s.classes.length })),
+      defaultLabelSet: glue.defaultLabelSet(),
+      templates: glue.zeroShotTemplates(),
       backend: engine.backend(),
       precision: engine.precision(),
       embedDim: engine.embedDim(),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use clap::Parser;
 use dermlip::config::{Activation, ClipConfig, ModelFileConfig};
-use dermlip::preprocess::PreprocessConfig;
+use dermlip::input::preprocess::PreprocessConfig;
 use dermlip::{Clip, DermLip};
 
 #[derive(Parser)]

@@ -70,7 +70,7 @@ pub fn embed_reference_inputs(model: &dermlip::DermLip, r: &Reference) -> (Vec<V
     let pixels: Vec<Vec<f32>> = r
         .images
         .iter()
-        .map(|im| dermlip::preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
+        .map(|im| dermlip::input::preprocess::normalize(&reference_crop(&im.reference), &model.preprocess))
         .collect();
     let ids: Vec<Vec<u32>> = r.texts.iter().map(|t| t.ids.clone()).collect();
     let images = dermlip::pipeline::rows(model.encode_pixels(&pixels)).unwrap();

@@ -130,7 +130,7 @@ HOSTILE = [
     # case mapping
     "HELLO World", "İstanbul", "ΟΔΟΣ ΣΟΦΟΣ", "Σ", "ΑΣ.", "STRASSE Straße ẞ", "ǅ ǈ ǋ", "ΣΑΣ", "aΣb", "Ꭰ ꭰ",
     "Ⓐⓑ", "ΌΣΟΣ", "ΣΑΣ's",
-    # ftfy details plsfix gets wrong on its own (handled in src/tokenizer.rs)
+    # ftfy details plsfix gets wrong on its own (handled in src/input/tokenizer/clean.rs)
     "\x1b[1;31mbold red\x1b[0m text", "\x1b[31", "\x1b]0;title\x07 after", "\uffe3macron\uffe3", "\uff21\uff22\uffe3",
     "<i>~^|@=+*$%{}()/:>#</i> &amp;amp;amp; &rsquo; &fflig;", "x &amp;amp; ~ \uff0d",
     # letters / digits / case mappings newer than Unicode 14 (Python 3.11) or 16 (Rust's regex tables)

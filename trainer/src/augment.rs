@@ -8,7 +8,7 @@
 //! PIL's BICUBIC) through the `image` crate, not bit-exact with PIL: it is an augmentation. The
 //! colour jitter follows torchvision's tensor implementation (random order of the four
 //! adjustments, factors uniform in `[1-x, 1+x]`, hue shift uniform in `[-h, h]`) on f32 pixels.
-//! Evaluation never comes here: it uses `dermlip::preprocess::preprocess`, the inference path.
+//! Evaluation never comes here: it uses `dermlip::input::preprocess::preprocess`, the inference path.
 
 use image::imageops::{self, FilterType};
 use image::RgbImage;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::loss::clip_loss;
 use crate::optim::{AdamW, Grads, OptimConfig};
-use crate::train::{open_clip_init, pick_device};
+use crate::train::pick_device;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
@@ -46,7 +46,7 @@ pub fn run(
     let device = pick_device(device_name)?.autodiff();
     device.seed(0);
     let base_rss = peak_rss_mib();
-    let mut model = open_clip_init(Clip::new(cfg, &device), cfg);
+    let mut model = Clip::new(cfg, &device).init_parameters();
     let mut optim = AdamW::new(OptimConfig::default());
     let size = cfg.vision.image_size;
     let ctx = cfg.text.context_length;

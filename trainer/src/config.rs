@@ -42,7 +42,10 @@ impl Default for DataConfig {
             caption_key: "truncated_caption".into(),
             image_key: "filename".into(),
             label_key: None,
-            zero_shot_templates: dermlip::labels::ZERO_SHOT_TEMPLATES.iter().map(|t| t.to_string()).collect(),
+            zero_shot_templates: dermlip::knowledge::labels::ZERO_SHOT_TEMPLATES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
             prefetch: 2,
         }

@@ -1,15 +1,14 @@
 //! In-loop evaluation on the validation set, with the exact inference preprocessing of the core
 //! crate: retrieval Recall@1/5/10 in both directions (open_clip `get_clip_metrics`, ties counted
-//! optimistically as `dermlip::metrics::recall_at_k`) and zero-shot accuracy over the label set.
+//! optimistically as `dermlip::eval::metrics::recall_at_k`) and zero-shot accuracy over the label set.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dermlip::config::ModelFileConfig;
-use dermlip::pipeline::{text_pad_id, trim_text_padding};
-use dermlip::tokenizer::TextTokenizer;
-use dermlip::zero_shot::fill_template;
+use dermlip::input::tokenizer::{text_pad_id, TextIds, TextTokenizer};
+use dermlip::knowledge::zero_shot::fill_template;
 use dermlip::Clip;
 use serde::Serialize;
 
@@ -93,7 +92,7 @@ pub fn evaluate(
     device: Device,
 ) -> Result<EvalReport, String> {
     let size = file_cfg.preprocess.size as usize;
-    let pad = text_pad_id(&file_cfg.model.text.arch) as i32;
+    let pad = text_pad_id(&file_cfg.model.text.arch);
     let cfg = LoaderConfig {
         batch_size: EVAL_BATCH,
         workers: data.workers,
@@ -114,8 +113,7 @@ pub fn evaluate(
             continue;
         }
         let img = Tensor::<4>::from_data(TensorData::new(batch.pixels, [batch.len, 3, size, size]), &device);
-        let (tokens, used) = trim_text_padding(&batch.tokens, batch.len, pad);
-        let tok = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len, used]), &device);
+        let tok = TextIds::trimmed(&batch.tokens, batch.len, pad).tensor(&device);
         imgs.push(l2_normalize(model.encode_image(img)));
         txts.push(l2_normalize(model.encode_text(tok)));
         ids.extend(batch.ids);
@@ -139,9 +137,7 @@ pub fn evaluate(
                 .iter()
                 .map(|t| tokenizer.encode(&fill_template(t, c)).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?;
-            let flat: Vec<i32> = prompts.iter().flatten().map(|&t| t as i32).collect();
-            let (flat, used) = trim_text_padding(&flat, prompts.len(), pad);
-            let tok = Tensor::<2, Int>::from_data(TensorData::new(flat, [prompts.len(), used]), &device);
+            let tok = TextIds::from_rows(&prompts, pad).tensor(&device);
             let e = l2_normalize(model.encode_text(tok)).mean_dim(0);
             class_emb.push(l2_normalize(e));
         }

@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod evaluate;
@@ -13,5 +14,6 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod step;
 pub mod synth;
 pub mod train;

@@ -14,8 +14,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use dermlip::preprocess::{self, PreprocessConfig};
-use dermlip::tokenizer::TextTokenizer;
+use dermlip::input::preprocess::{self, PreprocessConfig};
+use dermlip::input::tokenizer::TextTokenizer;
 
 use crate::augment::{augment, AugmentConfig};
 use crate::data::{Dataset, Reader};

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dermlip_trainer::checkpoint::latest_checkpoint;
 use dermlip_trainer::config::TrainConfig;
 use dermlip_trainer::synth::{generate, tiny_config_json, SynthConfig};
-use dermlip_trainer::train::{latest_checkpoint, train};
+use dermlip_trainer::train::train;
 
 #[derive(Parser, Debug)]
 #[command(name = "trainer", about = "Contrastive pretraining of DermLIP on Derm1M (open_clip recipe) on Burn")]

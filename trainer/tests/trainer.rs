@@ -121,7 +121,7 @@ fn tiny_clip_learns_on_synthetic_derm1m_csv_zip() {
     let trained = burn::module::Module::valid(&out.model);
     let pixels: Vec<f32> = (0..2 * 3 * 64 * 64).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
     let img = || Tensor::<4>::from_data(TensorData::new(pixels.clone(), [2, 3, 64, 64]), &device);
-    let tok = dermlip::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap();
+    let tok = dermlip::input::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap();
     let ids: Vec<i32> = ["a large red circle lesion on plain skin", "a small blue cross"]
         .iter()
         .flat_map(|t| tok.encode(t).unwrap())
@@ -270,8 +270,8 @@ fn loader_is_deterministic_across_worker_counts() {
         })
         .unwrap(),
     );
-    let tok = Arc::new(dermlip::tokenizer::TextTokenizer::Clip(
-        dermlip::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap(),
+    let tok = Arc::new(dermlip::input::tokenizer::TextTokenizer::Clip(
+        dermlip::input::tokenizer::ClipTokenizer::new().unwrap().with_context_length(16).unwrap(),
     ));
     let run = |workers: usize, start: usize| {
         let cfg = LoaderConfig {
@@ -282,7 +282,7 @@ fn loader_is_deterministic_across_worker_counts() {
             shuffle: true,
             drop_last: true,
             transform: Transform::Train(AugmentConfig::default()),
-            preprocess: dermlip::preprocess::PreprocessConfig { size: 64, ..Default::default() },
+            preprocess: dermlip::input::preprocess::PreprocessConfig { size: 64, ..Default::default() },
         };
         EpochLoader::new(Arc::clone(&ds), Arc::clone(&tok), &cfg, 3, start)
             .map(|b| (b.index, b.ids, b.pixels, b.tokens, b.skipped.len()))
@@ -559,11 +559,11 @@ fn panderm_checkpoint_with_context(dir: &Path, ctx: usize) -> PathBuf {
 /// train and the result exports and re-loads.
 #[test]
 fn panderm_bert_from_scratch() {
-    use dermlip_trainer::train::{open_clip_init, read_model_config};
-    let mcfg = read_model_config(&panderm_fixture().join("open_clip_config.json")).unwrap();
+    use dermlip::ModelFileConfig;
+    let mcfg = ModelFileConfig::from_config_file(&panderm_fixture().join("open_clip_config.json")).unwrap();
     let device = burn::tensor::Device::flex();
-    let model = open_clip_init(Clip::new(&mcfg.model, &device), &mcfg.model);
-    let sd = dermlip::export::clip_state_dict(&model).unwrap();
+    let model = Clip::new(&mcfg.model, &device).init_parameters();
+    let sd = dermlip::checkpoint::export::clip_state_dict(&model).unwrap();
     let all_zero = |k: &str| floats(&sd, k).iter().all(|&x| x == 0.0);
     for k in [
         "visual.head.bias",
@@ -591,7 +591,7 @@ fn panderm_bert_from_scratch() {
     assert!(gamma.iter().all(|&g| (g - 0.1).abs() < 1e-7));
     assert_eq!(
         floats(&sd, "visual.pos_embed"),
-        dermlip::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
+        dermlip::model::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
     );
 
     let tmp = tempfile::tempdir().unwrap();
@@ -608,7 +608,7 @@ fn panderm_bert_from_scratch() {
     let tuned = StateDict::from_file(&out.final_dir.join("open_clip_model.safetensors")).unwrap();
     assert_eq!(
         floats(&tuned, "visual.pos_embed"),
-        dermlip::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
+        dermlip::model::panderm::sincos_position_table(mcfg.model.vision.grid_size(), mcfg.model.vision.width)
     );
     assert!(reloaded.towers.has_text());
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use dermlip::bundle::{write_bundle, ConvertOptions, WeightFormat};
-use dermlip::labels::LabelSet;
+use dermlip::knowledge::labels::LabelSet;
 use dermlip::Result;
 
 #[derive(Args)]
@@ -61,7 +61,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     }
     if let Some(f) = &a.template_file {
         opts.templates = super::read_list(f)?;
-        dermlip::zero_shot::validate_templates(&opts.templates)?;
+        dermlip::knowledge::zero_shot::validate_templates(&opts.templates)?;
     }
     let manifest = write_bundle(&a.model, &a.out, &opts)?;
     println!("{:<32} {:<17} {:>12}  sha256", "file", "role", "bytes");

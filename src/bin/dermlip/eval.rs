@@ -107,7 +107,7 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
     let (labels, templates) = labels_and_templates(&a.labels)?;
     let rows = read_labelled_csv(&a.input.csv, &labels)?;
     let model = load_model(&a.input.model)?;
-    let weights = model.zero_shot_weights(&labels, &templates)?;
+    let classifier = model.zero_shot_classifier(&labels, &templates)?;
     let paths: Vec<String> = rows.iter().map(|(p, _)| p.clone()).collect();
     let mut seen = std::collections::HashSet::<&str>::new();
     let duplicates = paths.iter().filter(|p| !seen.insert(p.as_str())).count();
@@ -115,8 +115,7 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
     let (mut truth, mut probs, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     for ((path, label), e) in rows.iter().zip(&embedded) {
         let Some(e) = e else { continue };
-        let p: Vec<f64> =
-            dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights)).iter().map(|&x| x as f64).collect();
+        let p: Vec<f64> = classifier.probabilities(e).iter().map(|&x| x as f64).collect();
         truth.push(*label);
         probs.push(p.clone());
         ours.push((path.clone(), p));
@@ -135,7 +134,7 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
             let y: Vec<bool> = truth.iter().map(|&t| t == c).collect();
             let s: Vec<f64> = probs.iter().map(|p| p[c]).collect();
             if let (Ok(curve), Ok(Some(auc))) =
-                (dermlip::metrics::roc_curve(&y, &s), dermlip::metrics::roc_auc_binary(&y, &s))
+                (dermlip::eval::metrics::roc_curve(&y, &s), dermlip::eval::metrics::roc_auc_binary(&y, &s))
             {
                 curves.push((name.clone(), curve, auc));
             }
@@ -143,9 +142,9 @@ fn eval_zero_shot(a: EvalZeroShotArgs) -> Result<()> {
         write_plot(
             dir,
             "confusion_matrix.svg",
-            &dermlip::plots::confusion_svg("Zero-shot confusion matrix", &labels, &report.confusion_matrix),
+            &dermlip::eval::plots::confusion_svg("Zero-shot confusion matrix", &labels, &report.confusion_matrix),
         )?;
-        write_plot(dir, "roc.svg", &dermlip::plots::roc_svg("Zero-shot ROC (one vs rest)", &curves))?;
+        write_plot(dir, "roc.svg", &dermlip::eval::plots::roc_svg("Zero-shot ROC (one vs rest)", &curves))?;
     }
     let agreement = match &a.compare_reference {
         Some(f) => {
@@ -267,7 +266,7 @@ fn embed_listed(
     paths: &[String],
     what: ImageVector,
 ) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>)> {
-    use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
+    use dermlip::knowledge::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
     let root =
         input.images_root.clone().unwrap_or_else(|| input.csv.parent().map(Path::to_path_buf).unwrap_or_default());
     let panderm_feature =
@@ -389,8 +388,12 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
     let report = dermlip::eval::retrieval_report(&img, &model.embed_texts(&refs)?, &dermlip::eval::RECALL_KS)?;
     write_report(&a.input, &serde_json::json!({"rows": rows.len(), "skipped": skipped, "report": report}))?;
     if let Some(dir) = &a.input.plots {
-        let svg =
-            dermlip::plots::recall_svg("Retrieval recall@K", &report.ks, &report.image_to_text, &report.text_to_image);
+        let svg = dermlip::eval::plots::recall_svg(
+            "Retrieval recall@K",
+            &report.ks,
+            &report.image_to_text,
+            &report.text_to_image,
+        );
         write_plot(dir, "recall_at_k.svg", &svg)?;
     }
     println!("| direction | {} |", report.ks.iter().map(|k| format!("R@{k}")).collect::<Vec<_>>().join(" | "));
@@ -405,7 +408,7 @@ fn eval_retrieval(a: EvalRetrievalArgs) -> Result<()> {
 fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
     let (header, rows) = read_table(&a.input.csv)?;
     let pc = column(&header, "image_path", &a.input.csv)?;
-    let known = dermlip::labels::concepts();
+    let known = dermlip::knowledge::concepts::concepts();
     let mut chosen = Vec::new();
     for (c, h) in header.iter().enumerate().filter(|(c, _)| *c != pc) {
         let concept = known.iter().find(|k| k.name.eq_ignore_ascii_case(h)).ok_or_else(|| {
@@ -433,11 +436,11 @@ fn eval_concepts(a: EvalConceptsArgs) -> Result<()> {
         present.push(row?);
     }
     let model = load_model(&a.input.model)?;
-    let concepts: Vec<dermlip::concepts::Concept> = chosen.iter().map(|(_, k)| k.clone()).collect();
+    let concepts: Vec<dermlip::knowledge::concepts::Concept> = chosen.iter().map(|(_, k)| k.clone()).collect();
     let scorer = model.concept_scorer(
         &concepts,
-        &dermlip::concepts::ConceptPromptSet::monet(),
-        dermlip::labels::concept_temperature(),
+        &dermlip::knowledge::concepts::ConceptPromptSet::monet(),
+        dermlip::knowledge::concepts::concept_temperature(),
     )?;
     let paths: Vec<String> = rows.iter().map(|r| r[pc].clone()).collect();
     let (mut truth, mut scores) = (Vec::new(), Vec::new());

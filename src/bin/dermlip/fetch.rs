@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use dermlip::checkpoint::{CONFIG_FILE, WEIGHTS_FILES};
+use dermlip::config::TokenizerFile;
 use dermlip::{Error, ModelFileConfig, Result};
 
 pub const DEFAULT_REPO: &str = "redlessone/DermLIP_ViT-B-16";
@@ -24,8 +26,10 @@ pub struct FetchArgs {
     endpoint: Option<String>,
 }
 
-/// Tokenizer files a hub checkpoint with a Hugging Face text tower carries; optional.
-const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json"];
+/// Tokenizer files a hub checkpoint with a Hugging Face text tower carries (those dermlip reads,
+/// then the Hugging Face tokenizer settings); optional.
+const TOKENIZER_FILES: [&str; 3] =
+    [TokenizerFile::FILE_NAMES[0], TokenizerFile::FILE_NAMES[1], "tokenizer_config.json"];
 
 pub fn run(a: FetchArgs) -> Result<()> {
     let repo = a.repo.strip_prefix("hf-hub:").unwrap_or(&a.repo).trim_matches('/').to_string();
@@ -45,16 +49,15 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let base = format!("{}/{repo}/resolve/{}", endpoint.trim_end_matches('/'), a.revision);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
 
-    let config = download(&agent, &format!("{base}/open_clip_config.json"), &out.join("open_clip_config.json"))?
-        .ok_or_else(|| {
-            Error::Input(format!("{repo} has no open_clip_config.json at {}: not an open_clip checkpoint", a.revision))
-        })?;
+    let config = download(&agent, &format!("{base}/{CONFIG_FILE}"), &out.join(CONFIG_FILE))?.ok_or_else(|| {
+        Error::Input(format!("{repo} has no {CONFIG_FILE} at {}: not an open_clip checkpoint", a.revision))
+    })?;
     let text = std::fs::read_to_string(&config).map_err(|e| io(&config, e))?;
     ModelFileConfig::from_json_str(&text)
         .map_err(|e| Error::Config(format!("{}: {}", config.display(), e.detail())))?;
 
     let mut weights = None;
-    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
+    for name in WEIGHTS_FILES {
         if let Some(p) = download(&agent, &format!("{base}/{name}"), &out.join(name))? {
             weights = Some(p);
             break;

@@ -49,7 +49,7 @@ pub(crate) struct SearchArgs {
 }
 
 pub(crate) fn index(a: IndexArgs) -> Result<()> {
-    use dermlip::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
+    use dermlip::knowledge::retrieval::{EmbeddingStore, Item, ItemKind, Precision};
     let captions: Vec<String> = match &a.captions {
         Some(f) => String::from_utf8(read_file(f)?)
             .map_err(|_| Error::Input(format!("{}: not UTF-8 text", f.display())))?
@@ -84,7 +84,7 @@ pub(crate) fn index(a: IndexArgs) -> Result<()> {
 }
 
 pub(crate) fn search(a: SearchArgs) -> Result<()> {
-    use dermlip::retrieval::{EmbeddingStore, ItemKind};
+    use dermlip::knowledge::retrieval::{EmbeddingStore, ItemKind};
     let store = EmbeddingStore::from_bytes(&read_file(&a.collection)?)
         .map_err(|e| Error::Input(format!("{}: {}", a.collection.display(), e.detail())))?;
     let model = load_model(&a.model)?;

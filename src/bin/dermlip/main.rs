@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dermlip::labels::LabelSet;
-use dermlip::ontology::{Ontology, UnplacedLabels};
-use dermlip::pipeline::classify_embedding;
-use dermlip::zero_shot::{l2_normalize, SKIN_TEMPLATES};
+use dermlip::knowledge::labels::LabelSet;
+use dermlip::knowledge::ontology::{Ontology, UnplacedLabels};
+use dermlip::knowledge::zero_shot::{l2_normalize, zero_shot_templates};
 use dermlip::{DermLip, Error, Result};
 
 mod convert;
@@ -239,10 +238,10 @@ fn labels_and_templates(a: &LabelArgs) -> Result<(Vec<String>, Vec<String>)> {
     };
     let templates = match &a.template_file {
         Some(f) => read_list(f)?,
-        None => SKIN_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+        None => zero_shot_templates(),
     };
-    dermlip::zero_shot::validate_labels(&labels)?;
-    dermlip::zero_shot::validate_templates(&templates)?;
+    dermlip::knowledge::zero_shot::validate_labels(&labels)?;
+    dermlip::knowledge::zero_shot::validate_templates(&templates)?;
     Ok((labels, templates))
 }
 
@@ -254,23 +253,22 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         }
     }
     let model = load_model(&a.model)?;
-    let weights = model.zero_shot_weights(&labels, &templates)?;
+    let classifier = model.zero_shot_classifier(&labels, &templates)?;
     let embeddings = embed_each(&model, &a.images)?;
     let ontology = Ontology::builtin();
     let mut out = Vec::new();
     for (path, e) in a.images.iter().zip(&embeddings) {
-        let preds = classify_embedding(e, &weights, &labels, a.top_k as usize);
+        let scored = classifier.classify_all(e, a.top_k as usize);
         let chain = match a.hierarchy {
             Some(threshold) => {
-                let probs = dermlip::zero_shot::softmax(&dermlip::zero_shot::logits(e, &weights));
                 let nodes = ontology
-                    .aggregate_with(&labels, &probs, UnplacedLabels::Bucket)
+                    .aggregate_with(&labels, &scored.probabilities, UnplacedLabels::Bucket)
                     .map_err(|err| Error::Input(err.to_string()))?;
                 Some(ontology.most_specific(&nodes, threshold))
             }
             None => None,
         };
-        out.push((path.display().to_string(), preds, chain));
+        out.push((path.display().to_string(), scored.predictions, chain));
     }
     if a.json {
         let items: Vec<_> = out
@@ -363,9 +361,9 @@ fn npy_f32(rows: &[Vec<f32>]) -> Vec<u8> {
 fn concepts(a: ConceptsArgs) -> Result<()> {
     let model = load_model(&a.model)?;
     let scorer = model.concept_scorer(
-        dermlip::labels::concepts(),
-        &dermlip::concepts::ConceptPromptSet::monet(),
-        dermlip::labels::concept_temperature(),
+        dermlip::knowledge::concepts::concepts(),
+        &dermlip::knowledge::concepts::ConceptPromptSet::monet(),
+        dermlip::knowledge::concepts::concept_temperature(),
     )?;
     let embeddings = embed_each(&model, &a.images)?;
     let results: Vec<_> = a

@@ -6,17 +6,18 @@
 //! `text.proj.0.weight`, `text.proj.2.weight`.
 
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, LayerNorm, Linear, LinearConfig};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
 use crate::config::{BertConfig, ClipConfig, HfProjection, TextArch, TextConfig};
 use crate::error::{Error, Result};
-use crate::panderm::{load_linear, token_linear};
-use crate::transformer::{layer_norm, load_layer_norm};
-use crate::weights::WeightLoader;
+use crate::model::layers::{
+    init_random, init_zeros, layer_norm, normal, reinit, token_linear, visit_layer_norm, visit_linear,
+};
+use crate::weights::TensorVisitor;
 
 /// Buffers some transformers versions save with a BERT; they are `arange` / zeros and unused here.
 pub const OPTIONAL_BUFFERS: [&str; 2] =
@@ -80,17 +81,30 @@ impl BertLayer {
         self.output_norm.forward(h + x)
     }
 
-    fn load(&mut self, w: &mut WeightLoader, p: &str, t: &TextConfig) -> Result<()> {
-        let (width, hidden) = (t.width, t.mlp_width);
+    /// Hugging Face's `BertLayer` names under `p`.
+    fn visit_tensors(&mut self, v: &mut impl TensorVisitor, p: &str) -> Result<()> {
         let a = &mut self.attention;
-        load_linear(&mut a.query, w, &format!("{p}.attention.self.query"), width, width, true)?;
-        load_linear(&mut a.key, w, &format!("{p}.attention.self.key"), width, width, true)?;
-        load_linear(&mut a.value, w, &format!("{p}.attention.self.value"), width, width, true)?;
-        load_linear(&mut self.attention_output, w, &format!("{p}.attention.output.dense"), width, width, true)?;
-        load_layer_norm(&mut self.attention_norm, w, &format!("{p}.attention.output.LayerNorm"), width)?;
-        load_linear(&mut self.intermediate, w, &format!("{p}.intermediate.dense"), width, hidden, true)?;
-        load_linear(&mut self.output, w, &format!("{p}.output.dense"), hidden, width, true)?;
-        load_layer_norm(&mut self.output_norm, w, &format!("{p}.output.LayerNorm"), width)
+        visit_linear(v, &format!("{p}.attention.self.query"), &mut a.query, true)?;
+        visit_linear(v, &format!("{p}.attention.self.key"), &mut a.key, true)?;
+        visit_linear(v, &format!("{p}.attention.self.value"), &mut a.value, true)?;
+        visit_linear(v, &format!("{p}.attention.output.dense"), &mut self.attention_output, true)?;
+        visit_layer_norm(v, &format!("{p}.attention.output.LayerNorm"), &mut self.attention_norm)?;
+        visit_linear(v, &format!("{p}.intermediate.dense"), &mut self.intermediate, true)?;
+        visit_linear(v, &format!("{p}.output.dense"), &mut self.output, true)?;
+        visit_layer_norm(v, &format!("{p}.output.LayerNorm"), &mut self.output_norm)
+    }
+
+    /// Hugging Face `_init_weights` beyond the constructor's normal(0.02) weights: zero linear
+    /// biases, in module order.
+    fn init_parameters(mut self) -> Self {
+        let a = &mut self.attention;
+        a.query.bias = a.query.bias.take().map(init_zeros);
+        a.key.bias = a.key.bias.take().map(init_zeros);
+        a.value.bias = a.value.bias.take().map(init_zeros);
+        for l in [&mut self.attention_output, &mut self.intermediate, &mut self.output] {
+            l.bias = l.bias.take().map(init_zeros);
+        }
+        self
     }
 }
 
@@ -164,32 +178,51 @@ impl BertTextEncoder {
         }
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
-        let t = &cfg.text;
-        let b = bert(cfg)?;
+    /// The tensors under the hub's names (`text.transformer.…`, `text.proj…`), for loading and
+    /// saving alike. The [`OPTIONAL_BUFFERS`] are not parameters and are not visited.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
         let e = "text.transformer.embeddings";
-        self.word_embeddings = w.param(&format!("{e}.word_embeddings.weight"), [t.vocab_size, t.width])?;
-        self.position_embeddings = w.param(&format!("{e}.position_embeddings.weight"), [b.max_positions, t.width])?;
-        self.token_type_embeddings =
-            w.param(&format!("{e}.token_type_embeddings.weight"), [b.type_vocab_size, t.width])?;
-        load_layer_norm(&mut self.embeddings_norm, w, &format!("{e}.LayerNorm"), t.width)?;
+        v.param(&format!("{e}.word_embeddings.weight"), &mut self.word_embeddings)?;
+        v.param(&format!("{e}.position_embeddings.weight"), &mut self.position_embeddings)?;
+        v.param(&format!("{e}.token_type_embeddings.weight"), &mut self.token_type_embeddings)?;
+        visit_layer_norm(v, &format!("{e}.LayerNorm"), &mut self.embeddings_norm)?;
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.load(w, &format!("text.transformer.encoder.layer.{i}"), t)?;
+            layer.visit_tensors(v, &format!("text.transformer.encoder.layer.{i}"))?;
         }
-        match b.projection {
-            HfProjection::Mlp => {
-                let hidden = b.projection.hidden(t.width, cfg.embed_dim);
-                load_linear(&mut self.proj_in, w, "text.proj.0", t.width, hidden, false)?;
-                let out = self.proj_out.as_mut().expect("the MLP projection has two layers");
-                load_linear(out, w, "text.proj.2", hidden, cfg.embed_dim, false)
+        match &mut self.proj_out {
+            // `hf_proj_type: "mlp"`: `proj.0`, GELU, `proj.2`.
+            Some(out) => {
+                visit_linear(v, "text.proj.0", &mut self.proj_in, false)?;
+                visit_linear(v, "text.proj.2", out, false)
             }
-            HfProjection::Linear => load_linear(&mut self.proj_in, w, "text.proj", t.width, cfg.embed_dim, false),
+            None => visit_linear(v, "text.proj", &mut self.proj_in, false),
         }
+    }
+
+    /// `HFTextEncoder` built from its config, as the fork does without pretrained text weights,
+    /// beyond the constructor's normal(0.02) weights and embeddings, in module order: the `[PAD]`
+    /// row of the word embeddings zero (`nn.Embedding(padding_idx)` as HF initialises it, the
+    /// table redrawn), zero linear biases, and PyTorch's default `nn.Linear` init for the `proj`
+    /// layers (`U(±1/√fan_in)`).
+    pub fn init_parameters(mut self) -> Self {
+        let pad = self.pad_token_id as usize;
+        self.word_embeddings = reinit(self.word_embeddings, |shape, device| {
+            let dims = shape.dims::<2>();
+            let t = Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.02), device);
+            t.slice_assign([pad..pad + 1, 0..dims[1]], Tensor::<2>::zeros([1, dims[1]], device))
+        });
+        self.layers = self.layers.into_iter().map(BertLayer::init_parameters).collect();
+        self.proj_in = default_linear_init(self.proj_in);
+        self.proj_out = self.proj_out.map(default_linear_init);
+        self
     }
 }
 
-fn normal(std: f64) -> Initializer {
-    Initializer::Normal { mean: 0.0, std }
+/// PyTorch's default `nn.Linear` weight init, `U(±1/√fan_in)` (the layers here have no bias).
+fn default_linear_init(mut l: Linear) -> Linear {
+    let a = 1.0 / (l.weight.lazy_shape().dims::<2>()[0] as f64).sqrt(); // Burn [in, out]: fan_in first
+    l.weight = init_random(l.weight, Distribution::Uniform(-a, a));
+    l
 }
 
 fn no_bias(d_in: usize, d_out: usize, device: &Device) -> Linear {

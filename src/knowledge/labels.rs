@@ -1,24 +1,19 @@
 //! Label sets: the built-in, versioned class lists of the Derm1M / MAKE / DermFM-Zero zero-shot
 //! benchmarks (class names in label-index order, with provenance), custom label sets read from
-//! JSON or CSV, and the prompt templates and concept terms used with them.
+//! JSON or CSV, and the zero-shot prompt templates used with them.
 //!
 //! The class lists are embedded verbatim from `data/` (see `data/README.md`). The order of a
 //! source list is the label index of the evaluation CSVs, so it is never changed here.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::OnceLock;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-const ZERO_SHOT_JSON: &str = include_str!("../data/zero_shot_classnames.json");
-const MAKE_JSON: &str = include_str!("../data/make_snu134_sd128_classnames.json");
-const DERMFM_ZERO_JSON: &str = include_str!("../data/dermfm_zero_classnames.json");
-use crate::concepts::Concept;
-
-const CONCEPT_TERMS_JSON: &str = include_str!("../data/ConceptTerms.json");
+const ZERO_SHOT_JSON: &str = include_str!("../../data/zero_shot_classnames.json");
+const MAKE_JSON: &str = include_str!("../../data/make_snu134_sd128_classnames.json");
+const DERMFM_ZERO_JSON: &str = include_str!("../../data/dermfm_zero_classnames.json");
 
 const DERM1M_REPO: &str = "github.com/SiyuanYan1/Derm1M @ 92d8fa9d9775aaf65bf3150c998d32daf4f1d32f";
 const MAKE_REPO: &str = "github.com/SiyuanYan1/MAKE @ ded195953de2603484da886144cd1683c3b17006";
@@ -66,6 +61,8 @@ struct BuiltinSpec {
     id: &'static str,
     aliases: &'static [&'static str],
     name: &'static str,
+    /// The short description the web page's label-set menu shows.
+    title: &'static str,
     json: &'static str,
     key: &'static str,
     repo: &'static str,
@@ -79,6 +76,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "ham7",
         aliases: &["ham", "ham10000", "ham100007"],
         name: "HAM10000 (7 classes)",
+        title: "HAM-7 (dermoscopy: 7 lesion types)",
         json: ZERO_SHOT_JSON,
         key: "HAM_CLASSNAMES",
         repo: DERM1M_REPO,
@@ -92,6 +90,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "pad6",
         aliases: &["pad", "padufes", "padufes20", "padufes206"],
         name: "PAD-UFES-20 (6 classes)",
+        title: "PAD-6 (smartphone photos: 6 lesion types)",
         json: ZERO_SHOT_JSON,
         key: "PAD_CLASSNAMES",
         repo: DERM1M_REPO,
@@ -103,6 +102,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "daffodil5",
         aliases: &["daffodil"],
         name: "Daffodil (5 classes)",
+        title: "Daffodil-5 (5 conditions)",
         json: ZERO_SHOT_JSON,
         key: "DAFFODIL_5_CLASSNAMES",
         repo: DERM1M_REPO,
@@ -114,6 +114,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "f17k",
         aliases: &["fitzpatrick17k", "fitzpatrick", "f17k113", "f17k114"],
         name: "Fitzpatrick17k (114 classes)",
+        title: "Fitzpatrick17k (113 conditions)",
         json: ZERO_SHOT_JSON,
         key: "F17K_DISEASE_113_CLASSES",
         repo: DERM1M_REPO,
@@ -129,6 +130,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "snu134",
         aliases: &["snu"],
         name: "SNU-134 (134 classes)",
+        title: "SNU-134 (134 conditions)",
         json: MAKE_JSON,
         key: "SNU_134_CLASSNAMES",
         repo: MAKE_REPO,
@@ -140,6 +142,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "sd128",
         aliases: &["sd", "sd198128"],
         name: "SD-128 (128 classes)",
+        title: "SD-128 (128 conditions)",
         json: MAKE_JSON,
         key: "SD_128_CLASSNAMES",
         repo: MAKE_REPO,
@@ -152,6 +155,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
         id: "derm1m",
         aliases: &["derm1m407", "dermfmzero", "dermfmzero407"],
         name: "Derm1M conditions (407 classes, DermFM-Zero)",
+        title: "Derm1M (407 conditions)",
         json: DERMFM_ZERO_JSON,
         key: "DERM1M_CLASSNAMES",
         repo: DERMFM_ZERO_REPO,
@@ -367,6 +371,10 @@ impl LabelSet {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The short description of a built-in set for menus (the web page's label-set list).
+    pub fn title(&self) -> Option<&'static str> {
+        BUILTINS.iter().find(|s| s.id == self.id).map(|s| s.title)
+    }
     /// Class names in label-index order.
     pub fn classes(&self) -> &[String] {
         &self.classes
@@ -534,63 +542,3 @@ pub const ZERO_SHOT_TEMPLATES: [&str; 8] = [
     "The skin cancer in this image is {c}.",
     "This image depicts {c}, a type of skin cancer.",
 ];
-
-/// MONET concept templates (`concept_prompt_template_list`); `{}` is a concept term.
-pub const CONCEPT_TEMPLATES: [&str; 6] = [
-    "This is skin image of {}",
-    "This is dermatology image of {}",
-    "This is image of {}",
-    "A skin image of {}",
-    "An image of {}, a skin condition.",
-    "{}, a skin disorder, is shown in this image.",
-];
-
-/// The reference prompt of each concept template (`concept_prompt_ref_list`), same order.
-pub const CONCEPT_REFERENCE_PROMPTS: [&str; 6] = [
-    "This is skin image",
-    "This is dermatology image",
-    "This is image",
-    "A skin image",
-    "An image of a skin condition.",
-    "a skin disorder is shown in this image.",
-];
-
-/// ln of the concept logit scale: the temperature is 1 / exp(4.5944) (`concept_annotation/model.py`).
-pub const CONCEPT_LOG_SCALE: f32 = 4.5944;
-
-/// MONET's concept temperature, 1 / exp(4.5944) ≈ 0.010108.
-pub fn concept_temperature() -> f32 {
-    (-CONCEPT_LOG_SCALE).exp()
-}
-
-/// The 64 concepts of `ConceptTerms.json` (MONET's term lists as shipped with Derm1M), in file order.
-pub fn concepts() -> &'static [Concept] {
-    static CONCEPTS: OnceLock<Vec<Concept>> = OnceLock::new();
-    CONCEPTS.get_or_init(|| {
-        // Fixed at build time; tests/knowledge.rs checks the count and order.
-        serde_json::from_str::<OrderedConcepts>(CONCEPT_TERMS_JSON).map(|c| c.0).unwrap_or_default()
-    })
-}
-
-/// A JSON object read in document order (serde_json's own map sorts its keys).
-struct OrderedConcepts(Vec<Concept>);
-
-impl<'de> Deserialize<'de> for OrderedConcepts {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedConcepts;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of concept name → list of terms")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedConcepts, A::Error> {
-                let mut out = Vec::new();
-                while let Some((name, terms)) = map.next_entry::<String, Vec<String>>()? {
-                    out.push(Concept { name, terms });
-                }
-                Ok(OrderedConcepts(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}

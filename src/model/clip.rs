@@ -6,13 +6,13 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::bert::{BertTextEncoder, OPTIONAL_BUFFERS};
 use crate::config::{ClipConfig, TextArch, VisionArch};
 use crate::error::Result;
-use crate::panderm::PanDermVisionTransformer;
-use crate::text::TextTransformer;
-use crate::vision::VisionTransformer;
-use crate::weights::{StateDict, WeightLoader};
+use crate::model::bert::{BertTextEncoder, OPTIONAL_BUFFERS};
+use crate::model::panderm::PanDermVisionTransformer;
+use crate::model::text::TextTransformer;
+use crate::model::vision::VisionTransformer;
+use crate::weights::{StateDict, TensorVisitor, WeightLoader};
 
 /// Which towers a model was loaded with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,10 +76,19 @@ impl VisionTower {
         }
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+    /// The tower's tensors under their state-dict names, for loading and saving alike.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
         match self {
-            VisionTower::Vit(v) => v.load(w, cfg),
-            VisionTower::PanDerm(v) => v.load(w, cfg),
+            VisionTower::Vit(t) => t.visit_tensors(v),
+            VisionTower::PanDerm(t) => t.visit_tensors(v),
+        }
+    }
+
+    /// The tower's open_clip random initialisation (see each tower's `init_parameters`).
+    pub fn init_parameters(self) -> Self {
+        match self {
+            VisionTower::Vit(t) => VisionTower::Vit(t.init_parameters()),
+            VisionTower::PanDerm(t) => VisionTower::PanDerm(t.init_parameters()),
         }
     }
 }
@@ -115,10 +124,19 @@ impl TextTower {
         }
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
+    /// The tower's tensors under their state-dict names, for loading and saving alike.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
         match self {
-            TextTower::Clip(t) => t.load(w, cfg),
-            TextTower::Bert(t) => t.load(w, cfg),
+            TextTower::Clip(t) => t.visit_tensors(v),
+            TextTower::Bert(t) => t.visit_tensors(v),
+        }
+    }
+
+    /// The tower's open_clip random initialisation (see each tower's `init_parameters`).
+    pub fn init_parameters(self) -> Self {
+        match self {
+            TextTower::Clip(t) => TextTower::Clip(t.init_parameters()),
+            TextTower::Bert(t) => TextTower::Bert(t.init_parameters()),
         }
     }
 }
@@ -160,22 +178,40 @@ impl Clip {
         let mut model = Clip::new(cfg, device);
         let weights = if towers.has_text() { without_optional_buffers(weights) } else { weights };
         let mut w = WeightLoader::new(weights, device);
-        if towers.has_image() {
-            model.visual.load(&mut w, cfg)?;
-            model.logit_scale = w.param("logit_scale", [1])?;
-        }
-        if towers.has_text() {
-            model.text.load(&mut w, cfg)?;
-        }
+        model.visit_tensors(&mut w, towers)?;
         w.finish()?;
         Ok(model)
     }
 
-    /// Loads the text tower from a state dict that holds exactly its tensors.
-    pub fn load_text_tower(&mut self, cfg: &ClipConfig, weights: StateDict, device: &Device) -> Result<()> {
+    /// Loads the text tower from a state dict that holds exactly its tensors. `cfg` is the config
+    /// the model was built from (the tower's shapes are its own).
+    pub fn load_text_tower(&mut self, _cfg: &ClipConfig, weights: StateDict, device: &Device) -> Result<()> {
         let mut w = WeightLoader::new(without_optional_buffers(weights), device);
-        self.text.load(&mut w, cfg)?;
+        self.text.visit_tensors(&mut w)?;
         w.finish()
+    }
+
+    /// The model's tensors under open_clip's state-dict names, tower by tower (`logit_scale`
+    /// goes with the image tower): the one walk that [`Clip::from_state_dict_towers`] loads
+    /// through and `checkpoint::export` saves through.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor, towers: Towers) -> Result<()> {
+        if towers.has_image() {
+            self.visual.visit_tensors(v)?;
+            v.scalar("logit_scale", &mut self.logit_scale)?;
+        }
+        if towers.has_text() {
+            self.text.visit_tensors(v)?;
+        }
+        Ok(())
+    }
+
+    /// open_clip's random initialisation of a fresh model, tower by tower in module order (image,
+    /// then text; `logit_scale` keeps ln(1/0.07)). Each parameter the towers re-initialise is
+    /// drawn in that order, so a seeded device gives the same model every time.
+    pub fn init_parameters(mut self) -> Self {
+        self.visual = self.visual.init_parameters();
+        self.text = self.text.init_parameters();
+        self
     }
 
     /// `[batch, 3, size, size]` normalised images → unnormalised `[batch, embed_dim]`.

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-const BUILTIN_JSON: &str = include_str!("../data/ontology.json");
+const BUILTIN_JSON: &str = include_str!("../../data/ontology.json");
 
 /// Name of the synthetic root above the top-level categories.
 pub const ROOT: &str = "root";

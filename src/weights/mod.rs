@@ -10,6 +10,10 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
+mod visit;
+
+pub use visit::{StateDictWriter, TensorVisitor};
+
 /// [`StateDict::quantize_int8`] leaves smaller tensors (biases, norms, the class token) in float.
 pub const INT8_MIN_ELEMENTS: usize = 4096;
 pub const INT8_SCALE_SUFFIX: &str = ":int8_scale";
@@ -269,13 +273,9 @@ impl<'a> WeightLoader<'a> {
         Ok(Tensor::from_data(data, self.device))
     }
 
-    pub fn param<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>> {
-        Ok(Param::from_tensor(self.tensor(key, shape)?))
-    }
-
     /// A PyTorch `[out, in]` weight as Burn's `[in, out]`, transposed here once so the matmuls
     /// read a contiguous matrix instead of copying a strided view on every forward pass.
-    pub fn linear_weight(&mut self, key: &str, d_in: usize, d_out: usize) -> Result<Param<Tensor<2>>> {
+    fn transposed(&mut self, key: &str, d_in: usize, d_out: usize) -> Result<Tensor<2>> {
         let src = to_f32(self.data(key, &[d_out, d_in])?, key)?;
         let mut dst = vec![0f32; src.len()];
         for (o, row) in src.chunks_exact(d_in).enumerate() {
@@ -283,7 +283,7 @@ impl<'a> WeightLoader<'a> {
                 dst[i * d_out + o] = v;
             }
         }
-        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(dst, [d_in, d_out]), self.device)))
+        Ok(Tensor::from_data(TensorData::new(dst, [d_in, d_out]), self.device))
     }
 
     /// Fails when keys remain that the model did not use.
@@ -300,6 +300,46 @@ impl<'a> WeightLoader<'a> {
             if left.len() == 1 { "" } else { "s" },
             shown.join(", ")
         )))
+    }
+}
+
+/// Loading: each parameter is replaced by the checkpoint's tensor, which must have the
+/// parameter's shape (the model was built from the config).
+impl TensorVisitor for WeightLoader<'_> {
+    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) -> Result<()> {
+        *p = Param::from_tensor(self.tensor(key, p.lazy_shape().dims::<D>())?);
+        Ok(())
+    }
+
+    fn linear_weight(&mut self, key: &str, p: &mut Param<Tensor<2>>) -> Result<()> {
+        let [d_in, d_out] = p.lazy_shape().dims::<2>();
+        *p = Param::from_tensor(self.transposed(key, d_in, d_out)?);
+        Ok(())
+    }
+
+    fn param_unsqueezed<const D: usize, const S: usize>(
+        &mut self,
+        key: &str,
+        p: &mut Param<Tensor<D>>,
+        trainable: bool,
+    ) -> Result<()> {
+        let shape = p.lazy_shape().dims::<D>();
+        let t = self.tensor(key, visit::unsqueezed_shape::<D, S>(shape))?.reshape(shape);
+        let loaded = Param::from_tensor(t);
+        *p = if trainable { loaded } else { loaded.set_require_grad(false) };
+        Ok(())
+    }
+
+    fn scalar(&mut self, key: &str, p: &mut Param<Tensor<1>>) -> Result<()> {
+        *p = Param::from_tensor(self.tensor(key, [1])?);
+        Ok(())
+    }
+}
+
+impl StateDictWriter {
+    /// The tensors written so far.
+    pub fn into_state_dict(self) -> StateDict {
+        StateDict::from_tensors(self.tensors)
     }
 }
 

@@ -9,11 +9,77 @@
 //! the image embedding can be computed once per concept list, which is what [`ConceptScorer`]
 //! holds, so a page can ship it precomputed.
 
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::labels;
-use crate::zero_shot::{fill_template, l2_normalize};
+use crate::knowledge::zero_shot::{fill_template, l2_normalize};
+
+/// MONET's term lists as shipped with Derm1M (`ConceptTerms.json`).
+const CONCEPT_TERMS_JSON: &str = include_str!("../../data/ConceptTerms.json");
+
+/// MONET concept templates (`concept_prompt_template_list`); `{}` is a concept term.
+pub const CONCEPT_TEMPLATES: [&str; 6] = [
+    "This is skin image of {}",
+    "This is dermatology image of {}",
+    "This is image of {}",
+    "A skin image of {}",
+    "An image of {}, a skin condition.",
+    "{}, a skin disorder, is shown in this image.",
+];
+
+/// The reference prompt of each concept template (`concept_prompt_ref_list`), same order.
+pub const CONCEPT_REFERENCE_PROMPTS: [&str; 6] = [
+    "This is skin image",
+    "This is dermatology image",
+    "This is image",
+    "A skin image",
+    "An image of a skin condition.",
+    "a skin disorder is shown in this image.",
+];
+
+/// ln of the concept logit scale: the temperature is 1 / exp(4.5944) (`concept_annotation/model.py`).
+pub const CONCEPT_LOG_SCALE: f32 = 4.5944;
+
+/// MONET's concept temperature, 1 / exp(4.5944) ≈ 0.010108.
+pub fn concept_temperature() -> f32 {
+    (-CONCEPT_LOG_SCALE).exp()
+}
+
+/// The 64 concepts of `ConceptTerms.json` (MONET's term lists as shipped with Derm1M), in file order.
+pub fn concepts() -> &'static [Concept] {
+    static CONCEPTS: OnceLock<Vec<Concept>> = OnceLock::new();
+    CONCEPTS.get_or_init(|| {
+        // Fixed at build time; tests/knowledge.rs checks the count and order.
+        serde_json::from_str::<OrderedConcepts>(CONCEPT_TERMS_JSON).map(|c| c.0).unwrap_or_default()
+    })
+}
+
+/// A JSON object read in document order (serde_json's own map sorts its keys).
+struct OrderedConcepts(Vec<Concept>);
+
+impl<'de> Deserialize<'de> for OrderedConcepts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedConcepts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of concept name → list of terms")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedConcepts, A::Error> {
+                let mut out = Vec::new();
+                while let Some((name, terms)) = map.next_entry::<String, Vec<String>>()? {
+                    out.push(Concept { name, terms });
+                }
+                Ok(OrderedConcepts(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 /// A concept and the synonym terms that are put into the templates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,8 +99,8 @@ impl ConceptPromptSet {
     /// MONET's six templates and their reference prompts, as Derm1M uses them.
     pub fn monet() -> Self {
         ConceptPromptSet {
-            templates: labels::CONCEPT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
-            references: labels::CONCEPT_REFERENCE_PROMPTS.iter().map(|s| vec![s.to_string()]).collect(),
+            templates: CONCEPT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+            references: CONCEPT_REFERENCE_PROMPTS.iter().map(|s| vec![s.to_string()]).collect(),
         }
     }
 

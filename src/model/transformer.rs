@@ -2,15 +2,18 @@
 //! with `nn.MultiheadAttention`'s fused `in_proj`), and the stack of them.
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::Activation;
 use crate::error::Result;
-use crate::weights::WeightLoader;
+use crate::model::layers::{
+    init_random, init_zeros, layer_norm, split_qkv, token_linear, visit_bias, visit_layer_norm, visit_linear,
+};
+use crate::weights::TensorVisitor;
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -36,21 +39,18 @@ impl Attention {
 
     /// The output at the first `queries` positions only; every position is still a key and a value.
     fn forward_queries(&self, x: Tensor<3>, queries: usize, causal: bool) -> Tensor<3> {
-        let [batch, seq, width] = x.dims();
-        let head_dim = width / self.heads;
-        let qkv = linear(&self.in_proj, x).reshape([batch, seq, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0).narrow(2, 0, queries);
-        let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
-        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
+        let [batch, _, width] = x.dims();
+        let (q, k, v) = split_qkv(token_linear(&self.in_proj, x), self.heads, Some(queries));
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         let out = attention(q, k, v, None, None, options); // [batch, heads, queries, head_dim]
-        linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, queries, width]))
+        token_linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, queries, width]))
     }
 
-    fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize) -> Result<()> {
-        self.in_proj.weight = w.linear_weight(&format!("{prefix}.in_proj_weight"), width, 3 * width)?;
-        self.in_proj.bias = Some(w.param(&format!("{prefix}.in_proj_bias"), [3 * width])?);
-        load_linear(&mut self.out_proj, w, &format!("{prefix}.out_proj"), width, width)
+    /// `nn.MultiheadAttention`: the fused `in_proj_weight` / `in_proj_bias`, then `out_proj`.
+    fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
+        v.linear_weight(&format!("{prefix}.in_proj_weight"), &mut self.in_proj.weight)?;
+        visit_bias(v, &format!("{prefix}.in_proj_bias"), &mut self.in_proj.bias)?;
+        visit_linear(v, &format!("{prefix}.out_proj"), &mut self.out_proj, true)
     }
 }
 
@@ -71,14 +71,14 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = linear(&self.c_fc, x);
+        let h = token_linear(&self.c_fc, x);
         let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
-        linear(&self.c_proj, h)
+        token_linear(&self.c_proj, h)
     }
 
-    fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize, hidden: usize) -> Result<()> {
-        load_linear(&mut self.c_fc, w, &format!("{prefix}.c_fc"), width, hidden)?;
-        load_linear(&mut self.c_proj, w, &format!("{prefix}.c_proj"), hidden, width)
+    fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
+        visit_linear(v, &format!("{prefix}.c_fc"), &mut self.c_fc, true)?;
+        visit_linear(v, &format!("{prefix}.c_proj"), &mut self.c_proj, true)
     }
 }
 
@@ -153,39 +153,72 @@ impl Transformer {
         last.forward_first(x, n)
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, prefix: &str, d: TransformerDims) -> Result<()> {
+    /// The blocks under `{prefix}.resblocks.N.…` (open_clip's names).
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
         for (i, block) in self.resblocks.iter_mut().enumerate() {
             let p = format!("{prefix}.resblocks.{i}");
-            load_layer_norm(&mut block.ln_1, w, &format!("{p}.ln_1"), d.width)?;
-            block.attn.load(w, &format!("{p}.attn"), d.width)?;
-            load_layer_norm(&mut block.ln_2, w, &format!("{p}.ln_2"), d.width)?;
-            block.mlp.load(w, &format!("{p}.mlp"), d.width, d.mlp_width)?;
+            visit_layer_norm(v, &format!("{p}.ln_1"), &mut block.ln_1)?;
+            block.attn.visit_tensors(v, &format!("{p}.attn"))?;
+            visit_layer_norm(v, &format!("{p}.ln_2"), &mut block.ln_2)?;
+            block.mlp.visit_tensors(v, &format!("{p}.mlp"))?;
         }
         Ok(())
     }
+
+    /// open_clip's init of the block stack, block by block in module order. Always
+    /// `nn.MultiheadAttention`'s own: zero `in_proj` / `out_proj` biases and, without `text`, a
+    /// xavier-uniform `in_proj` weight. With `text`, `CLIP.init_parameters`' normal weights instead
+    /// (in_proj, out_proj, c_fc, c_proj). Every other parameter keeps the constructor's init.
+    pub fn init_parameters(mut self, text: Option<TextInitStd>) -> Self {
+        self.resblocks = self
+            .resblocks
+            .into_iter()
+            .map(|mut b| {
+                b.attn.in_proj.weight = match text {
+                    Some(std) => init_random(b.attn.in_proj.weight, Distribution::Normal(0.0, std.attn)),
+                    None => {
+                        let dims = b.attn.in_proj.weight.lazy_shape().dims::<2>();
+                        let (fan_in, fan_out) = (dims[0] as f64, dims[1] as f64 / 3.0);
+                        // torch xavier_uniform_ on the [3d, d] matrix: fans d and 3d.
+                        let a = (6.0 / (fan_in + 3.0 * fan_out)).sqrt();
+                        init_random(b.attn.in_proj.weight, Distribution::Uniform(-a, a))
+                    }
+                };
+                b.attn.in_proj.bias = b.attn.in_proj.bias.take().map(init_zeros);
+                if let Some(std) = text {
+                    b.attn.out_proj.weight = init_random(b.attn.out_proj.weight, Distribution::Normal(0.0, std.proj));
+                }
+                b.attn.out_proj.bias = b.attn.out_proj.bias.take().map(init_zeros);
+                if let Some(std) = text {
+                    b.mlp.c_fc.weight = init_random(b.mlp.c_fc.weight, Distribution::Normal(0.0, std.fc));
+                    b.mlp.c_proj.weight = init_random(b.mlp.c_proj.weight, Distribution::Normal(0.0, std.proj));
+                }
+                b
+            })
+            .collect();
+        self
+    }
 }
 
-/// A linear layer over `[batch, seq, d]` as one `[batch·seq, d]` matmul: one large GEMM instead
-/// of a batch of small ones against a broadcast weight.
-fn linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, seq, d] = x.dims();
-    let y = l.forward(x.reshape([batch * seq, d]));
-    let out = y.dims()[1];
-    y.reshape([batch, seq, out])
+/// The standard deviations of open_clip's `CLIP.init_parameters` for the text transformer's
+/// blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct TextInitStd {
+    /// `in_proj_weight`: width^-0.5.
+    pub attn: f64,
+    /// `out_proj` and `c_proj` weights: width^-0.5 · (2·layers)^-0.5.
+    pub proj: f64,
+    /// `c_fc` weight: (2·width)^-0.5.
+    pub fc: f64,
 }
 
-pub fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(width).with_epsilon(eps).init(device)
-}
-
-pub fn load_layer_norm(ln: &mut LayerNorm, w: &mut WeightLoader, prefix: &str, width: usize) -> Result<()> {
-    ln.gamma = w.param(&format!("{prefix}.weight"), [width])?;
-    ln.beta = Some(w.param(&format!("{prefix}.bias"), [width])?);
-    Ok(())
-}
-
-fn load_linear(l: &mut Linear, w: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize) -> Result<()> {
-    l.weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
-    l.bias = Some(w.param(&format!("{prefix}.bias"), [d_out])?);
-    Ok(())
+impl TextInitStd {
+    pub fn new(width: usize, layers: usize) -> Self {
+        let w = width as f64;
+        TextInitStd {
+            attn: w.powf(-0.5),
+            proj: w.powf(-0.5) * (2.0 * layers as f64).powf(-0.5),
+            fc: (2.0 * w).powf(-0.5),
+        }
+    }
 }

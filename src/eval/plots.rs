@@ -1,7 +1,7 @@
 //! Evaluation plots as self-contained SVG (no fonts or scripts fetched): a confusion-matrix
 //! heat map, ROC curves and a Recall@K curve.
 
-use crate::metrics::RocCurve;
+use crate::eval::metrics::RocCurve;
 
 const W: f64 = 640.0;
 const H: f64 = 480.0;

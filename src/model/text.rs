@@ -7,8 +7,9 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::ClipConfig;
 use crate::error::Result;
-use crate::transformer::{layer_norm, load_layer_norm, Transformer, TransformerDims};
-use crate::weights::WeightLoader;
+use crate::model::layers::{layer_norm, visit_layer_norm};
+use crate::model::transformer::{TextInitStd, Transformer, TransformerDims};
+use crate::weights::TensorVisitor;
 
 #[derive(Module, Debug)]
 pub struct TextTransformer {
@@ -58,13 +59,21 @@ impl TextTransformer {
         x.gather(1, index).reshape([batch, width]).matmul(self.text_projection.val())
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
-        let t = &cfg.text;
-        self.token_embedding.weight = w.param("token_embedding.weight", [t.vocab_size, t.width])?;
-        self.positional_embedding = w.param("positional_embedding", [t.context_length, t.width])?;
-        self.transformer.load(w, "transformer", text_dims(cfg))?;
-        load_layer_norm(&mut self.ln_final, w, "ln_final", t.width)?;
-        self.text_projection = w.param("text_projection", [t.width, cfg.embed_dim])?;
-        Ok(())
+    /// The tensors under open_clip's `CLIP` names (no prefix), for loading and saving alike.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
+        v.param("token_embedding.weight", &mut self.token_embedding.weight)?;
+        v.param("positional_embedding", &mut self.positional_embedding)?;
+        self.transformer.visit_tensors(v, "transformer")?;
+        visit_layer_norm(v, "ln_final", &mut self.ln_final)?;
+        v.param("text_projection", &mut self.text_projection)
+    }
+
+    /// open_clip's `CLIP.init_parameters` for the text tower beyond the constructor's: normal
+    /// block weights scaled by width and depth, zero attention biases.
+    pub fn init_parameters(mut self) -> Self {
+        let width = self.positional_embedding.lazy_shape().dims::<2>()[1];
+        let std = TextInitStd::new(width, self.transformer.resblocks.len());
+        self.transformer = self.transformer.init_parameters(Some(std));
+        self
     }
 }

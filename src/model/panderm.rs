@@ -11,12 +11,14 @@ use burn::nn::{Initializer, LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::config::{ClipConfig, VisionConfig};
-use crate::error::Result;
-use crate::transformer::{layer_norm, load_layer_norm};
-use crate::weights::WeightLoader;
+use crate::error::{Error, Result};
+use crate::model::layers::{
+    init_random, init_zeros, layer_norm, normal, split_qkv, token_linear, visit_layer_norm, visit_linear,
+};
+use crate::weights::TensorVisitor;
 
 pub const PANDERM_LAYER_NORM_EPS: f64 = 1e-6;
 /// `init_values` of `call_PanDerm_base_visual`: the layer-scale start value.
@@ -45,25 +47,21 @@ impl PanDermAttention {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
-        let head_dim = width / self.heads;
         let q_bias = self.q_bias.val();
         let k_bias = q_bias.zeros_like();
         let bias = Tensor::cat(vec![q_bias, k_bias, self.v_bias.val()], 0).reshape([1, 1, 3 * width]);
-        let qkv = token_linear(&self.qkv, x) + bias;
-        let qkv = qkv.reshape([batch, seq, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
-        let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
-        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
+        let (q, k, v) = split_qkv(token_linear(&self.qkv, x) + bias, self.heads, None);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let out = attention(q, k, v, None, None, options);
         token_linear(&self.proj, out.swap_dims(1, 2).reshape([batch, seq, width]))
     }
 
-    fn load(&mut self, w: &mut WeightLoader, prefix: &str, width: usize) -> Result<()> {
-        self.qkv.weight = w.linear_weight(&format!("{prefix}.qkv.weight"), width, 3 * width)?;
-        self.q_bias = w.param(&format!("{prefix}.q_bias"), [width])?;
-        self.v_bias = w.param(&format!("{prefix}.v_bias"), [width])?;
-        load_linear(&mut self.proj, w, &format!("{prefix}.proj"), width, width, true)
+    /// `qkv` (no bias), `q_bias`, `v_bias`, `proj`.
+    fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
+        visit_linear(v, &format!("{prefix}.qkv"), &mut self.qkv, false)?;
+        v.param(&format!("{prefix}.q_bias"), &mut self.q_bias)?;
+        v.param(&format!("{prefix}.v_bias"), &mut self.v_bias)?;
+        visit_linear(v, &format!("{prefix}.proj"), &mut self.proj, true)
     }
 }
 
@@ -101,16 +99,28 @@ impl PanDermBlock {
         x + gamma_2 * token_linear(&self.fc2, h)
     }
 
-    fn load(&mut self, w: &mut WeightLoader, prefix: &str, v: &VisionConfig) -> Result<()> {
-        let (width, hidden) = (v.width, v.mlp_width);
-        load_layer_norm(&mut self.norm1, w, &format!("{prefix}.norm1"), width)?;
-        self.attn.load(w, &format!("{prefix}.attn"), width)?;
-        load_layer_norm(&mut self.norm2, w, &format!("{prefix}.norm2"), width)?;
-        load_linear(&mut self.fc1, w, &format!("{prefix}.mlp.fc1"), width, hidden, true)?;
-        load_linear(&mut self.fc2, w, &format!("{prefix}.mlp.fc2"), hidden, width, true)?;
-        self.gamma_1 = w.param(&format!("{prefix}.gamma_1"), [width])?;
-        self.gamma_2 = w.param(&format!("{prefix}.gamma_2"), [width])?;
-        Ok(())
+    fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
+        visit_layer_norm(v, &format!("{prefix}.norm1"), &mut self.norm1)?;
+        self.attn.visit_tensors(v, &format!("{prefix}.attn"))?;
+        visit_layer_norm(v, &format!("{prefix}.norm2"), &mut self.norm2)?;
+        visit_linear(v, &format!("{prefix}.mlp.fc1"), &mut self.fc1, true)?;
+        visit_linear(v, &format!("{prefix}.mlp.fc2"), &mut self.fc2, true)?;
+        v.param(&format!("{prefix}.gamma_1"), &mut self.gamma_1)?;
+        v.param(&format!("{prefix}.gamma_2"), &mut self.gamma_2)
+    }
+
+    /// The fork's init of block `index` (0-based) beyond the constructor's, in module order:
+    /// zero linear biases, and `fix_init_weight`: `attn.proj` and `mlp.fc2` redrawn with std
+    /// 0.02 / √(2(index+1)).
+    fn init_parameters(mut self, index: usize) -> Self {
+        let layer = index as f64 + 1.0;
+        let rescaled = Distribution::Normal(0.0, 0.02 / (2.0 * layer).sqrt());
+        self.attn.proj.weight = init_random(self.attn.proj.weight, rescaled);
+        self.attn.proj.bias = self.attn.proj.bias.take().map(init_zeros);
+        self.fc1.bias = self.fc1.bias.take().map(init_zeros);
+        self.fc2.weight = init_random(self.fc2.weight, rescaled);
+        self.fc2.bias = self.fc2.bias.take().map(init_zeros);
+        self
     }
 }
 
@@ -168,19 +178,30 @@ impl PanDermVisionTransformer {
         self.norm.forward(pooled)
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
-        let v = &cfg.vision;
-        let (width, p) = (v.width, v.patch_size);
-        self.patch_embed.weight = w.param("visual.patch_embed.proj.weight", [width, 3, p, p])?;
-        self.patch_embed.bias = Some(w.param("visual.patch_embed.proj.bias", [width])?);
-        self.cls_token = Param::from_tensor(w.tensor("visual.cls_token", [1, 1, width])?.reshape([width]));
-        let pos = w.tensor("visual.pos_embed", [1, v.num_positions(), width])?;
-        self.pos_embed = Param::from_tensor(pos.reshape([v.num_positions(), width])).set_require_grad(false);
-        for (i, block) in self.blocks.iter_mut().enumerate() {
-            block.load(w, &format!("visual.blocks.{i}"), v)?;
+    /// The tensors under the Derm1M fork's names (`visual.…`), for loading and saving alike;
+    /// `cls_token` and `pos_embed` carry PyTorch's leading 1-dimensions in the checkpoint.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
+        v.param("visual.patch_embed.proj.weight", &mut self.patch_embed.weight)?;
+        match &mut self.patch_embed.bias {
+            Some(bias) => v.param("visual.patch_embed.proj.bias", bias)?,
+            None => return Err(Error::Weights("visual.patch_embed.proj.bias: no bias".into())),
         }
-        load_layer_norm(&mut self.norm, w, "visual.norm", width)?;
-        load_linear(&mut self.head, w, "visual.head", width, cfg.embed_dim, true)
+        v.param_unsqueezed::<1, 3>("visual.cls_token", &mut self.cls_token, true)?;
+        v.param_unsqueezed::<2, 3>("visual.pos_embed", &mut self.pos_embed, false)?;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.visit_tensors(v, &format!("visual.blocks.{i}"))?;
+        }
+        visit_layer_norm(v, "visual.norm", &mut self.norm)?;
+        visit_linear(v, "visual.head", &mut self.head, true)
+    }
+
+    /// The fork's init beyond the constructor's (`trunc_normal_(std=.02)` weights, layer scale,
+    /// the sin-cos table and the ×0.001 head are set there), in module order: each block's
+    /// (see [`PanDermBlock`]), then a zero `head` bias.
+    pub fn init_parameters(mut self) -> Self {
+        self.blocks = self.blocks.into_iter().enumerate().map(|(i, b)| b.init_parameters(i)).collect();
+        self.head.bias = self.head.bias.take().map(init_zeros);
+        self
     }
 }
 
@@ -201,32 +222,6 @@ pub fn sincos_position_table(grid: usize, width: usize) -> Vec<f32> {
         out.extend(std::iter::repeat_n(0.0, width - 4 * quarter));
     }
     out
-}
-
-fn normal(std: f64) -> Initializer {
-    Initializer::Normal { mean: 0.0, std }
-}
-
-/// A linear layer over `[batch, seq, d]` as one `[batch·seq, d]` matmul.
-pub(crate) fn token_linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, seq, d] = x.dims();
-    let y = l.forward(x.reshape([batch * seq, d]));
-    let out = y.dims()[1];
-    y.reshape([batch, seq, out])
-}
-
-/// `{prefix}.weight` (PyTorch `[out, in]`) and, when `bias`, `{prefix}.bias`.
-pub(crate) fn load_linear(
-    l: &mut Linear,
-    w: &mut WeightLoader,
-    prefix: &str,
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-) -> Result<()> {
-    l.weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
-    l.bias = if bias { Some(w.param(&format!("{prefix}.bias"), [d_out])?) } else { None };
-    Ok(())
 }
 
 #[cfg(test)]

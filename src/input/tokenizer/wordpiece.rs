@@ -17,41 +17,16 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::tokenizer::{clean_whitespace, TokenizerError, MAX_CONTEXT_LENGTH};
+use super::clean::clean_whitespace;
+pub use crate::config::TokenizerFile;
+use crate::error::TokenizerError;
+use crate::limits::MAX_CONTEXT_LENGTH;
 
 const CLS: &str = "[CLS]";
 const SEP: &str = "[SEP]";
 const PAD: &str = "[PAD]";
 const UNK: &str = "[UNK]";
 const MASK: &str = "[MASK]";
-
-/// The contents of a tokenizer file from a checkpoint directory.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TokenizerFile {
-    /// `tokenizer.json` (Hugging Face tokenizers format).
-    Json(Vec<u8>),
-    /// `vocab.txt`: one WordPiece per line, id = line number (an uncased BERT vocabulary).
-    VocabTxt(String),
-}
-
-impl TokenizerFile {
-    /// The file names [`TokenizerFile::from_named_bytes`] accepts, in order of preference.
-    pub const FILE_NAMES: [&'static str; 2] = ["tokenizer.json", "vocab.txt"];
-
-    /// A file by its name: `tokenizer.json` or `vocab.txt` (the name may carry a directory).
-    pub fn from_named_bytes(name: &str, bytes: Vec<u8>) -> Result<Self, TokenizerError> {
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        match base {
-            "tokenizer.json" => Ok(TokenizerFile::Json(bytes)),
-            "vocab.txt" => String::from_utf8(bytes)
-                .map(TokenizerFile::VocabTxt)
-                .map_err(|_| TokenizerError::WordPiece(format!("{name} is not UTF-8 text"))),
-            _ => Err(TokenizerError::WordPiece(format!(
-                "{name}: expected a tokenizer.json or vocab.txt file for the BERT text tower"
-            ))),
-        }
-    }
-}
 
 /// BERT WordPiece tokenizer with open_clip `HFTokenizer` behaviour; cheap to clone.
 #[derive(Clone)]

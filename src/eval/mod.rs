@@ -2,12 +2,14 @@
 //! probabilities, and agreement with a per-image reference file in DermFM-Zero's layout
 //! (`image_path,true_label,predicted_label,probability_class_0,…`).
 
+pub mod metrics;
+pub mod plots;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::metrics;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ZeroShotReport {
@@ -204,7 +206,7 @@ pub fn retrieval_report(images: &[Vec<f32>], texts: &[Vec<f32>], ks: &[usize]) -
     if images.len() != texts.len() {
         return Err(Error::Input(format!("{} images but {} captions", images.len(), texts.len())));
     }
-    let norm = |v: &Vec<f32>| crate::zero_shot::l2_normalize(v);
+    let norm = |v: &Vec<f32>| crate::knowledge::zero_shot::l2_normalize(v);
     let (i, t): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (images.iter().map(norm).collect(), texts.iter().map(norm).collect());
     let sim: Vec<Vec<f64>> =
         i.iter().map(|a| t.iter().map(|b| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum()).collect()).collect();
@@ -273,7 +275,8 @@ pub fn linear_probe_report(
 ) -> Result<ProbeReport> {
     let m = |e: metrics::MetricsError| Error::Input(e.to_string());
     // Features are L2-normalised, so cached (stored normalised) and fresh embeddings agree.
-    let feature = |r: &Vec<f32>| -> Vec<f64> { crate::zero_shot::l2_normalize(r).iter().map(|&x| x as f64).collect() };
+    let feature =
+        |r: &Vec<f32>| -> Vec<f64> { crate::knowledge::zero_shot::l2_normalize(r).iter().map(|&x| x as f64).collect() };
     let to64 = |rows: &[Vec<f32>]| -> Vec<Vec<f64>> { rows.iter().map(feature).collect() };
     let picked = metrics::few_shot_indices(train.1, fraction, seed).map_err(m)?;
     let x: Vec<Vec<f64>> = picked.iter().map(|&i| feature(&train.0[i])).collect();

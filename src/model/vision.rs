@@ -8,8 +8,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::{ClipConfig, VisionConfig, VisionPool};
 use crate::error::Result;
-use crate::transformer::{layer_norm, load_layer_norm, Transformer, TransformerDims};
-use crate::weights::WeightLoader;
+use crate::model::layers::{layer_norm, visit_layer_norm};
+use crate::model::transformer::{Transformer, TransformerDims};
+use crate::weights::TensorVisitor;
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
@@ -85,16 +86,21 @@ impl VisionTransformer {
         }
     }
 
-    pub fn load(&mut self, w: &mut WeightLoader, cfg: &ClipConfig) -> Result<()> {
-        let v = &cfg.vision;
-        let p = v.patch_size;
-        self.conv1.weight = w.param("visual.conv1.weight", [v.width, 3, p, p])?;
-        self.class_embedding = w.param("visual.class_embedding", [v.width])?;
-        self.positional_embedding = w.param("visual.positional_embedding", [v.num_positions(), v.width])?;
-        load_layer_norm(&mut self.ln_pre, w, "visual.ln_pre", v.width)?;
-        self.transformer.load(w, "visual.transformer", vision_dims(cfg))?;
-        load_layer_norm(&mut self.ln_post, w, "visual.ln_post", v.width)?;
-        self.proj = w.param("visual.proj", [v.width, cfg.embed_dim])?;
-        Ok(())
+    /// The tensors under open_clip's `CLIP` names (`visual.…`), for loading and saving alike.
+    pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {
+        v.param("visual.conv1.weight", &mut self.conv1.weight)?;
+        v.param("visual.class_embedding", &mut self.class_embedding)?;
+        v.param("visual.positional_embedding", &mut self.positional_embedding)?;
+        visit_layer_norm(v, "visual.ln_pre", &mut self.ln_pre)?;
+        self.transformer.visit_tensors(v, "visual.transformer")?;
+        visit_layer_norm(v, "visual.ln_post", &mut self.ln_post)?;
+        v.param("visual.proj", &mut self.proj)
+    }
+
+    /// open_clip's `VisionTransformer` init beyond the constructor's: `nn.MultiheadAttention`'s
+    /// xavier `in_proj` and zero attention biases.
+    pub fn init_parameters(mut self) -> Self {
+        self.transformer = self.transformer.init_parameters(None);
+        self
     }
 }

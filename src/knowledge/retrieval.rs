@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::zero_shot::l2_normalize;
+use crate::knowledge::zero_shot::l2_normalize;
 
 const MAGIC: &[u8; 8] = b"DERMLIPE";
 const VERSION: u32 = 1;

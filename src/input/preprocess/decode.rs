@@ -1,0 +1,423 @@
+//! Decoding to the PIL mode that decides how open_clip resizes and converts an image: which
+//! decoder runs (our libjpeg-exact `jpeg` for JPEG, the image crate otherwise), the header probes
+//! that recover PIL's mode (palette, 1-bit, 16-bit grey, alpha), EXIF orientation, and the size
+//! checks.
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::jpeg;
+use super::resample::{
+    muldiv255, nearest_resize, premultiply, resample, unpremultiply, Filter, Rect, U16Kernel, U8Kernel,
+};
+use crate::error::PreprocessError;
+use crate::limits::{MAX_ASPECT, MIN_SIDE};
+
+/// The decoded pixels, in the PIL mode that decides how open_clip resizes and converts them.
+pub(super) enum Decoded {
+    /// PIL "L" (`nearest` for "1") or "RGB" (`nearest` for "P"): 1 or 3 channels.
+    U8 { img: DynamicImage, nearest: bool },
+    /// PIL "LA"/"RGBA": resized premultiplied; alpha dropped by `convert("RGB")`.
+    Alpha(DynamicImage),
+    /// PIL "CMYK" (JPEG), held in an RGBA container: resized per channel, then PIL's naive CMYK->RGB.
+    Cmyk(DynamicImage),
+    /// PIL "I;16": resized in 16 bits; `convert("RGB")` clips to 255.
+    Gray16(image::ImageBuffer<image::Luma<u16>, Vec<u16>>),
+}
+
+impl Decoded {
+    pub(super) fn dims(&self) -> (u32, u32) {
+        match self {
+            Decoded::U8 { img, .. } | Decoded::Alpha(img) | Decoded::Cmyk(img) => (img.width(), img.height()),
+            Decoded::Gray16(g) => g.dimensions(),
+        }
+    }
+
+    pub(super) fn resize_crop(self, nw: u32, nh: u32, crop: Rect, filter: Filter) -> Decoded {
+        let (w, h) = self.dims();
+        if (w, h) == (nw, nh) {
+            return self.crop(crop); // PIL: resize to the same size returns a copy
+        }
+        match self {
+            Decoded::U8 { img, nearest } => {
+                let ch = img.color().channel_count() as usize;
+                let out = if nearest {
+                    nearest_resize(img.as_bytes(), w, h, ch, nw, nh, crop)
+                } else {
+                    resample::<U8Kernel>(img.as_bytes(), w, h, ch, nw, nh, crop, filter)
+                };
+                Decoded::U8 { img: from_raw(out, crop, ch), nearest }
+            }
+            Decoded::Cmyk(img) => {
+                Decoded::Cmyk(from_raw(resample::<U8Kernel>(img.as_bytes(), w, h, 4, nw, nh, crop, filter), crop, 4))
+            }
+            Decoded::Alpha(img) => {
+                let ch = img.color().channel_count() as usize;
+                let mut buf = img.into_bytes();
+                premultiply(&mut buf, ch);
+                let mut out = resample::<U8Kernel>(&buf, w, h, ch, nw, nh, crop, filter);
+                unpremultiply(&mut out, ch);
+                Decoded::Alpha(from_raw(out, crop, ch))
+            }
+            Decoded::Gray16(g) => {
+                let out = resample::<U16Kernel>(g.as_raw(), w, h, 1, nw, nh, crop, filter);
+                Decoded::Gray16(image::ImageBuffer::from_raw(crop.w, crop.h, out).expect("sized buffer"))
+            }
+        }
+    }
+
+    pub(super) fn crop(self, r: Rect) -> Decoded {
+        match self {
+            Decoded::U8 { img, nearest } => Decoded::U8 { img: img.crop_imm(r.x, r.y, r.w, r.h), nearest },
+            Decoded::Alpha(img) => Decoded::Alpha(img.crop_imm(r.x, r.y, r.w, r.h)),
+            Decoded::Cmyk(img) => Decoded::Cmyk(img.crop_imm(r.x, r.y, r.w, r.h)),
+            Decoded::Gray16(g) => Decoded::Gray16(image::imageops::crop_imm(&g, r.x, r.y, r.w, r.h).to_image()),
+        }
+    }
+
+    /// PIL `convert("RGB")` of the region `r`.
+    pub(super) fn to_rgb(&self, r: Rect) -> RgbImage {
+        let (w, _) = self.dims();
+        let mut out = RgbImage::new(r.w, r.h);
+        let (bytes, ch): (&[u8], usize) = match self {
+            Decoded::U8 { img, .. } | Decoded::Alpha(img) => (img.as_bytes(), img.color().channel_count() as usize),
+            Decoded::Cmyk(img) => {
+                let b = img.as_bytes();
+                for (x, y, p) in out.enumerate_pixels_mut() {
+                    let i = ((r.y + y) as usize * w as usize + (r.x + x) as usize) * 4;
+                    let nk = 255 - b[i + 3] as u32; // Pillow cmyk2rgb
+                    *p = image::Rgb(std::array::from_fn(|c| (nk - muldiv255(b[i + c] as u32, nk) as u32) as u8));
+                }
+                return out;
+            }
+            Decoded::Gray16(g) => {
+                for (x, y, p) in out.enumerate_pixels_mut() {
+                    let v = g.get_pixel(r.x + x, r.y + y).0[0].min(255) as u8;
+                    *p = image::Rgb([v, v, v]);
+                }
+                return out;
+            }
+        };
+        for (x, y, p) in out.enumerate_pixels_mut() {
+            let i = ((r.y + y) as usize * w as usize + (r.x + x) as usize) * ch;
+            *p = if ch <= 2 { image::Rgb([bytes[i]; 3]) } else { image::Rgb([bytes[i], bytes[i + 1], bytes[i + 2]]) };
+        }
+        out
+    }
+}
+
+pub(super) fn from_raw(buf: Vec<u8>, r: Rect, ch: usize) -> DynamicImage {
+    let img = match ch {
+        1 => image::GrayImage::from_raw(r.w, r.h, buf).map(DynamicImage::ImageLuma8),
+        2 => image::GrayAlphaImage::from_raw(r.w, r.h, buf).map(DynamicImage::ImageLumaA8),
+        3 => RgbImage::from_raw(r.w, r.h, buf).map(DynamicImage::ImageRgb8),
+        _ => image::RgbaImage::from_raw(r.w, r.h, buf).map(DynamicImage::ImageRgba8),
+    };
+    img.expect("buffer sized from the crop")
+}
+
+pub(super) fn format_name(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Gif => "GIF",
+        ImageFormat::Bmp => "BMP",
+        _ => "image",
+    }
+}
+
+/// Decodes to the PIL mode. With `check_shape`, also refuses tiny and extremely elongated images.
+pub(super) fn check_dims(width: u32, height: u32, max_pixels: u64, check_shape: bool) -> Result<(), PreprocessError> {
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(PreprocessError::TooManyPixels { width, height, pixels, max_pixels });
+    }
+    if width == 0 || height == 0 || (check_shape && width.min(height) < MIN_SIDE) {
+        return Err(PreprocessError::TooSmall { width, height });
+    }
+    if check_shape && width.max(height) as u64 > MAX_ASPECT as u64 * width.min(height) as u64 {
+        return Err(PreprocessError::ExtremeAspect { width, height });
+    }
+    Ok(())
+}
+
+pub(super) fn decode(
+    bytes: &[u8],
+    max_pixels: u64,
+    check_shape: bool,
+) -> Result<(Decoded, ImageFormat), PreprocessError> {
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| PreprocessError::UnknownFormat)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp)
+    {
+        return Err(PreprocessError::UnsupportedFormat(format!("{format:?}")));
+    }
+    let name = format_name(format);
+    let decode_err = |e: ImageError| match e {
+        ImageError::Limits(l) => {
+            PreprocessError::Decode { format: name, message: format!("exceeds decoder limits: {l}") }
+        }
+        ImageError::Unsupported(u) => PreprocessError::UnsupportedFormat(format!("{name} variant: {u}")),
+        other => PreprocessError::Decode { format: name, message: other.to_string() },
+    };
+
+    // Header-level facts that the image crate normalises away, but that decide PIL's mode.
+    let hint = match format {
+        ImageFormat::Png => png_mode(bytes),
+        ImageFormat::Gif => gif_mode(bytes),
+        ImageFormat::Bmp => bmp_mode(bytes),
+        _ => ModeHint::default(),
+    };
+
+    let max_alloc = max_pixels.saturating_mul(10).max(64 << 20);
+    let check_dims = |width: u32, height: u32| check_dims(width, height, max_pixels, check_shape);
+
+    let (mut img, cmyk, orientation) = if format == ImageFormat::Jpeg {
+        // Pixels from the libjpeg-turbo-exact decoder; the image crate covers what it refuses.
+        let header = jpeg::probe(bytes).map_err(|m| PreprocessError::Decode { format: name, message: m })?;
+        check_dims(header.width, header.height)?;
+        let orientation = header.exif.and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+        match jpeg::decode(bytes, max_alloc) {
+            Ok(j) => {
+                let (w, h) = (j.width, j.height);
+                let img = match j.model {
+                    jpeg::Model::Gray => image::GrayImage::from_raw(w, h, j.data).map(DynamicImage::ImageLuma8),
+                    jpeg::Model::Rgb => RgbImage::from_raw(w, h, j.data).map(DynamicImage::ImageRgb8),
+                    // CMYK samples in an RGBA container, so that orientation and cropping apply.
+                    jpeg::Model::Cmyk => image::RgbaImage::from_raw(w, h, j.data).map(DynamicImage::ImageRgba8),
+                };
+                (img.expect("decoder output matches its dimensions"), j.model == jpeg::Model::Cmyk, orientation)
+            }
+            Err(ours) => {
+                let fallback = image_decoder(bytes, format, max_alloc).and_then(DynamicImage::from_decoder);
+                let img = fallback.map_err(|e| PreprocessError::Decode {
+                    format: name,
+                    message: format!("{ours}; the fallback decoder says: {e}"),
+                })?;
+                (img, false, orientation)
+            }
+        }
+    } else {
+        let mut decoder = image_decoder(bytes, format, max_alloc).map_err(decode_err)?;
+        let (width, height) = decoder.dimensions();
+        check_dims(width, height)?;
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        (DynamicImage::from_decoder(decoder).map_err(decode_err)?, false, orientation)
+    };
+    img.apply_orientation(orientation);
+    if cmyk {
+        return Ok((Decoded::Cmyk(img), format));
+    }
+
+    let decoded = match img {
+        DynamicImage::ImageLuma16(g) => Decoded::Gray16(g),
+        DynamicImage::ImageLumaA16(g) if hint.drop_alpha => {
+            // Grey + tRNS: PIL keeps mode I;16 and ignores the transparency.
+            let (w, h) = g.dimensions();
+            Decoded::Gray16(image::ImageBuffer::from_fn(w, h, |x, y| image::Luma([g.get_pixel(x, y).0[0]])))
+        }
+        other => {
+            // 16-bit colour PNGs: Pillow keeps the high byte of each sample.
+            let other = match high_bytes(other) {
+                o @ (DynamicImage::ImageLuma8(_)
+                | DynamicImage::ImageLumaA8(_)
+                | DynamicImage::ImageRgb8(_)
+                | DynamicImage::ImageRgba8(_)) => o,
+                o if o.color().has_alpha() => DynamicImage::ImageRgba8(o.to_rgba8()),
+                o => DynamicImage::ImageRgb8(o.to_rgb8()),
+            };
+            if other.color().has_alpha() && !hint.drop_alpha {
+                Decoded::Alpha(other)
+            } else {
+                // Alpha from tRNS or GIF transparency is not a channel of PIL's P/L/RGB modes.
+                let other = if other.color().has_alpha() {
+                    let mut rgb = other.to_rgb8();
+                    if let Some(fill) = hint.outside_fill {
+                        fill_outside(&mut rgb, &other, fill);
+                    }
+                    DynamicImage::ImageRgb8(rgb)
+                } else {
+                    other
+                };
+                let img = if hint.grey { DynamicImage::ImageLuma8(other.to_luma8_first()) } else { other };
+                Decoded::U8 { img, nearest: hint.palette && !hint.grey }
+            }
+        }
+    };
+    Ok((decoded, format))
+}
+
+pub(super) fn image_decoder(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_alloc: u64,
+) -> Result<impl ImageDecoder + '_, ImageError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(max_alloc);
+    reader.limits(limits);
+    reader.into_decoder()
+}
+
+/// Facts from the file header that decide the PIL mode.
+#[derive(Default)]
+pub(super) struct ModeHint {
+    /// PIL mode P or 1: NEAREST resampling.
+    palette: bool,
+    /// Palette whose colours are the identity grey ramp: PIL decodes it as mode L (bicubic).
+    grey: bool,
+    /// The decoder's alpha comes from tRNS / GIF transparency, which PIL's RGB mode ignores.
+    drop_alpha: bool,
+    /// GIF: pixels outside the first frame get this palette colour in PIL.
+    outside_fill: Option<[u8; 3]>,
+}
+
+pub(super) fn le16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+pub(super) fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// PNG IHDR: colour type 3 is palette (P), 1-bit grey is mode 1; tRNS never adds a channel in PIL
+/// except for palette images, whose RGB conversion ignores it anyway.
+pub(super) fn png_mode(b: &[u8]) -> ModeHint {
+    let (depth, color_type) = (b.get(24).copied().unwrap_or(8), b.get(25).copied().unwrap_or(2));
+    let mut hint = ModeHint { palette: color_type == 3 || (color_type == 0 && depth == 1), ..Default::default() };
+    // Grey (0) and RGB (2) have no alpha in PIL even when the decoder adds one for tRNS.
+    hint.drop_alpha = matches!(color_type, 0 | 2 | 3);
+    hint
+}
+
+/// GIF: PIL opens the first frame as P, or as L when the active colour table is the identity grey ramp
+/// (`GifImageFile._is_palette_needed`). Outside the first frame, PIL's canvas holds the transparent
+/// index (or 0).
+pub(super) fn gif_mode(b: &[u8]) -> ModeHint {
+    let mut hint = ModeHint { palette: true, drop_alpha: true, ..Default::default() };
+    let parse = || -> Option<(bool, Option<[u8; 3]>)> {
+        let (sw, sh) = (le16(b, 6)?, le16(b, 8)?);
+        let flags = *b.get(10)?;
+        let mut pos = 13;
+        let mut global: Option<&[u8]> = None;
+        if flags & 0x80 != 0 {
+            let n = 3usize << ((flags & 7) + 1);
+            global = Some(b.get(pos..pos + n)?);
+            pos += n;
+        }
+        let mut transparent = None;
+        loop {
+            match *b.get(pos)? {
+                0x21 => {
+                    let label = *b.get(pos + 1)?;
+                    pos += 2;
+                    if label == 0xF9 && *b.get(pos)? >= 4 && b.get(pos + 1)? & 1 != 0 {
+                        transparent = Some(*b.get(pos + 4)?);
+                    }
+                    loop {
+                        let len = *b.get(pos)? as usize;
+                        pos += 1 + len;
+                        if len == 0 {
+                            break;
+                        }
+                    }
+                }
+                0x2C => {
+                    let (fx, fy, fw, fh) = (le16(b, pos + 1)?, le16(b, pos + 3)?, le16(b, pos + 5)?, le16(b, pos + 7)?);
+                    let lflags = *b.get(pos + 9)?;
+                    let table = if lflags & 0x80 != 0 {
+                        let n = 3usize << ((lflags & 7) + 1);
+                        Some(b.get(pos + 10..pos + 10 + n)?)
+                    } else {
+                        global
+                    };
+                    let grey =
+                        table.is_none_or(|t| t.chunks(3).enumerate().all(|(i, c)| c.iter().all(|&v| v as usize == i)));
+                    let covers = fx == 0 && fy == 0 && fw >= sw && fh >= sh;
+                    let fill = if covers {
+                        None
+                    } else {
+                        let idx = transparent.unwrap_or(0) as usize * 3;
+                        Some(table.and_then(|t| t.get(idx..idx + 3)).map_or([0; 3], |c| [c[0], c[1], c[2]]))
+                    };
+                    return Some((grey, fill));
+                }
+                _ => return None,
+            }
+        }
+    };
+    if let Some((grey, fill)) = parse() {
+        hint.grey = grey;
+        hint.outside_fill = fill;
+    }
+    hint
+}
+
+/// BMP with <= 8 bits per pixel: PIL mode P, or 1 / L when the palette is black-white / the grey ramp.
+pub(super) fn bmp_mode(b: &[u8]) -> ModeHint {
+    let parse = || -> Option<ModeHint> {
+        let header = le32(b, 14)? as usize;
+        let (bits, colors, pad) = if header == 12 {
+            let bits = le16(b, 24)?;
+            (bits, 0, 3)
+        } else {
+            (le16(b, 28)?, le32(b, 46)?, 4)
+        };
+        if bits > 8 {
+            return Some(ModeHint::default());
+        }
+        let colors = if colors == 0 { 1usize << bits } else { colors as usize };
+        let pal = b.get(14 + header..14 + header + pad * colors)?;
+        let grey = (0..colors).all(|i| {
+            let v = if colors == 2 { [0u8, 255][i] } else { i as u8 };
+            i < 256 && pal[i * pad..i * pad + 3].iter().all(|&c| c == v)
+        });
+        // Mode "1" (two grey entries) resizes with NEAREST like P; mode L resizes bicubic.
+        Some(ModeHint { palette: true, grey: grey && colors > 2, ..Default::default() })
+    };
+    parse().unwrap_or_default()
+}
+
+/// 16-bit to 8-bit by keeping the high byte, as Pillow's `;16B` raw modes do.
+pub(super) fn high_bytes(img: DynamicImage) -> DynamicImage {
+    fn hi<P: image::Pixel<Subpixel = u16>, Q: image::Pixel<Subpixel = u8>>(
+        b: &image::ImageBuffer<P, Vec<u16>>,
+    ) -> image::ImageBuffer<Q, Vec<u8>> {
+        image::ImageBuffer::from_raw(b.width(), b.height(), b.as_raw().iter().map(|v| (v >> 8) as u8).collect())
+            .expect("same layout")
+    }
+    match img {
+        DynamicImage::ImageRgb16(b) => DynamicImage::ImageRgb8(hi(&b)),
+        DynamicImage::ImageRgba16(b) => DynamicImage::ImageRgba8(hi(&b)),
+        DynamicImage::ImageLumaA16(b) => DynamicImage::ImageLumaA8(hi(&b)),
+        DynamicImage::ImageLuma16(b) => DynamicImage::ImageLuma8(hi(&b)),
+        o => o,
+    }
+}
+
+/// Grey-ramp palettes: PIL's L value is the palette index, i.e. any one of the equal RGB channels.
+pub(super) trait FirstChannel {
+    fn to_luma8_first(&self) -> image::GrayImage;
+}
+
+impl FirstChannel for DynamicImage {
+    fn to_luma8_first(&self) -> image::GrayImage {
+        let rgb = self.to_rgb8();
+        image::GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| image::Luma([rgb.get_pixel(x, y).0[0]]))
+    }
+}
+
+/// GIF canvas outside the first frame: image gives transparent black, PIL the fill index's colour.
+pub(super) fn fill_outside(rgb: &mut RgbImage, src: &DynamicImage, fill: [u8; 3]) {
+    if let DynamicImage::ImageRgba8(rgba) = src {
+        for (p, s) in rgb.pixels_mut().zip(rgba.pixels()) {
+            if s.0 == [0, 0, 0, 0] {
+                *p = image::Rgb(fill);
+            }
+        }
+    }
+}

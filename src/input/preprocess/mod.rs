@@ -1,0 +1,173 @@
+//! Image decoding and CLIP preprocessing with bit-level parity to open_clip's eval transform on PIL.
+//!
+//! open_clip (stock ViT-B-16) runs `Resize(224, bicubic)` on the shortest side, then `CenterCrop(224)`,
+//! `convert("RGB")`, `ToTensor` and `Normalize`, all on a PIL image. This module reproduces each step:
+//!
+//! * The resize runs in the image's PIL mode, before the RGB conversion. Modes `P` (palette) and `1`
+//!   (1-bit) use NEAREST, because PIL forces it. `RGBA`/`LA` are resized premultiplied and then
+//!   un-premultiplied. `I;16` (16-bit grey) is resized in 16 bits. Everything else uses PIL's 8-bit
+//!   fixed-point convolution. The resampling code below is a port of Pillow's `Resample.c` and
+//!   `Geometry.c` (`ImagingScaleAffine`), so it gives the same integers.
+//! * `convert("RGB")` drops alpha without compositing, maps palettes while ignoring transparency, and
+//!   clips 16-bit grey to 255.
+//! * The crop offset is `int(round((h - 224) / 2.0))`, with Python's round-half-to-even.
+//! * JPEG pixels come from `jpeg.rs`, a decoder that reproduces libjpeg-turbo (Pillow's decoder). The
+//!   image crate's zune-jpeg rounds chroma upsampling and the IDCT differently, which puts it up to
+//!   6/255 away. PNG, WebP, GIF and BMP are decoded by the image crate, which already matches Pillow.
+//!   JPEG variants that `jpeg.rs` refuses (12-bit, lossless, corrupt entropy data) fall back to the
+//!   image crate, without the parity guarantee. Arithmetic-coded JPEGs are refused by both decoders,
+//!   although Pillow reads them.
+//!
+//! The references were made with Pillow 13.0.0. That version runs the vertical resize pass first when
+//! the height shrinks by more than twice as many pixels as the width. Pillow 12 and older always ran
+//! the horizontal pass first, which can move a tall downscaled image by 1/255.
+//!
+//! One deliberate difference: EXIF orientation is applied here, and open_clip does not apply it.
+//! The fixtures in `tests/fixtures/preprocess` are produced with `ImageOps.exif_transpose` first.
+//!
+//! Core functions take bytes and do no file or thread work, so they build for wasm32.
+
+mod decode;
+mod jpeg;
+mod resample;
+
+use image::{DynamicImage, RgbImage};
+
+use decode::{check_dims, decode, Decoded};
+use resample::{Filter, Rect};
+
+pub use crate::config::{Interpolation, PreprocessConfig, ResizeMode};
+pub use crate::error::PreprocessError;
+pub use crate::limits::{MAX_ASPECT, MIN_SIDE};
+
+/// Decodes an image, applies its EXIF orientation and converts it to RGB as PIL's `convert("RGB")`
+/// does. No resizing and no shape checks, apart from the pixel cap.
+pub fn load_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    let (decoded, _) = decode(bytes, max_pixels, false)?;
+    let (w, h) = decoded.dims();
+    Ok(decoded.to_rgb(Rect { x: 0, y: 0, w, h }))
+}
+
+/// Returns the `size`×`size` RGB image that open_clip feeds to `ToTensor` (the output before `Normalize`).
+pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
+    cfg.validate()?;
+    let (decoded, _) = decode(bytes, cfg.max_pixels, true)?;
+    Ok(resize_crop(decoded, cfg))
+}
+
+/// As [`crop_rgb`] for raw RGBA pixels (a canvas `ImageData`, a camera frame); alpha is dropped,
+/// as `convert("RGB")` of an opaque image would.
+pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
+    cfg.validate()?;
+    check_dims(width, height, cfg.max_pixels, true)?;
+    let expected = width as usize * height as usize * 4;
+    if rgba.len() != expected {
+        return Err(PreprocessError::Decode {
+            format: "RGBA",
+            message: format!("{} bytes for {width}x{height} pixels (expected {expected})", rgba.len()),
+        });
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let img = RgbImage::from_raw(width, height, rgb).expect("length checked above");
+    Ok(resize_crop(Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false }, cfg))
+}
+
+fn resize_crop(decoded: Decoded, cfg: &PreprocessConfig) -> RgbImage {
+    let (w, h) = decoded.dims();
+    let s = cfg.size;
+    let (nw, nh) = match cfg.resize_mode {
+        ResizeMode::Squash => (s, s),
+        ResizeMode::Shortest => {
+            // torchvision `_compute_resized_output_size`: new_long = int(size * long / short).
+            let (short, long) = if w <= h { (w, h) } else { (h, w) };
+            let new_long = (s as f64 * long as f64 / short as f64) as u32;
+            if w <= h {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
+        }
+    };
+    let crop = Rect { x: center_offset(nw, s), y: center_offset(nh, s), w: s, h: s };
+    let filter = match cfg.interpolation {
+        Interpolation::Bicubic => Filter::Bicubic,
+        Interpolation::Bilinear => Filter::Bilinear,
+    };
+    decoded.resize_crop(nw, nh, crop, filter).to_rgb(Rect { x: 0, y: 0, w: s, h: s })
+}
+
+/// `ToTensor` + `Normalize`: CHW float32, `(v / 255 - mean) / std`, computed in f32 as torch does.
+pub fn normalize(rgb: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
+    let plane = (rgb.width() * rgb.height()) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, p) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (p.0[c] as f32 / 255.0 - cfg.mean[c]) / cfg.std[c];
+        }
+    }
+    out
+}
+
+/// Decode, resize, crop and normalise: the CHW tensor data (length `3 * size * size`) for the model.
+pub fn preprocess(bytes: &[u8], cfg: &PreprocessConfig) -> Result<Vec<f32>, PreprocessError> {
+    Ok(normalize(&crop_rgb(bytes, cfg)?, cfg))
+}
+
+/// Reads and preprocesses an image file (native builds only).
+#[cfg(not(target_family = "wasm"))]
+pub fn preprocess_file(path: &std::path::Path, cfg: &PreprocessConfig) -> Result<Vec<f32>, PreprocessError> {
+    let bytes = std::fs::read(path).map_err(|e| PreprocessError::Decode {
+        format: "image file",
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    preprocess(&bytes, cfg)
+}
+
+/// torchvision CenterCrop offset: `int(round((n - size) / 2.0))`, Python rounding half to even.
+fn center_offset(n: u32, size: u32) -> u32 {
+    let d = n.saturating_sub(size);
+    let k = d / 2;
+    if d % 2 == 1 && k % 2 == 1 {
+        k + 1
+    } else {
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_offset_rounds_half_to_even() {
+        // Python: int(round(d / 2.0)) for d = 0..6 -> 0, 0, 1, 2, 2, 2, 3
+        let got: Vec<u32> = (0..7).map(|d| center_offset(224 + d, 224)).collect();
+        assert_eq!(got, vec![0, 0, 1, 2, 2, 2, 3]);
+    }
+
+    #[test]
+    fn open_clip_config_parses_and_rejects_unknown_values() {
+        let v = serde_json::json!({"mean": [0.5, 0.5, 0.5], "std": 0.5, "interpolation": "bilinear", "resize_mode": "squash"});
+        let cfg = PreprocessConfig::from_open_clip(&v, 256).unwrap();
+        assert_eq!(
+            (cfg.size, cfg.std, cfg.interpolation, cfg.resize_mode),
+            (256, [0.5; 3], Interpolation::Bilinear, ResizeMode::Squash)
+        );
+        let bad = serde_json::json!({"interpolation": "lanczos"});
+        let e = PreprocessConfig::from_open_clip(&bad, 224).unwrap_err().to_string();
+        assert!(e.contains("lanczos"), "{e}");
+        let bad = serde_json::json!({"resize_mode": "longest"});
+        assert!(PreprocessConfig::from_open_clip(&bad, 224).unwrap_err().to_string().contains("longest"));
+    }
+
+    #[test]
+    fn normalize_matches_torch_formula() {
+        let img = RgbImage::from_pixel(2, 1, image::Rgb([0, 128, 255]));
+        let cfg = PreprocessConfig::default();
+        let t = normalize(&img, &cfg);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t[0], (0.0 - cfg.mean[0]) / cfg.std[0]);
+        assert_eq!(t[2], (128.0f32 / 255.0 - cfg.mean[1]) / cfg.std[1]);
+        assert_eq!(t[5], (1.0 - cfg.mean[2]) / cfg.std[2]);
+    }
+}
