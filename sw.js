@@ -12,6 +12,8 @@ const SHELL = [
   'www/dermlip.js',
   'www/worker.js',
   'www/model-store.js',
+  'www/model-trust.js',
+  'www/trusted-models.js',
   'www/style.css',
   'www/app.webmanifest',
   'www/icon.svg',
@@ -40,8 +42,13 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   url.search = '';
   if (event.request.method !== 'GET' || !shellUrls.has(url.href)) return;
-  // Cache first: the shell is versioned by this file, so a new build brings a new cache.
+  // Cache first: the shell is versioned by this file, so a new build brings a new cache. Only this
+  // version's shell cache is searched: `caches.match` would look through every cache of the origin
+  // (model-store's `dermlip-models-v1`, an older shell, another app on the same origin) and could
+  // answer with a response this worker never stored.
   event.respondWith(
-    caches.match(url.href).then((hit) => hit || fetch(event.request)),
+    caches.open(SHELL_CACHE)
+      .then((c) => c.match(url.href))
+      .then((hit) => hit || fetch(event.request)),
   );
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, native tests (flex CPU and wgpu on lavapipe; the core crate and the
-# trainer), the trainer's CUDA type-check, the wasm build, and the website in headless Chromium
-# (WebGPU on SwiftShader, and the CPU fallback).
+# trainer), the hostile-input corpora through the CLI (tests/hostile/), the trainer's CUDA
+# type-check, the wasm build, and the website in headless Chromium (WebGPU on SwiftShader, the CPU
+# fallback, and the hostile images through the CPU engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -15,6 +16,14 @@ cargo fmt --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== hostile inputs: the native CLI on generated image and weight corpora (2 GiB, 60 s each)"
+hostile=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$hostile"' EXIT
+python3 tests/hostile/make_corpus.py "$hostile/images"
+tests/hostile/run_cli.sh "$hostile/images"
+python3 tests/hostile/make_weights.py "$hostile/weights"
+tests/hostile/run_weights.sh "$hostile/weights"
 
 echo "== the trainer's CUDA backend type-checks (DOCS_RS=1: no LLVM download, no GPU)"
 DOCS_RS=1 cargo check -p dermlip-trainer --features cuda --locked

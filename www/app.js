@@ -1,17 +1,75 @@
 // The website: wires the page to the DermLIP API. All model work happens in the worker.
 
 import { DermLIP } from './dermlip.js';
+import { modelTrust } from './model-trust.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
+const CONSENT_KEY = 'dermlip-model-consent';
 const $ = (id) => document.getElementById(id);
-const state = { model: null, image: null, imageName: '', result: null, loading: null };
+const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null };
 
+// Where the model comes from decides whether the visitor is asked first (docs/deploy.md, "Which
+// models load without asking"): `?model=` comes from a link anyone can write; the settings form
+// (remembered in localStorage) is the visitor's own choice; otherwise the site's default bundle.
 function params() {
   const q = new URLSearchParams(location.search);
+  const linked = q.get('model');
+  const chosen = localStorage.getItem('dermlip-model');
   return {
-    model: q.get('model') || localStorage.getItem('dermlip-model') || DEFAULT_MODEL,
+    model: linked || chosen || DEFAULT_MODEL,
+    fromLink: !!linked && linked !== chosen,
     backend: q.get('backend') || localStorage.getItem('dermlip-backend') || 'auto',
   };
+}
+
+// The third-party models this visitor agreed to (or typed in the settings form), by URL.
+function consented() {
+  try {
+    const list = JSON.parse(localStorage.getItem(CONSENT_KEY) || '[]');
+    return Array.isArray(list) ? list.filter((x) => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+function rememberConsent(url) {
+  const list = consented().filter((x) => x !== url);
+  list.push(url);
+  try {
+    localStorage.setItem(CONSENT_KEY, JSON.stringify(list.slice(-20)));
+  } catch {
+    // storage disabled: asked again next time
+  }
+}
+
+/** Shows the consent step for a third-party model; resolves to true (load it) or false. */
+function askConsent(trust) {
+  const box = $('consent');
+  $('consent-text').textContent = `It comes from ${trust.host}, repository ${trust.repository} (${trust.url}).`;
+  $('consent-text').style.overflowWrap = 'anywhere';
+  $('consent-yes').textContent = `Load the model from ${trust.host}`;
+  box.hidden = false;
+  document.body.dataset.state = 'consent';
+  $('model-status').textContent = 'Waiting for your answer before loading a model.';
+  box.focus();
+  return new Promise((resolve) => {
+    const answer = (yes) => {
+      $('consent-yes').onclick = $('consent-no').onclick = null;
+      box.hidden = true;
+      resolve(yes);
+    };
+    $('consent-yes').onclick = () => answer(true);
+    $('consent-no').onclick = () => answer(false);
+  });
+}
+
+/** The visible "third-party model: <source>" note (hidden for the site's own and pinned models). */
+function showSource(trust) {
+  const note = $('model-source');
+  note.hidden = !trust || trust.kind !== 'third-party';
+  note.textContent = note.hidden ? '' : `Third-party model: ${trust.label} — not this site's DermLIP model; its results are its publisher's.`;
+  note.style.overflowWrap = 'anywhere';
+  if (note.hidden) delete document.body.dataset.thirdParty;
+  else document.body.dataset.thirdParty = trust.label;
 }
 
 function formatBytes(n) {
@@ -52,16 +110,43 @@ function onProgress({ file, loaded, total, fromCache }) {
 }
 
 async function loadModel() {
-  const { model: source, backend } = params();
+  const { model: source, backend, fromLink } = params();
   $('model-url').value = source;
   $('backend').value = backend;
+  const turn = {};
+  state.loading = turn;
+  let trust;
+  try {
+    trust = modelTrust(source, { base: location.href });
+  } catch (e) {
+    showSource(null);
+    document.body.dataset.state = 'error';
+    $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+    return;
+  }
+  if (trust.kind === 'third-party' && fromLink && !consented().includes(trust.url)) {
+    showSource(null);
+    const yes = await askConsent(trust);
+    if (state.loading !== turn) return;
+    if (!yes) {
+      // Back to the visitor's own choice, or the site's model; the link's model is not loaded.
+      const url = new URL(location.href);
+      url.searchParams.delete('model');
+      history.replaceState(null, '', url);
+      return loadModel();
+    }
+    rememberConsent(trust.url);
+  }
+  $('consent').hidden = true;
+  state.source = trust;
+  showSource(trust);
   bars.clear();
   $('progress').replaceChildren();
   $('model-status').textContent = 'Loading the model…';
   document.body.dataset.state = 'loading';
   if (state.model) await state.model.dispose().catch(() => {});
   state.model = null;
-  const loading = DermLIP.load(source, { onProgress, backend });
+  const loading = DermLIP.load(trust.url, { onProgress, backend, manifestSha256: trust.manifestSha256 });
   state.loading = loading;
   try {
     const model = await loading;
@@ -308,9 +393,16 @@ function wire() {
   $('model-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const url = new URL(location.href);
-    url.searchParams.set('model', $('model-url').value.trim() || DEFAULT_MODEL);
+    const model = $('model-url').value.trim() || DEFAULT_MODEL;
+    url.searchParams.set('model', model);
     url.searchParams.set('backend', $('backend').value);
-    localStorage.setItem('dermlip-model', $('model-url').value.trim() || DEFAULT_MODEL);
+    localStorage.setItem('dermlip-model', model);
+    // Typed here by the visitor: their own choice, so a link to it later does not ask again.
+    try {
+      rememberConsent(modelTrust(model, { base: location.href }).url);
+    } catch {
+      // not a URL: loadModel says so
+    }
     localStorage.setItem('dermlip-backend', $('backend').value);
     history.replaceState(null, '', url);
     loadModel();

@@ -9,6 +9,7 @@
 // twice (even from two URLs) is harmless.
 
 import { DermLIP } from './dermlip.js';
+import { modelTrust } from './model-trust.js';
 
 const TAG = 'dermlip-classifier';
 const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
@@ -51,6 +52,9 @@ const STRINGS = {
     incorrect: (a) => `Not quite: the answer is ${a}.`,
     notTruth: 'The model is not ground truth: it can be wrong, and it knows nothing about the patient.',
     modelSays: "The model's top matches",
+    consent: (host, repo) => `A link asks this page to load a model from ${host} (repository ${repo}). It is not this widget's DermLIP model; load it only if you trust whoever published it.`,
+    consentLoad: (host) => `Load the model from ${host}`,
+    thirdParty: (label) => `Third-party model: ${label}`,
     errorTitle: 'This widget is set up incorrectly:',
     err: {
       labelSet: (v, ok) => `Unknown label set "${v}". Use one of ${ok}, or list your own labels in the labels attribute.`,
@@ -98,6 +102,9 @@ const STRINGS = {
     incorrect: (a) => `Nicht ganz: Die Antwort ist ${a}.`,
     notTruth: 'Das Modell ist keine Musterlösung: Es kann sich irren und weiß nichts über die Patientin oder den Patienten.',
     modelSays: 'Die besten Übereinstimmungen des Modells',
+    consent: (host, repo) => `Ein Link verlangt, dass diese Seite ein Modell von ${host} lädt (Repository ${repo}). Es ist nicht das DermLIP-Modell dieses Widgets; laden Sie es nur, wenn Sie der Person vertrauen, die es veröffentlicht hat.`,
+    consentLoad: (host) => `Modell von ${host} laden`,
+    thirdParty: (label) => `Modell eines Dritten: ${label}`,
     errorTitle: 'Dieses Widget ist falsch eingerichtet:',
     err: {
       labelSet: (v, ok) => `Unbekannte Label-Liste „${v}“. Verwenden Sie ${ok} oder geben Sie eigene Labels im Attribut labels an.`,
@@ -145,6 +152,9 @@ const STRINGS = {
     incorrect: (a) => `Pas tout à fait : la réponse est ${a}.`,
     notTruth: 'Le modèle n’est pas la vérité : il peut se tromper et ne sait rien du patient.',
     modelSays: 'Les meilleures correspondances du modèle',
+    consent: (host, repo) => `Un lien demande à cette page de charger un modèle depuis ${host} (dépôt ${repo}). Ce n’est pas le modèle DermLIP de ce widget ; ne le chargez que si vous faites confiance à son auteur.`,
+    consentLoad: (host) => `Charger le modèle depuis ${host}`,
+    thirdParty: (label) => `Modèle tiers : ${label}`,
     errorTitle: 'Ce widget est mal configuré :',
     err: {
       labelSet: (v, ok) => `Liste d’étiquettes inconnue « ${v} ». Utilisez ${ok}, ou indiquez vos propres étiquettes dans l’attribut labels.`,
@@ -192,6 +202,9 @@ const STRINGS = {
     incorrect: (a) => `No exactamente: la respuesta es ${a}.`,
     notTruth: 'El modelo no es la verdad: puede equivocarse y no sabe nada del paciente.',
     modelSays: 'Las mejores coincidencias del modelo',
+    consent: (host, repo) => `Un enlace pide a esta página cargar un modelo de ${host} (repositorio ${repo}). No es el modelo DermLIP de este widget; cárgalo solo si confías en quien lo publicó.`,
+    consentLoad: (host) => `Cargar el modelo de ${host}`,
+    thirdParty: (label) => `Modelo de terceros: ${label}`,
     errorTitle: 'Este widget está mal configurado:',
     err: {
       labelSet: (v, ok) => `Lista de etiquetas desconocida «${v}». Usa ${ok}, o escribe tus propias etiquetas en el atributo labels.`,
@@ -336,12 +349,14 @@ function parseCount(value, min) {
 // ---- the element -----------------------------------------------------------------------------------
 
 class DermlipClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'backend', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer'];
+  static observedAttributes = ['model', 'model-from', 'backend', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer'];
 
   /** (model URL, backend) → {key, url, backend, promise, model, refs, progress, textTower, failed} */
   static #models = new Map();
   /** Case photos (`src`) by URL, fetched once per page however many widgets show them. */
   static #photos = new Map();
+  /** Third-party model URLs the visitor agreed to load on this page (`model-from="link"`). */
+  static #consented = new Set();
 
   #root;
   #ui = {};
@@ -360,6 +375,7 @@ class DermlipClassifier extends HTMLElement {
   #srcError = null;
   #imageError = null;
   #busy = false;
+  #trust = null; // whose model the `model` attribute names (www/model-trust.js)
 
   constructor() {
     super();
@@ -410,6 +426,10 @@ class DermlipClassifier extends HTMLElement {
     u.status = el('p', { className: 'status', part: 'status', role: 'status' });
     u.progress = el('progress', { part: 'progress', max: 1, value: 0 });
     u.error = el('div', { className: 'error', part: 'error', role: 'alert', hidden: true });
+    u.source = el('p', { className: 'notice', part: 'source', hidden: true });
+    u.consentText = el('p');
+    u.consentYes = el('button', { type: 'button', part: 'button consent-button' });
+    u.consent = el('div', { className: 'notice', part: 'consent', role: 'group', hidden: true }, u.consentText, u.consentYes);
     u.file = el('input', { type: 'file', accept: 'image/*', className: 'visually-hidden', tabIndex: -1 });
     u.file.setAttribute('aria-hidden', 'true');
     u.pick = el('button', { type: 'button', part: 'button pick-button' });
@@ -428,9 +448,15 @@ class DermlipClassifier extends HTMLElement {
     u.quiz = el('form', { part: 'quiz', hidden: true, noValidate: true }, u.fieldset, u.feedback, el('div', { className: 'quiz-actions' }, u.submit, u.again, u.quizMsg));
     u.result = el('div', { className: 'result', part: 'result', 'aria-live': 'polite' });
     u.concepts = el('div', { className: 'concepts', part: 'concepts', 'aria-live': 'polite' });
-    u.box.append(u.title, u.notice, u.status, u.progress, u.error, u.picker, u.figure, u.quiz, u.result, u.concepts);
+    u.box.append(u.title, u.notice, u.status, u.source, u.consent, u.progress, u.error, u.picker, u.figure, u.quiz, u.result, u.concepts);
     this.#root.append(u.box);
 
+    u.consentYes.addEventListener('click', () => {
+      if (!this.#trust) return;
+      DermlipClassifier.#consented.add(this.#trust.url);
+      u.consent.hidden = true;
+      this.#schedule();
+    });
     u.pick.addEventListener('click', () => u.file.click());
     u.file.addEventListener('change', () => {
       const f = u.file.files[0];
@@ -546,7 +572,7 @@ class DermlipClassifier extends HTMLElement {
       // Keep loading the model in the background if the model attributes themselves are fine.
       if (e.attribute !== 'model' && e.attribute !== 'backend') {
         try {
-          this.#acquire(this.#modelUrlFromAttr(), (this.getAttribute('backend') || 'auto').toLowerCase());
+          this.#acquireModel(this.#modelUrlFromAttr(), (this.getAttribute('backend') || 'auto').toLowerCase());
         } catch {
           // reported above
         }
@@ -554,8 +580,9 @@ class DermlipClassifier extends HTMLElement {
       return;
     }
     this.#clearError('bad-attribute');
-    this.#acquire(cfg.modelUrl, cfg.backend);
+    const admitted = this.#acquireModel(cfg.modelUrl, cfg.backend);
     this.#render(cfg);
+    if (!admitted) return; // the consent button schedules again
     const entry = this.#entry;
     if (!entry.model) return; // #onLoaded schedules again
     if (cfg.needsText && !entry.textTower) {
@@ -585,7 +612,33 @@ class DermlipClassifier extends HTMLElement {
 
   // ---- the shared model -------------------------------------------------------------------------
 
-  #acquire(url, backend) {
+  /**
+   * Whose model `url` is. The `model` attribute is the embedding page's own choice, so it loads
+   * without asking; a page that copies it from its address (a link anyone can write) says so with
+   * `model-from="link"`, and then a model that is neither this widget host's own (www/models/) nor
+   * pinned in www/trusted-models.js waits for the visitor's consent. A third-party model is marked
+   * in the widget once loaded either way (docs/deploy.md, "Which models load without asking").
+   */
+  #acquireModel(url, backend) {
+    const trust = /^blob:/.test(url)
+      ? { kind: 'third-party', url, host: location.host, repository: 'blob:', label: `${url} (supplied by this page)` }
+      : modelTrust(url, { base: document.baseURI });
+    this.#trust = trust;
+    const fromLink = (this.getAttribute('model-from') ?? 'page').trim().toLowerCase() !== 'page';
+    if (trust.kind === 'third-party' && fromLink && !DermlipClassifier.#consented.has(trust.url)) {
+      this.#release();
+      const t = this.#t;
+      this.#ui.consentText.textContent = t.consent(trust.host, trust.repository);
+      this.#ui.consentYes.textContent = t.consentLoad(trust.host);
+      this.#ui.consent.hidden = false;
+      return false;
+    }
+    this.#ui.consent.hidden = true;
+    this.#acquire(url, backend, trust.manifestSha256);
+    return true;
+  }
+
+  #acquire(url, backend, manifestSha256) {
     const key = `${backend} ${url}`;
     // Same model as before: nothing to do (a failed load is retried only when the attributes change).
     if (this.#entry && this.#entry.key === key) return;
@@ -597,6 +650,7 @@ class DermlipClassifier extends HTMLElement {
       models.set(key, entry);
       entry.promise = DermLIP.load(url, {
         backend,
+        manifestSha256,
         onProgress: (p) => {
           entry.progress.set(p.file, p);
           for (const w of entry.refs) w.#onProgress(entry, p);
@@ -867,7 +921,13 @@ class DermlipClassifier extends HTMLElement {
     u.picker.hidden = mode === 'quiz' && !!(cfg && cfg.src);
 
     const entry = this.#entry;
-    if (entry && entry.model) {
+    const thirdParty = !!(entry && entry.model && this.#trust && this.#trust.kind === 'third-party');
+    u.source.hidden = !thirdParty;
+    u.source.textContent = thirdParty ? t.thirdParty(this.#trust.label) : '';
+    if (!u.consent.hidden) {
+      u.status.textContent = '';
+      u.progress.hidden = true;
+    } else if (entry && entry.model) {
       const i = entry.model.info;
       u.status.textContent = t.ready(i.backend === 'webgpu' ? t.gpu : t.cpu);
       u.progress.hidden = true;

@@ -73,7 +73,8 @@ export class DermLIP {
    * backend ('auto' | 'webgpu' | 'cpu'), precision ('auto': f16 on WebGPU adapters with
    * shader-f16, else f32 | 'f32' | 'f16': fails without shader-f16), maxMegapixels (default 40), workerUrl (another
    * copy of worker.js; a cross-origin URL is started through a blob: trampoline), worker (a ready
-   * Worker running worker.js, used as is; `dispose` terminates it).
+   * Worker running worker.js, used as is; `dispose` terminates it), manifestSha256 (a web bundle's
+   * manifest.json must have this sha256, else the load fails: www/trusted-models.js pins).
    */
   static async load(source, options = {}) {
     if (typeof source !== 'string' || !source) throw new TypeError('DermLIP.load(source): source must be a URL string');
@@ -86,6 +87,7 @@ export class DermLIP {
         backend: options.backend || 'auto',
         precision: options.precision || 'auto',
         maxMegapixels: options.maxMegapixels,
+        manifestSha256: options.manifestSha256,
       });
     } catch (e) {
       worker.terminate();

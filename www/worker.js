@@ -1,7 +1,7 @@
 // The Web Worker that owns the wasm engine. Messages in: {id, type, ...}; out: {id, ok, result|error}
 // plus {type: 'progress'|'event', ...} notifications. Requests run one at a time, in order.
 
-import { getManifest, getUnverified, getVerified } from './model-store.js';
+import { getManifest, getUnverified, getVerified, sha256Hex } from './model-store.js';
 
 let engine = null;
 let bundle = null; // {base, manifest} when loaded from a web bundle
@@ -134,9 +134,9 @@ function isCheckpointUrl(source) {
 }
 
 const handlers = {
-  async load({ source, backend = 'auto', precision = 'auto', maxMegapixels }) {
+  async load({ source, backend = 'auto', precision = 'auto', maxMegapixels, manifestSha256 }) {
     const started = performance.now();
-    lastLoad = { source, backend, maxMegapixels };
+    lastLoad = { source, backend, maxMegapixels, manifestSha256 };
     if (engine) {
       engine.free();
       engine = null;
@@ -147,6 +147,7 @@ const handlers = {
       return r.buffer;
     };
     let info;
+    if (manifestSha256 && isCheckpointUrl(source)) throw new Error('a pinned model (manifestSha256) must be a web bundle with a manifest.json');
     if (isCheckpointUrl(source)) {
       // A plain open_clip checkpoint: both towers, label embeddings computed here.
       bundle = null;
@@ -159,6 +160,11 @@ const handlers = {
     } else {
       const base = new URL(source.endsWith('/') ? source : source + '/', self.location.href).href;
       const { text: manifestText } = await getManifest(base);
+      // A bundle pinned by the site (www/trusted-models.js): its manifest, which lists every other
+      // file's sha256, must be the one the operator vetted.
+      if (manifestSha256 && (await sha256Hex(new TextEncoder().encode(manifestText))) !== manifestSha256) {
+        throw new Error(`${base}manifest.json is not the pinned one (sha256 differs from www/trusted-models.js); not loading it`);
+      }
       const manifest = JSON.parse(manifestText);
       const file = (role) => {
         const f = manifest.files && manifest.files.find((x) => x.role === role);

@@ -67,7 +67,11 @@ pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn read(path: &Path) -> Result<(ModelFileConfig, StateDict)> {
     let (dir, weights_path) = locate(path)?;
     let file_config = ModelFileConfig::from_checkpoint_dir(&dir)?;
-    let weights = StateDict::from_file(&weights_path)?;
+    // Names, shapes and total size are checked against the config before any tensor is read.
+    let mut expected = crate::weights::ExpectedTensors::default();
+    Clip::new(&file_config.model, &burn::tensor::Device::flex())
+        .visit_tensors(&mut expected, crate::model::clip::Towers::Both)?;
+    let weights = StateDict::from_file_expecting(&weights_path, &expected)?;
     Ok((file_config, weights))
 }
 

@@ -36,6 +36,8 @@ pub enum LabelError {
     Blank { at: String },
     #[error("duplicate class {name:?} at {at}: same as {first_at} (names are compared trimmed and ignoring case)")]
     Duplicate { name: String, at: String, first_at: String },
+    #[error("class name at {at} is {bytes} bytes long; at most {max} are accepted")]
+    TooLong { at: String, bytes: usize, max: usize },
     #[error("invalid label JSON: {0}")]
     Json(String),
     #[error("label JSON must be an array of strings or {{\"name\": ..., \"classes\": [...]}}: {0}")]
@@ -433,6 +435,9 @@ fn validate(located: impl IntoIterator<Item = (String, String)>) -> Result<Vec<S
         let name = raw.trim();
         if name.is_empty() {
             return Err(LabelError::Blank { at });
+        }
+        if name.len() > crate::limits::MAX_TEXT_BYTES {
+            return Err(LabelError::TooLong { at, bytes: name.len(), max: crate::limits::MAX_TEXT_BYTES });
         }
         if let Some(first_at) = first_seen.get(&class_key(name)) {
             return Err(LabelError::Duplicate { name: name.to_owned(), at, first_at: first_at.clone() });

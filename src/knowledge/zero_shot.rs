@@ -26,16 +26,18 @@ pub fn fill_template(template: &str, class: &str) -> String {
     }
 }
 
-/// Checks a label list: non-empty, no blank or duplicate names.
+/// Checks a label list: non-empty, no blank, over-long or duplicate names (one pass, a set).
 pub fn validate_labels(labels: &[String]) -> Result<()> {
     if labels.is_empty() {
         return Err(Error::Input("no labels given".into()));
     }
+    let mut seen = std::collections::HashSet::with_capacity(labels.len());
     for (i, l) in labels.iter().enumerate() {
         if l.trim().is_empty() {
             return Err(Error::Input(format!("label {} is empty", i + 1)));
         }
-        if labels[..i].iter().any(|o| o.trim() == l.trim()) {
+        check_text_size("label", i, l)?;
+        if !seen.insert(l.trim()) {
             return Err(Error::Input(format!("label \"{}\" is given twice", l.trim())));
         }
     }
@@ -46,8 +48,30 @@ pub fn validate_templates(templates: &[String]) -> Result<()> {
     if templates.is_empty() {
         return Err(Error::Input("no templates given".into()));
     }
+    for (i, t) in templates.iter().enumerate() {
+        check_text_size("template", i, t)?;
+    }
     if let Some(t) = templates.iter().find(|t| !t.contains("{c}") && !t.contains("{}")) {
         return Err(Error::Input(format!("template \"{t}\" has no {{c}} placeholder for the class name")));
+    }
+    let max = crate::limits::MAX_TEMPLATE_PLACEHOLDERS;
+    for (i, t) in templates.iter().enumerate() {
+        let n = if t.contains("{c}") { t.matches("{c}").count() } else { t.matches("{}").count() };
+        if n > max {
+            return Err(Error::Input(format!(
+                "template {} has {n} class-name placeholders; at most {max} are accepted",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A label or template longer than [`MAX_TEXT_BYTES`](crate::limits::MAX_TEXT_BYTES) is refused.
+fn check_text_size(what: &str, i: usize, text: &str) -> Result<()> {
+    let max = crate::limits::MAX_TEXT_BYTES;
+    if text.len() > max {
+        return Err(Error::Input(format!("{what} {} is {} bytes long; at most {max} are accepted", i + 1, text.len())));
     }
     Ok(())
 }

@@ -5,13 +5,17 @@
 use std::collections::BTreeMap;
 
 use burn::module::Param;
-use burn::store::{bridge, ModuleStore, SafetensorsStore};
+#[cfg(not(target_family = "wasm"))]
+use burn::store::{bridge, ModuleStore};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
+mod expected;
+mod safetensors;
 mod visit;
 
+pub use expected::ExpectedTensors;
 pub use visit::{StateDictWriter, TensorVisitor};
 
 /// [`StateDict::quantize_int8`] leaves smaller tensors (biases, norms, the class token) in float.
@@ -29,31 +33,70 @@ impl StateDict {
     }
 
     /// Safetensors bytes, as in `open_clip_model.safetensors` (works in the browser too).
+    /// The header is parsed once and checked whole (dtypes, shapes, offsets inside the file, no
+    /// shared bytes, [`MAX_WEIGHTS_BYTES`](crate::limits::MAX_WEIGHTS_BYTES) in total) before any
+    /// tensor is copied.
     pub fn from_safetensors_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let mut store = SafetensorsStore::from_bytes(Some(bytes));
-        let tensors =
-            store.get_all_tensors().map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
-        Self::from_pack(tensors.values())?.dequantize_int8()
+        StateDict { tensors: safetensors::read(&bytes, None)? }.dequantize_int8()
+    }
+
+    /// As [`StateDict::from_safetensors_bytes`], and every declared shape and the total declared
+    /// bytes are checked against what the model expects before any tensor is copied.
+    pub fn from_safetensors_bytes_expecting(bytes: Vec<u8>, expected: &ExpectedTensors) -> Result<Self> {
+        StateDict { tensors: safetensors::read(&bytes, Some(expected))? }.dequantize_int8()
     }
 
     /// `open_clip_model.safetensors`, `open_clip_pytorch_model.bin`, or a training checkpoint
     /// `.pt` (a `state_dict` wrapper whose keys may carry DDP's `module.` prefix).
     #[cfg(not(target_family = "wasm"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        Self::from_file_checked(path, None)
+    }
+
+    /// As [`StateDict::from_file`], and every declared shape and the total declared bytes are
+    /// checked against what the model expects (from the header or the pickle) before any tensor
+    /// data is read.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_file_expecting(path: &std::path::Path, expected: &ExpectedTensors) -> Result<Self> {
+        Self::from_file_checked(path, Some(expected))
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    fn from_file_checked(path: &std::path::Path, expected: Option<&ExpectedTensors>) -> Result<Self> {
         let shown = path.display().to_string();
         let head = read_head(path)?;
+        let file_len = std::fs::metadata(path).map_err(|e| io_error(&shown, e))?.len();
+        if file_len > crate::limits::MAX_WEIGHTS_BYTES {
+            return Err(Error::Weights(format!(
+                "{shown}: the file is {file_len} bytes; at most {} are accepted",
+                crate::limits::MAX_WEIGHTS_BYTES
+            )));
+        }
         if is_safetensors(&head) {
             let bytes = std::fs::read(path).map_err(|e| io_error(&shown, e))?;
-            return Self::from_safetensors_bytes(bytes).map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())));
+            return safetensors::read(&bytes, expected)
+                .and_then(|tensors| StateDict { tensors }.dequantize_int8())
+                .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())));
         }
         let mut store = burn::store::PytorchStore::from_file(path).map_indices_contiguous(false);
         let tensors = store
             .get_all_tensors()
             .map_err(|e| Error::Weights(format!("{shown}: not a readable safetensors or PyTorch checkpoint: {e}")))?;
+        check_declared_sizes(tensors.values(), file_len)
+            .and_then(|()| match expected {
+                Some(x) => x.check(tensors.values().map(|t| {
+                    let bytes =
+                        t.shape.as_slice().iter().fold(t.dtype.size() as u64, |a, &d| a.saturating_mul(d as u64));
+                    (t.name.as_str(), t.shape.as_slice(), bytes)
+                })),
+                None => Ok(()),
+            })
+            .map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())))?;
         let sd = Self::from_pack(tensors.values()).map_err(|e| Error::Weights(format!("{shown}: {}", e.detail())))?;
         Ok(sd.unwrap_training_checkpoint())
     }
 
+    #[cfg(not(target_family = "wasm"))]
     fn from_pack<'a>(tensors: impl Iterator<Item = &'a burn::store::burn_pack::Tensor>) -> Result<Self> {
         let mut out = BTreeMap::new();
         for t in tensors {
@@ -257,6 +300,14 @@ impl<'a> WeightLoader<'a> {
             .weights
             .remove(key)
             .ok_or_else(|| Error::Weights(format!("missing tensor '{key}' (expected shape {shape:?})")))?;
+        // Every parameter is floating point: an integer tensor under a parameter's name is a
+        // broken or crafted file, not a value to convert (int8 bundles are dequantised on read).
+        if !matches!(data.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+            return Err(Error::Weights(format!(
+                "tensor '{key}' is {:?} in the checkpoint but the model expects floating point",
+                data.dtype()
+            )));
+        }
         let scalar_ok = data.shape().is_empty() && shape == [1];
         if data.shape().as_slice() != shape && !scalar_ok {
             return Err(Error::Weights(format!(
@@ -347,6 +398,47 @@ fn to_f32(data: TensorData, key: &str) -> Result<Vec<f32>> {
     data.convert_dtype(DType::F32)
         .try_to_vec::<f32>()
         .map_err(|e| Error::Weights(format!("tensor '{key}' is not a float tensor: {e:?}")))
+}
+
+/// A PyTorch checkpoint's tensors as its pickle declares them, checked before any is read: a
+/// zero-stride view or a huge declared storage in a small file must not allocate gigabytes.
+/// Each tensor must fit in the file, and all of them in twice the file (tensors may share a
+/// storage) and in [`MAX_WEIGHTS_BYTES`](crate::limits::MAX_WEIGHTS_BYTES).
+#[cfg(not(target_family = "wasm"))]
+fn check_declared_sizes<'a>(
+    tensors: impl Iterator<Item = &'a burn::store::burn_pack::Tensor>,
+    file_len: u64,
+) -> Result<()> {
+    use crate::limits::{MAX_TENSOR_RANK, MAX_WEIGHTS_BYTES};
+    let budget = file_len.saturating_mul(2).min(MAX_WEIGHTS_BYTES);
+    let mut total: u64 = 0;
+    for t in tensors {
+        let dims = t.shape.as_slice();
+        if dims.len() > MAX_TENSOR_RANK {
+            return Err(Error::Weights(format!(
+                "tensor '{}' has rank {}; at most {MAX_TENSOR_RANK} is accepted",
+                t.name,
+                dims.len()
+            )));
+        }
+        let bytes = dims
+            .iter()
+            .try_fold(t.dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+            .filter(|&b| b <= file_len)
+            .ok_or_else(|| {
+                Error::Weights(format!(
+                    "tensor '{}' of shape {dims:?} declares more bytes than the whole file ({file_len})",
+                    t.name
+                ))
+            })?;
+        total = total.saturating_add(bytes);
+        if total > budget {
+            return Err(Error::Weights(format!(
+                "the tensors declare more than {budget} bytes in total (file of {file_len} bytes)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(not(target_family = "wasm"))]

@@ -147,6 +147,11 @@ describe('an open_clip checkpoint URL', () => {
     const browser = await launch();
     try {
       const page = await newPage(await browser.newContext());
+      // A same-origin file outside www/models/ is not the site's own bundle: a link to it asks first
+      // (consent.test.mjs); the visitor agrees.
+      await page.goto(`${server.url}index.html?model=tests/fixtures/models/tiny-gelu/open_clip_model.safetensors&nosw`);
+      await page.waitForFunction(() => document.body.dataset.state === 'consent');
+      await page.click('#consent-yes');
       const info = await openSite(page, server.url, 'model=tests/fixtures/models/tiny-gelu/open_clip_model.safetensors&nosw');
       assert.equal(info.labelSets, null, 'no precomputed label sets');
       const zs = ref.zero_shot;

@@ -11,6 +11,11 @@
 //! Nothing here fails on one bad sample: bad CSV rows, images missing from every archive,
 //! incomplete tar samples and truncated shards are counted in [`IndexReport`] and left out; an
 //! image that fails to read or decode later is skipped by the loader and counted per epoch.
+//!
+//! Hostile rows: a `filename` that is absolute or climbs out of the image folder (`../`) is
+//! counted in [`IndexReport::unsafe_paths`] and left out; at read time a path that is not a
+//! regular file (a FIFO, a device) or that resolves (through a symlink) outside its folder is a
+//! skipped sample, and no sample is read past [`MAX_SAMPLE_BYTES`] whatever its header declares.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -44,6 +49,8 @@ pub struct IndexReport {
     pub missing_images: usize,
     pub incomplete_samples: usize,
     pub truncated_shards: usize,
+    /// CSV `filename`s that are absolute or leave the image folder (`..`), left out.
+    pub unsafe_paths: usize,
     /// The first few problems, for the log.
     pub examples: Vec<String>,
 }
@@ -56,7 +63,7 @@ impl IndexReport {
     }
 
     pub fn problems(&self) -> usize {
-        self.bad_rows + self.missing_images + self.incomplete_samples + self.truncated_shards
+        self.bad_rows + self.missing_images + self.incomplete_samples + self.truncated_shards + self.unsafe_paths
     }
 }
 
@@ -65,7 +72,31 @@ pub struct Dataset {
     pub samples: Vec<Sample>,
     pub archives: Vec<PathBuf>,
     pub shards: Vec<PathBuf>,
+    /// The image folders, resolved: a file sample must resolve inside one of them.
+    pub roots: Vec<PathBuf>,
     pub report: IndexReport,
+}
+
+/// Largest sample (image or caption entry) read, whatever a zip or tar header declares.
+pub const MAX_SAMPLE_BYTES: u64 = dermlip::limits::MAX_SAMPLE_BYTES;
+
+/// `key` as a relative path inside the image folder, normalised (`a/./b/../c` → `a/c`); `None`
+/// when it is absolute, climbs above the folder, is empty or holds a NUL.
+pub fn contained_path(key: &str) -> Option<String> {
+    if key.starts_with('/') || key.contains('\0') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in key.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// How to read a CSV dataset.
@@ -107,6 +138,7 @@ impl Dataset {
         for p in &spec.images {
             if p.is_dir() {
                 folders.push(p.clone());
+                ds.roots.push(p.canonicalize().map_err(|e| io_err(p, e))?);
                 let mut zips: Vec<PathBuf> = std::fs::read_dir(p)
                     .map_err(|e| io_err(p, e))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -187,7 +219,12 @@ impl Dataset {
                 None => None,
             };
             let key = file.replace('\\', "/");
-            let key = key.trim_start_matches("./");
+            let Some(key) = contained_path(&key) else {
+                ds.report.unsafe_paths += 1;
+                ds.report.note(format!("CSV row {row}: image \"{key}\" is absolute or leaves the image folder"));
+                continue;
+            };
+            let key = key.as_str();
             let location = if let Some(&(archive, index)) = zip_index.get(key) {
                 Location::Zip { archive, index }
             } else if let Some(dir) = folders.iter().find(|d| d.join(key).is_file()) {
@@ -281,7 +318,7 @@ fn index_shard(ds: &mut Dataset, shard: usize, path: &Path) {
                     pending[slot].1 = Some((offset, size));
                 } else if ext == "txt" || ext == "json" {
                     let mut text = String::new();
-                    if entry.read_to_string(&mut text).is_err() {
+                    if (&mut entry).take(MAX_SAMPLE_BYTES).read_to_string(&mut text).is_err() {
                         continue;
                     }
                     let caption = if ext == "txt" {
@@ -364,7 +401,7 @@ pub struct Reader {
 impl Reader {
     pub fn read(&mut self, ds: &Dataset, sample: &Sample) -> Result<Vec<u8>, String> {
         match &sample.location {
-            Location::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            Location::File(p) => read_contained_file(p, &ds.roots),
             Location::Zip { archive, index } => {
                 if !self.zips.contains_key(archive) {
                     let path = &ds.archives[*archive];
@@ -374,9 +411,13 @@ impl Reader {
                     self.zips.insert(*archive, z);
                 }
                 let z = self.zips.get_mut(archive).expect("opened");
-                let mut entry = z.by_index(*index).map_err(|e| format!("{}: {e}", sample.name))?;
-                let mut buf = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                let entry = z.by_index(*index).map_err(|e| format!("{}: {e}", sample.name))?;
+                // The declared size is only a hint (a bomb or a lying header): read at most the cap.
+                let mut buf = Vec::with_capacity(entry.size().min(MAX_SAMPLE_BYTES) as usize);
+                entry.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                if buf.len() as u64 > MAX_SAMPLE_BYTES {
+                    return Err(format!("{}: the zip entry inflates past {MAX_SAMPLE_BYTES} bytes", sample.name));
+                }
                 Ok(buf)
             }
             Location::Tar { shard, offset, size } => {
@@ -384,6 +425,9 @@ impl Reader {
                     let path = &ds.shards[*shard];
                     let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
                     self.tars.insert(*shard, f);
+                }
+                if *size > MAX_SAMPLE_BYTES {
+                    return Err(format!("{}: {size} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", sample.name));
                 }
                 let f = self.tars.get_mut(shard).expect("opened");
                 f.seek(SeekFrom::Start(*offset)).map_err(|e| format!("{}: {e}", sample.name))?;
@@ -393,6 +437,33 @@ impl Reader {
             }
         }
     }
+}
+
+/// A file sample: a regular file (not a FIFO or a device) that resolves inside one of `roots`
+/// (symlinks included), read up to [`MAX_SAMPLE_BYTES`].
+fn read_contained_file(p: &Path, roots: &[PathBuf]) -> Result<Vec<u8>, String> {
+    let shown = p.display();
+    // `metadata` does not open the file: a FIFO would block the worker on `open`.
+    let meta = std::fs::metadata(p).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    if !roots.is_empty() {
+        let real = p.canonicalize().map_err(|e| format!("{shown}: {e}"))?;
+        if !roots.iter().any(|r| real.starts_with(r)) {
+            return Err(format!("{shown}: resolves outside the image folder ({})", real.display()));
+        }
+    }
+    if meta.len() > MAX_SAMPLE_BYTES {
+        return Err(format!("{shown}: {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", meta.len()));
+    }
+    let f = File::open(p).map_err(|e| format!("{shown}: {e}"))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{shown}: {e}"))?;
+    if buf.len() as u64 > MAX_SAMPLE_BYTES {
+        return Err(format!("{shown}: grew past the {MAX_SAMPLE_BYTES}-byte limit while read"));
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::resample::{
     muldiv255, nearest_resize, premultiply, resample, unpremultiply, Filter, Rect, U16Kernel, U8Kernel,
 };
 use crate::error::PreprocessError;
-use crate::limits::{MAX_ASPECT, MIN_SIDE};
+use crate::limits::{MAX_ASPECT, MAX_BMP_COLORS, MIN_SIDE};
 
 /// The decoded pixels, in the PIL mode that decides how open_clip resizes and converts them.
 pub(super) enum Decoded {
@@ -174,40 +174,62 @@ pub(super) fn decode(
         _ => ModeHint::default(),
     };
 
-    let max_alloc = max_pixels.saturating_mul(10).max(64 << 20);
+    // Clamped so that every size below max_alloc fits a usize, on wasm32 too.
+    let max_alloc = max_pixels.saturating_mul(10).max(64 << 20).min(isize::MAX as u64);
+    // The longest side any decoder may report: a belt-and-braces bound in the image crate's own
+    // Limits (its decoders check it before allocating); check_dims below is the real check.
+    let min_short = if check_shape { MIN_SIDE as u64 } else { 1 };
+    let max_side = (max_pixels / min_short).clamp(1, u32::MAX as u64) as u32;
+    let limits = DecodeLimits { max_alloc, max_side };
     let check_dims = |width: u32, height: u32| check_dims(width, height, max_pixels, check_shape);
 
     let (mut img, cmyk, orientation) = if format == ImageFormat::Jpeg {
-        // Pixels from the libjpeg-turbo-exact decoder; the image crate covers what it refuses.
+        // Pixels from the libjpeg-turbo-exact decoder; the image crate covers what it declines.
+        // The probe reads markers as libjpeg does and refuses a second frame header, so its size is
+        // the frame's; whichever decoder runs, its output size must be that size.
         let header = jpeg::probe(bytes).map_err(|m| PreprocessError::Decode { format: name, message: m })?;
         check_dims(header.width, header.height)?;
+        let expected = (header.width, header.height);
+        let mismatch = |w: u32, h: u32| PreprocessError::Decode {
+            format: name,
+            message: format!("the decoder reads a {w}x{h} frame, the header says {}x{}", expected.0, expected.1),
+        };
         let orientation = header.exif.and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
         match jpeg::decode(bytes, max_alloc) {
             Ok(j) => {
                 let (w, h) = (j.width, j.height);
+                if (w, h) != expected {
+                    return Err(mismatch(w, h));
+                }
                 let img = match j.model {
                     jpeg::Model::Gray => image::GrayImage::from_raw(w, h, j.data).map(DynamicImage::ImageLuma8),
                     jpeg::Model::Rgb => RgbImage::from_raw(w, h, j.data).map(DynamicImage::ImageRgb8),
                     // CMYK samples in an RGBA container, so that orientation and cropping apply.
                     jpeg::Model::Cmyk => image::RgbaImage::from_raw(w, h, j.data).map(DynamicImage::ImageRgba8),
                 };
-                (img.expect("decoder output matches its dimensions"), j.model == jpeg::Model::Cmyk, orientation)
-            }
-            Err(ours) => {
-                let fallback = image_decoder(bytes, format, max_alloc).and_then(DynamicImage::from_decoder);
-                let img = fallback.map_err(|e| PreprocessError::Decode {
+                let img = img.ok_or_else(|| PreprocessError::Decode {
                     format: name,
-                    message: format!("{ours}; the fallback decoder says: {e}"),
+                    message: "decoder output does not match its dimensions".into(),
                 })?;
+                (img, j.model == jpeg::Model::Cmyk, orientation)
+            }
+            Err(jpeg::DecodeError::Limit(m)) => {
+                return Err(PreprocessError::Decode { format: name, message: format!("refused: {m}") })
+            }
+            Err(jpeg::DecodeError::Declined(ours)) => {
+                let img = fallback_jpeg(bytes, &ours, expected, limits, max_pixels, check_shape)?;
                 (img, false, orientation)
             }
         }
     } else {
-        let mut decoder = image_decoder(bytes, format, max_alloc).map_err(decode_err)?;
+        let mut decoder = image_decoder(bytes, format, limits).map_err(decode_err)?;
         let (width, height) = decoder.dimensions();
         check_dims(width, height)?;
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        (DynamicImage::from_decoder(decoder).map_err(decode_err)?, false, orientation)
+        let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+        // Whatever a decoder returns goes through the same check (a GIF frame, say, is not its screen).
+        check_dims(img.width(), img.height())?;
+        (img, false, orientation)
     };
     img.apply_orientation(orientation);
     if cmyk {
@@ -252,14 +274,53 @@ pub(super) fn decode(
     Ok((decoded, format))
 }
 
+/// The image crate's decoder for a JPEG that `jpeg::decode` declined: the same size checks as every
+/// other decoder, on the size it reports before it allocates, and that size must be the one the
+/// probe checked (`expected`).
+pub(super) fn fallback_jpeg(
+    bytes: &[u8],
+    ours: &str,
+    expected: (u32, u32),
+    limits: DecodeLimits,
+    max_pixels: u64,
+    check_shape: bool,
+) -> Result<DynamicImage, PreprocessError> {
+    let fallback_err = |e: ImageError| PreprocessError::Decode {
+        format: "JPEG",
+        message: format!("{ours}; the fallback decoder says: {e}"),
+    };
+    let decoder = image_decoder(bytes, ImageFormat::Jpeg, limits).map_err(fallback_err)?;
+    let (w, h) = decoder.dimensions();
+    check_dims(w, h, max_pixels, check_shape)?;
+    if (w, h) != expected {
+        return Err(PreprocessError::Decode {
+            format: "JPEG",
+            message: format!(
+                "the fallback decoder reads a {w}x{h} frame, the header says {}x{}",
+                expected.0, expected.1
+            ),
+        });
+    }
+    DynamicImage::from_decoder(decoder).map_err(fallback_err)
+}
+
+/// The image crate's own limits, set on every decoder it runs.
+#[derive(Clone, Copy)]
+pub(super) struct DecodeLimits {
+    pub(super) max_alloc: u64,
+    pub(super) max_side: u32,
+}
+
 pub(super) fn image_decoder(
     bytes: &[u8],
     format: ImageFormat,
-    max_alloc: u64,
+    l: DecodeLimits,
 ) -> Result<impl ImageDecoder + '_, ImageError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
-    limits.max_alloc = Some(max_alloc);
+    limits.max_alloc = Some(l.max_alloc);
+    limits.max_image_width = Some(l.max_side);
+    limits.max_image_height = Some(l.max_side);
     reader.limits(limits);
     reader.into_decoder()
 }
@@ -359,22 +420,37 @@ pub(super) fn gif_mode(b: &[u8]) -> ModeHint {
 
 /// BMP with <= 8 bits per pixel: PIL mode P, or 1 / L when the palette is black-white / the grey ramp.
 pub(super) fn bmp_mode(b: &[u8]) -> ModeHint {
+    // Every size here comes from the header: checked arithmetic (wasm32 has a 32-bit usize), the
+    // colour count capped before it sizes anything, and no slice that can fail.
     let parse = || -> Option<ModeHint> {
-        let header = le32(b, 14)? as usize;
+        let header = usize::try_from(le32(b, 14)?).ok()?;
         let (bits, colors, pad) = if header == 12 {
             let bits = le16(b, 24)?;
-            (bits, 0, 3)
+            (bits, 0, 3usize)
         } else {
-            (le16(b, 28)?, le32(b, 46)?, 4)
+            (le16(b, 28)?, le32(b, 46)?, 4usize)
         };
         if bits > 8 {
             return Some(ModeHint::default());
         }
-        let colors = if colors == 0 { 1usize << bits } else { colors as usize };
-        let pal = b.get(14 + header..14 + header + pad * colors)?;
-        let grey = (0..colors).all(|i| {
-            let v = if colors == 2 { [0u8, 255][i] } else { i as u8 };
-            i < 256 && pal[i * pad..i * pad + 3].iter().all(|&c| c == v)
+        let colors = if colors == 0 { 1usize << bits } else { usize::try_from(colors).ok()? };
+        if colors > MAX_BMP_COLORS {
+            // PIL still opens it as P; the image crate refuses it or reads the first 256.
+            return Some(ModeHint { palette: true, ..Default::default() });
+        }
+        let start = header.checked_add(14)?;
+        let pal = b.get(start..start.checked_add(pad * colors)?)?;
+        let grey = pal.chunks_exact(pad).enumerate().all(|(i, entry)| {
+            let v = if colors == 2 {
+                if i == 0 {
+                    0u8
+                } else {
+                    255
+                }
+            } else {
+                i as u8
+            };
+            entry.iter().take(3).all(|&c| c == v)
         });
         // Mode "1" (two grey entries) resizes with NEAREST like P; mode L resizes bicubic.
         Some(ModeHint { palette: true, grey: grey && colors > 2, ..Default::default() })
@@ -419,5 +495,51 @@ pub(super) fn fill_outside(rgb: &mut RgbImage, src: &DynamicImage, fill: [u8; 3]
                 *p = image::Rgb(fill);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PreprocessError;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images").join(name))
+            .unwrap()
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits { max_alloc: 1 << 30, max_side: 100_000 };
+
+    /// The fallback decoder's output goes through the pixel cap, the minimum side, the aspect limit
+    /// and must have the size the probe checked (before the fix it was never checked at all).
+    #[test]
+    fn fallback_jpeg_decoder_is_size_checked() {
+        let jpeg = fixture("coffee_odd_225x301.jpg");
+        let ok = fallback_jpeg(&jpeg, "declined", (225, 301), LIMITS, 100_000_000, true).unwrap();
+        assert_eq!((ok.width(), ok.height()), (225, 301));
+        let capped = fallback_jpeg(&jpeg, "declined", (225, 301), LIMITS, 50_000, true);
+        assert!(matches!(capped, Err(PreprocessError::TooManyPixels { .. })), "{capped:?}");
+        let other = fallback_jpeg(&jpeg, "declined", (224, 224), LIMITS, 100_000_000, true).unwrap_err();
+        assert!(other.to_string().contains("225x301") && other.to_string().contains("224x224"), "{other}");
+    }
+
+    /// The image crate's Limits carry the longest side: its decoders refuse before allocating.
+    #[test]
+    fn image_crate_limits_carry_the_side_bound() {
+        let png = fixture("coffee_rgba_300x200.png");
+        let small = DecodeLimits { max_alloc: 1 << 30, max_side: 250 };
+        assert!(matches!(image_decoder(&png, ImageFormat::Png, small).err(), Some(ImageError::Limits(_))));
+        assert!(image_decoder(&png, ImageFormat::Png, LIMITS).is_ok());
+    }
+
+    /// An 8-bit BMP declaring 0x40000001 colours: on wasm32 `4 * colors` wrapped to 4 and the
+    /// palette slice panicked. Now the count is capped before it sizes anything.
+    #[test]
+    fn bmp_palette_count_is_capped() {
+        let mut b = fixture("chelsea_8bit_palette_120x80.bmp");
+        b[46..50].copy_from_slice(&0x4000_0001u32.to_le_bytes());
+        assert!(bmp_mode(&b).palette);
+        b[14..18].copy_from_slice(&u32::MAX.to_le_bytes()); // header size: 14 + it overflows on wasm32
+        let _ = bmp_mode(&b);
     }
 }

@@ -12,6 +12,15 @@
 //! the caller then falls back to the image crate. Corrupt entropy data also returns `Err`, whereas
 //! libjpeg would decode it with a warning. Interblock smoothing of incomplete progressive scans
 //! (`do_block_smoothing`) is not reproduced: it only applies to files whose last scans are missing.
+//!
+//! Entropy data that ends early is read as libjpeg reads it: the read that runs out gets zeros,
+//! and the rest of the scan (up to a restart marker) leaves its blocks unchanged
+//! (`insufficient_data`), so an empty scan costs nothing. Markers are found as libjpeg's
+//! `next_marker` finds them (`FF 00` is skipped, never read as a segment), by both `probe` and
+//! `decode`. At most `MAX_JPEG_SCANS` scans, reading each coefficient at most
+//! `MAX_JPEG_COEFFICIENT_PASSES` times in all (`crate::limits`), are walked.
+
+use crate::limits::{MAX_JPEG_COEFFICIENT_PASSES, MAX_JPEG_SCANS};
 
 /// What the pixels are: L, RGB, or CMYK in Pillow's polarity (`CMYK;I`: 0 = no ink).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,17 +112,42 @@ struct Bits<'a> {
     acc: u64,
     nbits: u32,
     at_marker: bool,
+    /// Zero bits at the bottom of `acc` that were fed after the data ended (at a marker).
+    pad: u32,
+    /// A read used those zeros: libjpeg's `insufficient_data`, after which the rest of the scan
+    /// (up to the next restart marker) leaves its blocks unchanged.
+    insufficient: bool,
 }
 
 impl<'a> Bits<'a> {
     fn new(data: &'a [u8], pos: usize) -> Self {
-        Bits { data, pos, acc: 0, nbits: 0, at_marker: false }
+        Bits { data, pos, acc: 0, nbits: 0, at_marker: false, pad: 0, insufficient: false }
+    }
+
+    /// After a read: did it reach into the zeros fed past the end of the data?
+    #[inline]
+    fn consumed(&mut self) {
+        if self.nbits < self.pad {
+            self.insufficient = true;
+            self.pad = self.nbits;
+        }
+    }
+
+    /// Nothing more can be read in this scan: the data ran out and no restart marker follows.
+    fn exhausted(&self, restart_interval: usize) -> bool {
+        if !self.insufficient {
+            return false;
+        }
+        let p = self.end();
+        restart_interval == 0 || !matches!(self.data.get(p + 1), Some(0xD0..=0xD7))
     }
 
     fn fill(&mut self) {
         while self.nbits <= 56 {
             let mut byte = 0u8;
-            if !self.at_marker && self.pos < self.data.len() {
+            if self.at_marker || self.pos >= self.data.len() {
+                self.pad += 8;
+            } else {
                 let b = self.data[self.pos];
                 if b == 0xFF {
                     match self.data.get(self.pos + 1) {
@@ -121,7 +155,10 @@ impl<'a> Bits<'a> {
                             self.pos += 2;
                             byte = 0xFF;
                         }
-                        _ => self.at_marker = true,
+                        _ => {
+                            self.at_marker = true;
+                            self.pad += 8;
+                        }
                     }
                 } else {
                     self.pos += 1;
@@ -143,6 +180,7 @@ impl<'a> Bits<'a> {
         let v = (self.acc >> (64 - n)) as u32;
         self.acc <<= n;
         self.nbits -= n;
+        self.consumed();
         v
     }
 
@@ -159,6 +197,7 @@ impl<'a> Bits<'a> {
             let len = (e >> 8) as u32;
             self.acc <<= len;
             self.nbits -= len;
+            self.consumed();
             return Ok(e as u8);
         }
         for l in (LOOKAHEAD as usize + 1)..=16 {
@@ -166,6 +205,7 @@ impl<'a> Bits<'a> {
             if code <= t.maxcode[l] {
                 self.acc <<= l;
                 self.nbits -= l as u32;
+                self.consumed();
                 let idx = (t.valptr[l] + code - t.mincode[l]) as usize;
                 return t.values.get(idx).copied().ok_or_else(|| "bad Huffman code".to_string());
             }
@@ -190,11 +230,14 @@ impl<'a> Bits<'a> {
     fn restart(&mut self) {
         self.acc = 0;
         self.nbits = 0;
+        self.pad = 0;
         self.at_marker = false;
         while self.pos + 1 < self.data.len() {
             if self.data[self.pos] == 0xFF && self.data[self.pos + 1] != 0 && self.data[self.pos + 1] != 0xFF {
                 if (0xD0..=0xD7).contains(&self.data[self.pos + 1]) {
                     self.pos += 2;
+                    // jdhuff/jdphuff `process_restart`: a found RSTn clears the out-of-data state.
+                    self.insufficient = false;
                 }
                 return;
             }
@@ -242,17 +285,137 @@ pub(super) struct Header<'a> {
     pub exif: Option<&'a [u8]>,
 }
 
-/// Reads the frame size and EXIF block, and checks that the file is complete: zune-jpeg (and, with
-/// a warning, libjpeg) decode a truncated scan as grey, but PIL refuses such files.
-pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
-    let (mut size, mut exif) = (None, None);
-    let mut pos = 2; // after SOI
-    while pos + 1 < b.len() {
-        if b[pos] != 0xFF {
-            pos += 1; // junk between segments: skipped, as libjpeg and Pillow do
-            continue;
+/// Why `decode` gave no image.
+#[derive(Debug)]
+pub(super) enum DecodeError {
+    /// A variant or corruption this decoder does not handle: another decoder may try.
+    Declined(String),
+    /// An input limit (`crate::limits`): no decoder may try.
+    Limit(String),
+}
+
+impl From<String> for DecodeError {
+    fn from(m: String) -> Self {
+        DecodeError::Declined(m)
+    }
+}
+
+impl From<&str> for DecodeError {
+    fn from(m: &str) -> Self {
+        DecodeError::Declined(m.to_string())
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Declined(m) | DecodeError::Limit(m) => f.write_str(m),
         }
-        let marker = b[pos + 1];
+    }
+}
+
+/// libjpeg's `next_marker`: from `pos`, skips bytes up to an 0xFF, the fill 0xFFs after it, and
+/// `FF 00` pairs (stuffed zeros, never a marker), then returns the marker code and the position
+/// after it. The probe and the decoder both read markers through this, so they see the same frame.
+fn next_marker(b: &[u8], mut pos: usize) -> Option<(u8, usize)> {
+    loop {
+        while *b.get(pos)? != 0xFF {
+            pos += 1;
+        }
+        while *b.get(pos)? == 0xFF {
+            pos += 1;
+        }
+        let marker = *b.get(pos)?;
+        pos += 1;
+        if marker != 0 {
+            return Some((marker, pos));
+        }
+    }
+}
+
+/// Start-of-frame markers (all processes): SOF0..SOF15 except DHT, JPG and DAC.
+fn is_sof(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+fn scan_limit_error() -> String {
+    format!("more than {MAX_JPEG_SCANS} scans")
+}
+
+fn passes_limit_error() -> String {
+    format!("its scans read each DCT coefficient more than {MAX_JPEG_COEFFICIENT_PASSES} times")
+}
+
+/// The block geometry of a frame header, as far as the probe needs it to bound the scans' work.
+struct Shape {
+    /// (component id, h, v)
+    comps: Vec<(u8, u64, u64)>,
+    mcus_x: u64,
+    mcus_y: u64,
+    width: u64,
+    height: u64,
+    max_h: u64,
+    max_v: u64,
+}
+
+impl Shape {
+    fn parse(seg: &[u8]) -> Result<Shape, String> {
+        let (height, width) = (be16(seg, 1)? as u64, be16(seg, 3)? as u64);
+        let n = *seg.get(5).ok_or("short frame header")? as usize;
+        let mut comps = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = seg.get(6 + 3 * i..9 + 3 * i).ok_or("short frame header")?;
+            let (h, v) = ((c[1] >> 4) as u64, (c[1] & 15) as u64);
+            if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
+                return Err("bad sampling factors".into());
+            }
+            comps.push((c[0], h, v));
+        }
+        let max_h = comps.iter().map(|c| c.1).max().unwrap_or(1);
+        let max_v = comps.iter().map(|c| c.2).max().unwrap_or(1);
+        let (mcus_x, mcus_y) = (width.div_ceil(8 * max_h), height.div_ceil(8 * max_v));
+        Ok(Shape { comps, mcus_x, mcus_y, width, height, max_h, max_v })
+    }
+
+    /// Coefficients the frame holds (the allocated block grids).
+    fn coefficients(&self) -> u64 {
+        self.comps.iter().map(|&(_, h, v)| self.mcus_x * h * self.mcus_y * v * 64).sum()
+    }
+
+    /// Coefficient reads a scan header asks for: blocks walked times the spectral band.
+    fn scan_reads(&self, sos: &[u8]) -> Option<u64> {
+        let ns = *sos.first()? as usize;
+        let p = 1 + 2 * ns;
+        let (ss, se) = (*sos.get(p)? as u64, *sos.get(p + 1)? as u64);
+        let band = se.saturating_sub(ss) + 1;
+        let mut blocks = 0u64;
+        for i in 0..ns {
+            let id = *sos.get(1 + 2 * i)?;
+            let &(_, h, v) = self.comps.iter().find(|c| c.0 == id)?;
+            blocks += if ns == 1 {
+                (self.width * h).div_ceil(self.max_h).div_ceil(8) * (self.height * v).div_ceil(self.max_v).div_ceil(8)
+            } else {
+                h * v * self.mcus_x * self.mcus_y
+            };
+        }
+        Some(blocks * band)
+    }
+}
+
+/// Reads the frame size and EXIF block, and checks that the file is complete: zune-jpeg (and, with
+/// a warning, libjpeg) decode a truncated scan as grey, but PIL refuses such files. Markers are
+/// found as libjpeg finds them (`next_marker`); a second frame header and more than
+/// `MAX_JPEG_SCANS` scans are refused (libjpeg refuses the first; the hardened libjpeg-turbo the
+/// second), so whichever decoder runs next decodes the frame whose size was checked.
+pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return Err("no start-of-image marker".into());
+    }
+    let (mut size, mut exif, mut scans) = (None, None, 0usize);
+    let (mut shape, mut reads) = (None::<Shape>, 0u64);
+    let mut pos = 2; // after SOI
+    while let Some((marker, at)) = next_marker(b, pos) {
+        pos = at;
         match marker {
             0xD9 => {
                 let (height, width) = size.ok_or("no frame header before the end-of-image marker")?;
@@ -261,40 +424,40 @@ pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
                 }
                 return Ok(Header { width, height, exif });
             }
-            0xFF => pos += 1, // fill byte
-            0x01 | 0xD0..=0xD8 => pos += 2,
-            _ => {
-                let len = be16(b, pos + 2)?;
-                if len < 2 {
-                    return Err(format!("bad JPEG segment length at byte {pos}"));
+            0x01 | 0xD0..=0xD8 => continue, // no length; RSTn inside entropy-coded data
+            _ => {}
+        }
+        let len = be16(b, pos)?;
+        if len < 2 {
+            return Err(format!("bad JPEG segment length at byte {pos}"));
+        }
+        let seg = b.get(pos + 2..pos + len).ok_or("the file ends inside a segment")?;
+        match marker {
+            m if is_sof(m) => {
+                if size.is_some() {
+                    return Err("more than one frame header".into());
                 }
-                let seg = b.get(pos + 4..pos + 2 + len);
-                match (marker, seg) {
-                    (0xC0..=0xCF, Some(s)) if marker != 0xC4 && marker != 0xC8 && marker != 0xCC && s.len() >= 5 => {
-                        size.get_or_insert((be16(s, 1)? as u32, be16(s, 3)? as u32));
-                    }
-                    (0xE1, Some(s)) if s.starts_with(b"Exif\0\0") && exif.is_none() => exif = Some(&s[6..]),
-                    _ => {}
+                size = Some((be16(seg, 1)? as u32, be16(seg, 3)? as u32));
+                shape = Some(Shape::parse(seg)?);
+            }
+            0xE1 if seg.starts_with(b"Exif\0\0") && exif.is_none() => exif = seg.get(6..),
+            0xDA => {
+                scans += 1;
+                if scans > MAX_JPEG_SCANS {
+                    return Err(scan_limit_error());
                 }
-                pos += 2 + len;
-                if marker == 0xDA {
-                    // Entropy-coded data ends at the first marker that is not a stuffed 0xFF00 or RSTn.
-                    while pos + 1 < b.len() {
-                        if b[pos] == 0xFF {
-                            let n = b[pos + 1];
-                            if n == 0 || (0xD0..=0xD7).contains(&n) {
-                                pos += 2;
-                                continue;
-                            }
-                            if n != 0xFF {
-                                break;
-                            }
-                        }
-                        pos += 1;
+                // The same bound as the decoder's, so that no decoder walks a scan bomb.
+                if let Some(shape) = &shape {
+                    reads = reads.saturating_add(shape.scan_reads(seg).unwrap_or(0));
+                    if reads > shape.coefficients().saturating_mul(MAX_JPEG_COEFFICIENT_PASSES) {
+                        return Err(passes_limit_error());
                     }
                 }
             }
+            _ => {}
         }
+        // After a scan header, next_marker skips the entropy-coded data (stuffed FF 00 included).
+        pos += len;
     }
     Err(if size.is_some() {
         "the file ends before the end-of-image marker".into()
@@ -303,7 +466,7 @@ pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
     })
 }
 
-pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
+pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, DecodeError> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err("not a JPEG".into());
     }
@@ -314,17 +477,11 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
     let mut restart_interval = 0usize;
     let mut frame: Option<Frame> = None;
     let (mut jfif, mut adobe): (bool, Option<u8>) = (false, None);
+    let (mut scans, mut work) = (0usize, 0u64);
 
-    loop {
-        // Find the next marker (skipping fill bytes and any junk, as libjpeg's next_marker does).
-        while pos < data.len() && data[pos] != 0xFF {
-            pos += 1;
-        }
-        while pos < data.len() && data[pos] == 0xFF {
-            pos += 1;
-        }
-        let Some(&marker) = data.get(pos) else { break };
-        pos += 1;
+    // Markers as libjpeg's next_marker finds them (fill bytes, junk and FF 00 skipped).
+    while let Some((marker, at)) = next_marker(data, pos) {
+        pos = at;
         match marker {
             0xD9 => break,
             0xD0..=0xD8 | 0x01 => continue,
@@ -340,7 +497,7 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
                 frame = Some(parse_frame(seg, marker == 0xC2, max_alloc)?);
             }
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                return Err(format!("unsupported JPEG process (SOF{})", marker - 0xC0));
+                return Err(format!("unsupported JPEG process (SOF{})", marker - 0xC0).into());
             }
             0xDB => parse_dqt(seg, &mut qt)?,
             0xC4 => parse_dht(seg, &mut dc, &mut ac)?,
@@ -350,7 +507,25 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
             0xDC => return Err("DNL marker is not supported".into()),
             0xDA => {
                 let f = frame.as_mut().ok_or("scan before frame header")?;
+                scans += 1;
+                if scans > MAX_JPEG_SCANS {
+                    return Err(DecodeError::Limit(scan_limit_error()));
+                }
                 let scan = parse_sos(seg, f)?;
+                // Coefficient reads this scan may make; all scans together may read each
+                // coefficient of the frame at most MAX_JPEG_COEFFICIENT_PASSES times.
+                let blocks: u64 = if scan.comps.len() == 1 {
+                    let c = &f.comps[scan.comps[0].0];
+                    (c.width_in_blocks * c.height_in_blocks) as u64
+                } else {
+                    scan.comps.iter().map(|&(ci, _, _)| (f.comps[ci].h * f.comps[ci].v) as u64).sum::<u64>()
+                        * (f.mcus_x * f.mcus_y) as u64
+                };
+                work += blocks * (scan.se - scan.ss + 1) as u64;
+                let frame_coefs: u64 = f.comps.iter().map(|c| (c.bw * c.bh) as u64 * 64).sum();
+                if work > frame_coefs.saturating_mul(MAX_JPEG_COEFFICIENT_PASSES) {
+                    return Err(DecodeError::Limit(passes_limit_error()));
+                }
                 for &(ci, _, _) in &scan.comps {
                     let c = &mut f.comps[ci];
                     if c.quant.is_none() {
@@ -371,19 +546,19 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, String> {
     if f.comps.iter().any(|c| c.quant.is_none()) {
         return Err("a component has no scan".into());
     }
-    output(f, jfif, adobe)
+    Ok(output(f, jfif, adobe)?)
 }
 
-fn parse_frame(seg: &[u8], progressive: bool, max_alloc: u64) -> Result<Frame, String> {
+fn parse_frame(seg: &[u8], progressive: bool, max_alloc: u64) -> Result<Frame, DecodeError> {
     if seg.len() < 6 || seg[0] != 8 {
-        return Err(format!("unsupported sample precision {}", seg.first().copied().unwrap_or(0)));
+        return Err(format!("unsupported sample precision {}", seg.first().copied().unwrap_or(0)).into());
     }
     let (height, width, n) = (be16(seg, 1)?, be16(seg, 3)?, seg[5] as usize);
     if height == 0 || width == 0 {
         return Err("zero image height (DNL) or width".into());
     }
     if !matches!(n, 1 | 3 | 4) || seg.len() < 6 + 3 * n {
-        return Err(format!("unsupported component count {n}"));
+        return Err(format!("unsupported component count {n}").into());
     }
     let mut comps = Vec::with_capacity(n);
     for i in 0..n {
@@ -411,7 +586,10 @@ fn parse_frame(seg: &[u8], progressive: bool, max_alloc: u64) -> Result<Frame, S
     let max_v = comps.iter().map(|c| c.v).max().unwrap_or(1);
     let mcus_x = width.div_ceil(8 * max_h);
     let mcus_y = height.div_ceil(8 * max_v);
-    let mut total: u64 = 0;
+    // The interleaved output; then per component: coefficients (2 bytes each), IDCT and upsampled
+    // planes. In u64: 65535 x 65535 overflows a 32-bit usize.
+    let pixels = width as u64 * height as u64;
+    let mut total: u64 = pixels * n as u64;
     for c in &mut comps {
         c.ds_w = (width * c.h).div_ceil(max_h);
         c.ds_h = (height * c.v).div_ceil(max_v);
@@ -420,10 +598,12 @@ fn parse_frame(seg: &[u8], progressive: bool, max_alloc: u64) -> Result<Frame, S
         c.bw = mcus_x * c.h;
         c.bh = mcus_y * c.v;
         // coefficients (2 bytes) + IDCT plane + upsampled plane
-        total += (c.bw * c.bh) as u64 * 64 * 3 + (width * height) as u64;
+        total += c.bw as u64 * c.bh as u64 * 64 * 3 + pixels;
     }
-    if total > max_alloc {
-        return Err(format!("needs {total} bytes, above the {max_alloc}-byte limit"));
+    if total > max_alloc || usize::try_from(total).is_err() {
+        // Declined, not a limit: the image crate's decoder needs less memory for the same frame
+        // (the pixel cap, already checked, is the limit).
+        return Err(format!("needs {total} bytes, above the {max_alloc}-byte limit").into());
     }
     for c in &mut comps {
         c.coefs = vec![0; c.bw * c.bh * 64];
@@ -531,6 +711,14 @@ fn decode_scan(
                 eobrun = 0;
             }
             count += 1;
+            if bits.insufficient {
+                // libjpeg leaves the rest of the scan (up to a restart marker) unchanged; without
+                // one to come, stop walking: an empty scan costs nothing.
+                if bits.exhausted(restart_interval) {
+                    return Ok(());
+                }
+                continue;
+            }
             for (si, &(ci, td, ta)) in scan.comps.iter().enumerate() {
                 let comp = &mut f.comps[ci];
                 let (bh_n, bv_n) = if scan.comps.len() == 1 { (1, 1) } else { (comp.h, comp.v) };
@@ -538,8 +726,11 @@ fn decode_scan(
                     for bx in 0..bh_n {
                         let (row, col) = (uy * bv_n + by, ux * bh_n + bx);
                         let off = (row * comp.bw + col) * 64;
-                        let block: &mut [i16; 64] =
-                            (&mut comp.coefs[off..off + 64]).try_into().map_err(|_| "block out of range")?;
+                        let block: &mut [i16; 64] = comp
+                            .coefs
+                            .get_mut(off..off + 64)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or("block out of range")?;
                         if !f.progressive {
                             decode_baseline(
                                 bits,

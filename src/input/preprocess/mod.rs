@@ -24,6 +24,16 @@
 //!
 //! One deliberate difference: EXIF orientation is applied here, and open_clip does not apply it.
 //! The fixtures in `tests/fixtures/preprocess` are produced with `ImageOps.exif_transpose` first.
+//! It is read, as browsers read it, from a JPEG's first `Exif` APP1 segment, a PNG's `eXIf` chunk
+//! and a WebP's `EXIF` chunk; an orientation only in XMP (`tiff:Orientation`) is ignored, as
+//! browsers ignore it (Pillow's `exif_transpose` would apply it). A damaged EXIF block means no
+//! orientation, never an error.
+//!
+//! Hostile inputs: every size check (`crate::limits`: pixel cap, minimum side, aspect ratio) runs on
+//! the size a decoder reports before it allocates, whichever decoder finally decodes (`decode.rs`);
+//! JPEG markers are read as libjpeg reads them, the number of scans and the work they ask for are
+//! bounded (`jpeg.rs`), and sizes taken from headers use checked arithmetic (wasm32 has a 32-bit
+//! `usize`). No input may panic: in the browser a panic ends the wasm engine.
 //!
 //! Core functions take bytes and do no file or thread work, so they build for wasm32.
 
@@ -59,16 +69,23 @@ pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, Prepro
 /// as `convert("RGB")` of an opaque image would.
 pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
     cfg.validate()?;
+    // The shape checks run first, so that no size derived from width and height is computed for
+    // an image that is refused; the byte count in u64 (width * height * 4 overflows a 32-bit usize).
     check_dims(width, height, cfg.max_pixels, true)?;
-    let expected = width as usize * height as usize * 4;
-    if rgba.len() != expected {
-        return Err(PreprocessError::Decode {
-            format: "RGBA",
-            message: format!("{} bytes for {width}x{height} pixels (expected {expected})", rgba.len()),
-        });
+    let expected = (width as u64).checked_mul(height as u64).and_then(|n| n.checked_mul(4));
+    let length_error = || PreprocessError::Decode {
+        format: "RGBA",
+        message: format!(
+            "{} bytes for {width}x{height} pixels (expected {})",
+            rgba.len(),
+            expected.map_or_else(|| "more".to_string(), |n| n.to_string())
+        ),
+    };
+    if expected != Some(rgba.len() as u64) {
+        return Err(length_error());
     }
     let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
-    let img = RgbImage::from_raw(width, height, rgb).expect("length checked above");
+    let img = RgbImage::from_raw(width, height, rgb).ok_or_else(length_error)?;
     Ok(resize_crop(Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false }, cfg))
 }
 

@@ -103,6 +103,7 @@ impl ClipTokenizer {
 
     /// Exactly `context_length` ids: sot, BPE ids, eot, zero padding; over-long input keeps eot last.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        super::check_text_length(text)?;
         let cleaned = clean_text(text);
         let encoding = self.inner.encode(cleaned.as_str(), false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let ids = encoding.get_ids();

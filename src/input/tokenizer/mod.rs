@@ -82,3 +82,18 @@ impl TextTokenizer {
         !matches!(self, TextTokenizer::NotLoaded)
     }
 }
+
+/// Refuses a text longer than [`MAX_TEXT_BYTES`](crate::limits::MAX_TEXT_BYTES) before it is
+/// cleaned or encoded (both run over the whole text; only the first tokens are kept).
+pub fn check_text_length(text: &str) -> Result<(), TokenizerError> {
+    let max = crate::limits::MAX_TEXT_BYTES;
+    if text.len() > max {
+        let start: String = text.chars().take(32).collect();
+        return Err(TokenizerError::Encode(format!(
+            "the text \"{}…\" is {} bytes long; at most {max} are accepted",
+            start.escape_debug(),
+            text.len()
+        )));
+    }
+    Ok(())
+}

@@ -85,6 +85,7 @@ impl WordPieceTokenizer {
 
     /// Exactly `context_length` ids: `[CLS]`, WordPieces, `[SEP]`, `[PAD]`s.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        super::check_text_length(text)?;
         let cleaned = clean_whitespace(text);
         let encoding = self.inner.encode(cleaned.as_str(), true).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let mut ids = encoding.get_ids().to_vec();
