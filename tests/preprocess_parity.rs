@@ -193,3 +193,21 @@ fn rejects_unsupported_formats() {
     let gif_header_only = b"GIF89a\x10\x00\x10\x00\x00\x00\x00";
     assert!(err(gif_header_only, &cfg).contains("GIF"));
 }
+
+/// JPEGs with damaged APPn/COM segments (`tests/reference/make_damaged_jpegs.py`): the same pixels
+/// and EXIF orientation as PIL on every file PIL decodes, and a refusal wherever PIL refuses.
+#[test]
+fn damaged_app_segments_match_pil() {
+    check_manifest("preprocess/damaged-app/manifest.json", 120);
+    let manifest: serde_json::Value = serde_json::from_slice(&read("preprocess/damaged-app/manifest.json")).unwrap();
+    let cfg = PreprocessConfig::default();
+    let refused = manifest["refused"].as_array().unwrap();
+    assert!(refused.len() >= 20, "expected at least 20 files PIL refuses, got {}", refused.len());
+    let accepted: Vec<String> = refused
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .filter(|file| crop_rgb(&read(file), &cfg).is_ok())
+        .map(|file| format!("{file}: PIL refuses it, dermlip decodes it"))
+        .collect();
+    assert!(accepted.is_empty(), "{}", accepted.join("\n"));
+}

@@ -2,7 +2,9 @@
 
 Run by hand (deterministic; needs only Pillow, numpy and scikit-image, no network):
     /root/.cache/dermlip-venv/bin/python tests/reference/make_images.py
-Then run make_preprocess_fixtures.py to refresh the reference outputs.
+Then run make_preprocess_fixtures.py to refresh the reference outputs. With `--extra` it writes only
+the images of `extra_images` (BMP 16-bit/RLE, EXIF orientations in PNG/WebP, XMP orientation) and
+leaves the others as they are.
 
 Sources: scikit-image sample photographs that ship inside its wheel (astronaut, chelsea, coffee,
 rocket, retina, camera, horse, logo; licences in tests/fixtures/images/README.md), re-encoded at
@@ -15,8 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from skimage import data
+from PIL import Image, PngImagePlugin
 
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "images"
 
@@ -55,7 +56,7 @@ def png_raw(path: Path, arr: np.ndarray, color_type: int, bit_depth: int) -> Non
 def with_exif_orientation(upright: Image.Image, orientation: int) -> tuple[Image.Image, Image.Exif]:
     """Stored pixels such that applying EXIF `orientation` gives back `upright`."""
     t = Image.Transpose
-    inverse = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 5: t.TRANSPOSE, 6: t.ROTATE_90, 7: t.TRANSVERSE, 8: t.ROTATE_270}
+    inverse = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_90, 7: t.TRANSVERSE, 8: t.ROTATE_270}
     exif = Image.Exif()
     exif[0x0112] = orientation
     return upright.transpose(inverse[orientation]), exif
@@ -72,9 +73,12 @@ def radial_alpha(w: int, h: int) -> np.ndarray:
 
 
 def main() -> None:
+    from skimage import data
+
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.iterdir():
-        if old.name != "README.md":
+        # Sub-folders (damaged-app/) belong to make_damaged_jpegs.py.
+        if old.is_file() and old.name != "README.md":
             old.unlink()
 
     astronaut = Image.fromarray(data.astronaut())
@@ -161,5 +165,147 @@ def main() -> None:
     print(f"wrote {len(list(OUT.iterdir()))} files, {total / 1e6:.2f} MB")
 
 
+# ---------------------------------------------------------------------------------------------
+# Extra images (BMP 16-bit and RLE, EXIF orientation 2..8 in PNG and WebP, XMP-only orientation).
+# Written by `make_images.py --extra` without touching the files above; the
+# sources are committed JPEG fixtures, so this part needs no scikit-image.
+
+
+def bmp_file(w: int, h: int, bits: int, compression: int, pixels: bytes, palette: bytes = b"", masks: bytes = b"") -> bytes:
+    """A BITMAPINFOHEADER BMP (bottom-up): palette (BGRX) and BITFIELDS masks go after the header."""
+    offset = 14 + 40 + len(masks) + len(palette)
+    colors = len(palette) // 4
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, bits, compression, len(pixels), 2835, 2835, colors, 0)
+    head = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+    return head + info + masks + palette + pixels
+
+
+def bmp16(arr: np.ndarray, layout: str) -> bytes:
+    """16-bit BMP rows (bottom-up, 4-byte padded): '555' (BI_RGB) or '565' (BI_BITFIELDS)."""
+    h, w, _ = arr.shape
+    a = arr.astype(np.uint16)
+    if layout == "565":
+        v = ((a[..., 0] >> 3) << 11) | ((a[..., 1] >> 2) << 5) | (a[..., 2] >> 3)
+    else:
+        v = ((a[..., 0] >> 3) << 10) | ((a[..., 1] >> 3) << 5) | (a[..., 2] >> 3)
+    stride = (w * 2 + 3) & ~3
+    rows = b"".join(v[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    if layout == "565":
+        return bmp_file(w, h, 16, 3, rows, masks=struct.pack("<III", 0xF800, 0x07E0, 0x001F))
+    return bmp_file(w, h, 16, 0, rows)
+
+
+def rle_segment(p: list[int], rle4: bool) -> bytes:
+    """Encoded runs and absolute stretches for the pixel indices `p` (one row segment)."""
+    out = bytearray()
+    i = 0
+    while i < len(p):
+        j = i
+        while j < len(p) and p[j] == p[i] and j - i < 255:
+            j += 1
+        if j - i >= 2:
+            out += bytes([j - i, p[i] * 17 if rle4 else p[i]])
+            i = j
+            continue
+        k = i
+        while k < len(p) and k - i < 254 and not (k + 2 < len(p) and p[k] == p[k + 1] == p[k + 2]):
+            k += 1
+        n = k - i
+        if n >= 3:
+            if rle4:
+                lit = p[i:k] + [0] * (n % 2)
+                data = bytes((lit[m] << 4) | lit[m + 1] for m in range(0, len(lit), 2))
+            else:
+                data = bytes(p[i:k])
+            out += bytes([0, n]) + data + b"\0" * (len(data) % 2)
+            i = k
+        else:
+            out += bytes([1, p[i] * 17 if rle4 else p[i]])
+            i += 1
+    return bytes(out)
+
+
+def rle_bmp(idx: np.ndarray, palette: np.ndarray, rle4: bool) -> bytes:
+    """RLE8/RLE4 BMP with the escapes that skip pixels: end of line before the row's end, delta
+    within a row, a delta that skips rows. PIL fills the skipped pixels with index 0. (An end of
+    bitmap before the last row makes Pillow 13 refuse the file: "not enough image data".)"""
+    h, w = idx.shape
+    out = bytearray()
+    r = 0
+    start = 0
+    while r < h:
+        row = [int(v) for v in idx[h - 1 - r]]  # file rows are bottom-up
+        if r == 10:  # delta (5, 3): skips the rest of this row, two rows and 35 pixels of row 13
+            out += rle_segment(row[start:30], rle4) + bytes([0, 2, 5, 3])
+            r, start = 13, 35
+            continue
+        if 40 <= r < 52:  # a hole in the middle of the row
+            out += rle_segment(row[start : w // 3], rle4) + bytes([0, 2, w // 4, 0])
+            out += rle_segment(row[w // 3 + w // 4 :], rle4)
+        elif 60 <= r < 64:  # rows that end early
+            out += rle_segment(row[start : w // 2], rle4)
+        else:
+            out += rle_segment(row[start:], rle4)
+        out += b"\0\0"
+        r, start = r + 1, 0
+    out += b"\0\1"
+    pal = np.zeros((len(palette), 4), np.uint8)
+    pal[:, :3] = palette[:, ::-1]  # BGRX
+    return bmp_file(w, h, 4 if rle4 else 8, 2 if rle4 else 1, bytes(out), palette=pal.tobytes())
+
+
+def indexed(im: Image.Image, colors: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices 1..colors-1 of a quantised image; palette entry 0 is magenta, used by no pixel."""
+    q = im.quantize(colors=colors - 1, method=Image.Quantize.MEDIANCUT)
+    pal = np.array(q.getpalette()[: 3 * (colors - 1)], np.uint8).reshape(-1, 3)
+    return np.array(q) + 1, np.vstack([[[230, 30, 200]], pal]).astype(np.uint8)
+
+
+def extra_images() -> None:
+    # Sources: committed fixtures written by main() (so that this needs no scikit-image).
+    def src(name: str) -> Image.Image:
+        with Image.open(OUT / name) as im:
+            return im.convert("RGB")
+
+    chelsea = src("chelsea_451x300_q95_444.jpg")
+    coffee = src("coffee_600x400_progressive.jpg")
+    rocket = src("rocket_wide_1000x400_q85.jpg")
+    astronaut = src("astronaut_512_q90_420.jpg")
+
+    # BMP: 16 bits per pixel (PIL expands the 5/6-bit channels itself) and RLE with skipped pixels.
+    (OUT / "coffee_16bit_565_120x90.bmp").write_bytes(bmp16(np.array(fit(coffee, (120, 90))), "565"))
+    (OUT / "astronaut_16bit_555_110x70.bmp").write_bytes(bmp16(np.array(fit(astronaut, (110, 70))), "555"))
+    i8, p8 = indexed(fit(chelsea, (120, 80)), 64)
+    (OUT / "chelsea_rle8_120x80.bmp").write_bytes(rle_bmp(i8, p8, rle4=False))
+    i4, p4 = indexed(fit(rocket, (96, 72)), 16)
+    (OUT / "rocket_rle4_96x72.bmp").write_bytes(rle_bmp(i4, p4, rle4=True))
+
+    # EXIF orientation in PNG (eXIf) and WebP (EXIF chunk): every orientation not covered above.
+    upright = fit(coffee, (96, 64))
+    for o in (2, 3, 4, 6, 7, 8):
+        stored, exif = with_exif_orientation(upright, o)
+        stored.save(OUT / f"coffee_exif{o}_96x64.png", exif=exif)
+    upright = fit(rocket, (96, 64))
+    for o in (3, 4, 5, 6, 7, 8):
+        stored, exif = with_exif_orientation(upright, o)
+        stored.save(OUT / f"rocket_exif{o}_96x64.webp", quality=85, exif=exif)
+
+    # XMP tiff:Orientation only (no EXIF): browsers ignore it, so does dermlip (PIL would rotate).
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    fit(chelsea, (96, 64)).save(OUT / "chelsea_xmp6_96x64.png", pnginfo=info)
+    fit(chelsea, (96, 64)).save(OUT / "chelsea_xmp6_lossy_96x64.webp", quality=85, xmp=xmp.encode())
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["--extra"]:
+        extra_images()
+    else:
+        main()
+        extra_images()

@@ -6,7 +6,12 @@ Run by hand after make_images.py:
 Each reference is open_clip's eval preprocess for stock ViT-B-16 (Resize(224, bicubic, shortest side)
 -> CenterCrop(224) -> convert('RGB') -> ToTensor), stopped before Normalize and stored as 8-bit RGB
 (tensor * 255, checked to round-trip exactly). The image is passed through PIL.ImageOps.exif_transpose
-first: dermlip applies EXIF orientation, open_clip does not.
+first: dermlip applies EXIF orientation, open_clip does not. Only an EXIF orientation counts (JPEG
+APP1, PNG eXIf, WebP EXIF): Pillow's getexif also takes XMP `tiff:Orientation` when there is no EXIF
+one, browsers and dermlip do not, so an image without an EXIF orientation is not transposed.
+
+With `--add` the script leaves every existing reference and variants.json alone and only writes the
+references of images that manifest.json does not list yet (appending them, sorted, to the manifest).
 
 The same pipeline is also written out with plain PIL calls (`pil_pipeline`, documenting what
 torchvision does on a PIL image); the script asserts both agree bit for bit. Without open_clip
@@ -86,22 +91,49 @@ VARIANTS = [
 ]
 
 
+def exif_orientation(im: Image.Image) -> int:
+    """The orientation tag of the image's EXIF block only (not XMP, which `getexif` also reads)."""
+    raw = im.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif.get(0x0112, 1)
+
+
+def upright(src: Image.Image) -> Image.Image:
+    """`ImageOps.exif_transpose` when the EXIF block has an orientation; the image as is otherwise."""
+    return ImageOps.exif_transpose(src) if exif_orientation(src) != 1 else src
+
+
 def main() -> None:
+    import sys
+
+    add = sys.argv[1:] == ["--add"]
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
+    old_entries = []
+    if add:
+        old = json.loads((OUT / "manifest.json").read_text())
+        old_entries = old["images"]
+        listed = {e["file"] for e in old_entries}
+    else:
+        for old in OUT.iterdir():
+            if old.is_file():  # sub-folders (damaged-app/) belong to make_damaged_jpegs.py
+                old.unlink()
     to_tensor = open_clip_pipeline()
     if to_tensor is None:
         print("WARNING: open_clip not importable; references come from the plain-PIL pipeline only")
 
     entries = []
     for path in sorted(IMAGES.iterdir()):
-        if path.name == "README.md":
+        if path.name == "README.md" or not path.is_file():
+            continue
+        if add and f"images/{path.name}" in listed:
             continue
         with Image.open(path) as src:
             mode, size = src.mode, src.size
-            orient = src.getexif().get(0x0112, 1)
-            im = ImageOps.exif_transpose(src)
+            orient = exif_orientation(src)
+            im = upright(src)
             ref = pil_pipeline(im)
             if to_tensor is not None:
                 from_clip = to_uint8(to_tensor, im, path.name)
@@ -114,6 +146,12 @@ def main() -> None:
             note += f", EXIF orientation {orient}"
         entries.append({"file": f"images/{path.name}", "reference": f"preprocess/{stem}.png", "note": note})
         print(f"{path.name:40s} {note}")
+
+    if add:
+        entries = sorted(old_entries + entries, key=lambda e: e["file"])
+        (OUT / "manifest.json").write_text(json.dumps({**old, "images": entries}, indent=1) + "\n")
+        print(f"added {len(entries) - len(old_entries)} references")
+        return
 
     manifest = {
         "size": SIZE,
@@ -130,7 +168,7 @@ def main() -> None:
             (path,) = [p for p in IMAGES.iterdir() if p.stem == stem]
             tag = "_".join(f"{v}" for v in kw.values())
             with Image.open(path) as src:
-                ref = to_uint8(open_clip_pipeline(**kw), ImageOps.exif_transpose(src), path.name)
+                ref = to_uint8(open_clip_pipeline(**kw), upright(src), path.name)
             Image.fromarray(ref, "RGB").save(OUT / f"{stem}__{tag}.png", optimize=True)
             cfg = {"interpolation": "bicubic", "resize_mode": "shortest", **kw}
             variants.append({"file": f"images/{path.name}", "reference": f"preprocess/{stem}__{tag}.png", **cfg})

@@ -194,7 +194,7 @@ pub(super) fn decode(
             format: name,
             message: format!("the decoder reads a {w}x{h} frame, the header says {}x{}", expected.0, expected.1),
         };
-        let orientation = header.exif.and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+        let orientation = header.orientation.and_then(Orientation::from_exif).unwrap_or(Orientation::NoTransforms);
         match jpeg::decode(bytes, max_alloc) {
             Ok(j) => {
                 let (w, h) = (j.width, j.height);
@@ -221,6 +221,12 @@ pub(super) fn decode(
                 (img, false, orientation)
             }
         }
+    } else if let Some(layout) = if format == ImageFormat::Bmp { bmp_pil_layout(bytes) } else { None } {
+        // 16-bit and RLE BMPs: decoded here, as Pillow decodes them (see `bmp_pil_layout`).
+        let layout = layout.map_err(|m| PreprocessError::UnsupportedFormat(format!("{name} variant: {m}")))?;
+        check_dims(layout.width, layout.height)?;
+        let img = bmp_pil_decode(bytes, &layout).map_err(|m| PreprocessError::Decode { format: name, message: m })?;
+        (img, false, Orientation::NoTransforms)
     } else {
         let mut decoder = image_decoder(bytes, format, limits).map_err(decode_err)?;
         let (width, height) = decoder.dimensions();
@@ -458,6 +464,206 @@ pub(super) fn bmp_mode(b: &[u8]) -> ModeHint {
     parse().unwrap_or_default()
 }
 
+/// A BMP whose pixels we decode ourselves, because the image crate's differ from Pillow's.
+pub(super) struct BmpLayout {
+    width: u32,
+    height: u32,
+    /// Rows stored top row first (negative height); BMPs are bottom-up otherwise.
+    top_down: bool,
+    /// Where the pixel data starts (Pillow's tile offset).
+    data_offset: usize,
+    kind: BmpKind,
+}
+
+pub(super) enum BmpKind {
+    /// 16 bits per pixel, 5-5-5 (`BGR;15`) or 5-6-5 (`BGR;16`, `green6`). Pillow's `Unpack.c`
+    /// expands a channel as `v * 255 / max` truncated (5 bits: 3 -> 24); the image crate rounds (25).
+    Rgb16 { green6: bool },
+    /// RLE8 / RLE4 (Pillow's `BmpRleDecoder`): pixels skipped by an end of line or a delta get palette
+    /// index 0 (the image crate paints them black). `grey`: PIL mode L, whose value is the index.
+    Rle { rle4: bool, palette: Vec<[u8; 3]>, grey: bool },
+}
+
+/// The BMP layouts decoded by `bmp_pil_decode`: `None` for every other BMP (the image crate's),
+/// `Some(Err)` for a 16-bit bitfields layout that Pillow refuses. Header reading follows Pillow's
+/// `BmpImagePlugin._bitmap`; sizes come from the header, so every step is checked.
+pub(super) fn bmp_pil_layout(b: &[u8]) -> Option<Result<BmpLayout, String>> {
+    let header = le32(b, 14)?;
+    let mut data_offset = usize::try_from(le32(b, 10)?).ok()?;
+    let (width, height, top_down, bits, compression, colors, pad) = match header {
+        12 => (le16(b, 18)? as u32, le16(b, 20)? as u32, false, le16(b, 24)?, 0, 0, 3usize),
+        40 | 52 | 56 | 64 | 108 | 124 => {
+            let flip = *b.get(25)? == 0xFF;
+            let h = le32(b, 22)?;
+            let h = if flip { 0u32.wrapping_sub(h) } else { h };
+            (le32(b, 18)?, h, flip, le16(b, 28)?, le32(b, 30)?, le32(b, 46)?, 4usize)
+        }
+        _ => return None,
+    };
+    let kind = match (bits, compression) {
+        (16, 0) => BmpKind::Rgb16 { green6: false },
+        (16, 3) => match (le32(b, 54)?, le32(b, 58)?, le32(b, 62)?) {
+            (0xF800, 0x07E0, 0x1F) => BmpKind::Rgb16 { green6: true },
+            (0x7C00, 0x03E0, 0x1F) => BmpKind::Rgb16 { green6: false },
+            (r, g, bl) => {
+                return Some(Err(format!("16-bit bitfields {r:#x}/{g:#x}/{bl:#x} (Pillow reads only 5-6-5 and 5-5-5)")))
+            }
+        },
+        (8, 1) | (4, 2) => {
+            let colors = if colors == 0 { 1usize << bits } else { usize::try_from(colors).ok()? };
+            if colors > MAX_BMP_COLORS {
+                return None;
+            }
+            let start = usize::try_from(header).ok()?.checked_add(14)?;
+            if data_offset == start && bits <= 8 {
+                data_offset = data_offset.checked_add(pad * colors)?; // as Pillow does
+            }
+            let entries = b.get(start..start.checked_add(pad * colors)?)?;
+            let palette = entries.chunks_exact(pad).map(|c| [c[2], c[1], c[0]]).collect();
+            BmpKind::Rle { rle4: bits == 4, palette, grey: bmp_mode(b).grey }
+        }
+        _ => return None,
+    };
+    Some(Ok(BmpLayout { width, height, top_down, data_offset, kind }))
+}
+
+/// The pixels of a `bmp_pil_layout` BMP, as Pillow decodes them. Call after the size checks.
+pub(super) fn bmp_pil_decode(b: &[u8], l: &BmpLayout) -> Result<DynamicImage, String> {
+    let (w, h) = (usize::try_from(l.width).map_err(|_| "image too large")?, l.height as usize);
+    let n = w.checked_mul(h).filter(|&n| n > 0).ok_or("image too large or empty")?;
+    let truncated = || "image file is truncated".to_string();
+    // File row `r` -> image row.
+    let row = |r: usize| if l.top_down { r } else { h - 1 - r };
+    match &l.kind {
+        BmpKind::Rgb16 { green6 } => {
+            let stride = w.checked_mul(2).and_then(|v| v.checked_add(3)).ok_or("image too large")? & !3;
+            // Pillow's raw decoder skips the padding before each row but the first: the last row's
+            // padding may be missing.
+            let end = stride
+                .checked_mul(h - 1)
+                .and_then(|v| v.checked_add(2 * w))
+                .and_then(|v| v.checked_add(l.data_offset))
+                .ok_or_else(truncated)?;
+            let data = b.get(l.data_offset..end).ok_or_else(truncated)?;
+            let mut out = vec![0u8; n.checked_mul(3).ok_or("image too large")?];
+            let x5 = |v: u16| ((v & 31) as u32 * 255 / 31) as u8;
+            for r in 0..h {
+                let src = &data[r * stride..][..2 * w];
+                let dst = &mut out[row(r) * w * 3..][..w * 3];
+                for (px, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(2)) {
+                    let v = u16::from_le_bytes([s[0], s[1]]);
+                    let rgb = if *green6 {
+                        [x5(v >> 11), (((v >> 5) & 63) as u32 * 255 / 63) as u8, x5(v)]
+                    } else {
+                        [x5(v >> 10), x5(v >> 5), x5(v)]
+                    };
+                    px.copy_from_slice(&rgb);
+                }
+            }
+            Ok(DynamicImage::ImageRgb8(RgbImage::from_raw(l.width, l.height, out).expect("sized buffer")))
+        }
+        BmpKind::Rle { rle4, palette, grey } => {
+            let idx = bmp_rle(b, l.data_offset, w, n, *rle4)?;
+            let mut out = vec![0u8; n.checked_mul(if *grey { 1 } else { 3 }).ok_or("image too large")?];
+            let ch = if *grey { 1 } else { 3 };
+            for r in 0..h {
+                let dst = &mut out[row(r) * w * ch..][..w * ch];
+                for (px, &i) in dst.chunks_exact_mut(ch).zip(&idx[r * w..(r + 1) * w]) {
+                    if *grey {
+                        px[0] = i; // mode L: the index itself
+                    } else {
+                        // An index past the palette is black in PIL's RGB conversion.
+                        px.copy_from_slice(palette.get(i as usize).map_or(&[0u8; 3][..], |c| &c[..]));
+                    }
+                }
+            }
+            Ok(if *grey {
+                DynamicImage::ImageLuma8(image::GrayImage::from_raw(l.width, l.height, out).expect("sized buffer"))
+            } else {
+                DynamicImage::ImageRgb8(RgbImage::from_raw(l.width, l.height, out).expect("sized buffer"))
+            })
+        }
+    }
+}
+
+/// Pillow's `BmpRleDecoder.decode`, step for step: palette indices in file row order. Skipped pixels
+/// (end of line, delta) are index 0; a run past the row's end is cut; an absolute run may cross rows;
+/// data that ends before the last pixel (an early end of bitmap included) is refused, as Pillow
+/// refuses it ("not enough image data").
+pub(super) fn bmp_rle(b: &[u8], start: usize, w: usize, n: usize, rle4: bool) -> Result<Vec<u8>, String> {
+    let mut data: Vec<u8> = Vec::with_capacity(n);
+    let mut pos = start;
+    let mut x = 0usize;
+    let read = |pos: &mut usize, k: usize| -> &[u8] {
+        let s = b.get(*pos..).unwrap_or(&[]);
+        let s = &s[..k.min(s.len())];
+        *pos += s.len();
+        s
+    };
+    while data.len() < n {
+        let op = read(&mut pos, 2);
+        if op.len() < 2 {
+            break;
+        }
+        let (count, byte) = (op[0] as usize, op[1]);
+        if count != 0 {
+            // Encoded mode: `count` pixels, cut at the row's end.
+            let count = if x + count > w { w.saturating_sub(x) } else { count };
+            for i in 0..count {
+                data.push(if !rle4 {
+                    byte
+                } else if i % 2 == 0 {
+                    byte >> 4
+                } else {
+                    byte & 15
+                });
+            }
+            x += count;
+        } else if byte == 0 {
+            // End of line: the rest of the row is index 0.
+            let pad = (w - data.len() % w) % w;
+            data.resize(data.len() + pad, 0);
+            x = 0;
+        } else if byte == 1 {
+            break; // end of bitmap
+        } else if byte == 2 {
+            let d = read(&mut pos, 2);
+            if d.len() < 2 {
+                break;
+            }
+            let skip = (d[0] as usize + d[1] as usize * w).min(n - data.len());
+            data.resize(data.len() + skip, 0);
+            x = data.len() % w;
+        } else {
+            // Absolute mode: `byte` literal pixels, then alignment to an even file offset.
+            let count = (n - data.len()).min(byte as usize);
+            let want = if rle4 { count.div_ceil(2) } else { count };
+            let lit = read(&mut pos, want);
+            let got = lit.len();
+            if rle4 {
+                for (i, &v) in lit.iter().enumerate() {
+                    data.push(v >> 4);
+                    if i * 2 + 1 < count {
+                        data.push(v & 15);
+                    }
+                }
+            } else {
+                data.extend_from_slice(lit);
+            }
+            if got < want || data.len() == n {
+                break;
+            }
+            x += byte as usize;
+            pos += pos % 2;
+        }
+    }
+    data.truncate(n);
+    if data.len() < n {
+        return Err("RLE data ends before the last pixel (Pillow: not enough image data)".into());
+    }
+    Ok(data)
+}
+
 /// 16-bit to 8-bit by keeping the high byte, as Pillow's `;16B` raw modes do.
 pub(super) fn high_bytes(img: DynamicImage) -> DynamicImage {
     fn hi<P: image::Pixel<Subpixel = u16>, Q: image::Pixel<Subpixel = u8>>(
@@ -530,6 +736,50 @@ mod tests {
         let small = DecodeLimits { max_alloc: 1 << 30, max_side: 250 };
         assert!(matches!(image_decoder(&png, ImageFormat::Png, small).err(), Some(ImageError::Limits(_))));
         assert!(image_decoder(&png, ImageFormat::Png, LIMITS).is_ok());
+    }
+
+    /// 16-bit BMP channels expand as Pillow's `Unpack.c` does (`v * 255 / 31`, truncated), not rounded
+    /// as the image crate does (5-bit 3 -> 24, not 25); a bitfields layout Pillow refuses is refused.
+    #[test]
+    fn bmp_16bit_expands_as_pillow() {
+        let mut b = fixture("coffee_16bit_565_120x90.bmp");
+        let at = usize::try_from(le32(&b, 10).unwrap()).unwrap();
+        b[at..at + 2].copy_from_slice(&(3u16 << 11 | 3 << 5 | 3).to_le_bytes()); // bottom-left pixel
+        let Some(Ok(layout)) = bmp_pil_layout(&b) else { panic!("not ours") };
+        let img = bmp_pil_decode(&b, &layout).unwrap().to_rgb8();
+        assert_eq!(img.get_pixel(0, 89).0, [24, 12, 24]);
+        b[54..58].copy_from_slice(&0xF00u32.to_le_bytes());
+        assert!(matches!(bmp_pil_layout(&b), Some(Err(_))));
+    }
+
+    /// RLE: skipped pixels are palette index 0; data that stops before the last pixel is refused
+    /// (Pillow: "not enough image data").
+    #[test]
+    fn bmp_rle_follows_pillow() {
+        // 4x2 RLE8, palette [red, green]: row 0 (bottom) = one green pixel then end of line; row 1 =
+        // a delta of 2, then two green pixels.
+        let mut b = b"BM".to_vec();
+        let pixels = [1u8, 1, 0, 0, 0, 2, 2, 0, 2, 1, 0, 1];
+        b.extend_from_slice(&(14 + 40 + 8 + pixels.len() as u32).to_le_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(&(14u32 + 40 + 8).to_le_bytes());
+        for v in [40u32, 4, 2] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&[1, 0, 8, 0]);
+        for v in [1u32, pixels.len() as u32, 0, 0, 2, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&[0, 0, 255, 0, 0, 255, 0, 0]);
+        b.extend_from_slice(&pixels);
+        let Some(Ok(layout)) = bmp_pil_layout(&b) else { panic!("not ours") };
+        let img = bmp_pil_decode(&b, &layout).unwrap().to_rgb8();
+        let (r, g) = ([255, 0, 0], [0, 255, 0]);
+        let got: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        assert_eq!(got, [r, r, g, g, g, r, r, r]);
+        let early = b.len() - 4; // end of bitmap right after the delta: the last 2 pixels are missing
+        b[early..].copy_from_slice(&[0, 1, 0, 0]);
+        assert!(bmp_pil_decode(&b, &layout).unwrap_err().contains("not enough image data"));
     }
 
     /// An 8-bit BMP declaring 0x40000001 colours: on wasm32 `4 * colors` wrapped to 4 and the

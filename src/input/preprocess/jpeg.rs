@@ -8,7 +8,8 @@
 //! decoder yields the same coefficients.
 //!
 //! Supported: 8-bit Huffman baseline, extended and progressive JPEGs with 1, 3 or 4 components.
-//! Anything else (arithmetic coding, 12-bit, lossless, DNL, fractional sampling) returns `Err`, and
+//! Anything else (arithmetic coding, 12-bit, lossless, a zero frame height that needs DNL, fractional
+//! sampling) returns `Err`, and
 //! the caller then falls back to the image crate. Corrupt entropy data also returns `Err`, whereas
 //! libjpeg would decode it with a warning. Interblock smoothing of incomplete progressive scans
 //! (`do_block_smoothing`) is not reproduced: it only applies to files whose last scans are missing.
@@ -17,7 +18,17 @@
 //! and the rest of the scan (up to a restart marker) leaves its blocks unchanged
 //! (`insufficient_data`), so an empty scan costs nothing. Markers are found as libjpeg's
 //! `next_marker` finds them (`FF 00` is skipped, never read as a segment), by both `probe` and
-//! `decode`. At most `MAX_JPEG_SCANS` scans, reading each coefficient at most
+//! `decode`.
+//!
+//! Damaged segments are read as libjpeg and PIL read them (`tests/reference/make_damaged_jpegs.py`):
+//! libjpeg trusts a segment's length and skips that many bytes, then `next_marker` skips whatever
+//! junk follows to the next marker; an APPn or COM length below 2 reads as an empty segment (the
+//! bytes after the length field are then junk); a DNL segment is skipped. `probe` refuses what PIL
+//! refuses: marker codes libjpeg or PIL's header parser does not know (`refused_marker`), a second
+//! SOI, an EOI before any scan, and the header checks of Pillow's `JpegImagePlugin` that fail on
+//! short `JFIF`, `Adobe` and ICC segments (`pil_header_check`). The EXIF orientation is read from the
+//! Exif segments before the first scan as Pillow reads it (`pil_exif_orientation`). At most
+//! `MAX_JPEG_SCANS` scans, reading each coefficient at most
 //! `MAX_JPEG_COEFFICIENT_PASSES` times in all (`crate::limits`), are walked.
 
 use crate::limits::{MAX_JPEG_COEFFICIENT_PASSES, MAX_JPEG_SCANS};
@@ -278,11 +289,12 @@ fn be16(d: &[u8], at: usize) -> Result<usize, String> {
     d.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]) as usize).ok_or_else(|| "unexpected end of data".into())
 }
 
-pub(super) struct Header<'a> {
+pub(super) struct Header {
     pub width: u32,
     pub height: u32,
-    /// TIFF payload of the first `Exif` APP1 segment (the one Pillow reads).
-    pub exif: Option<&'a [u8]>,
+    /// The EXIF orientation PIL's `ImageOps.exif_transpose` acts on (2..=8), read as Pillow reads it
+    /// (`pil_exif_orientation`); `None` when PIL finds none or one it ignores.
+    pub orientation: Option<u8>,
 }
 
 /// Why `decode` gave no image.
@@ -331,6 +343,130 @@ fn next_marker(b: &[u8], mut pos: usize) -> Option<(u8, usize)> {
             return Some((marker, pos));
         }
     }
+}
+
+/// APP0..APP15 and COM: the segments libjpeg skips by their length (APP0 and APP14 after a look).
+fn is_app_or_com(marker: u8) -> bool {
+    matches!(marker, 0xE0..=0xEF | 0xFE)
+}
+
+/// Marker codes that end decoding: PIL's own header parser knows no code below 0xC0 ("no marker
+/// found"; `0x01` TEM is refused by `probe` before the first scan only), and libjpeg's `read_markers` stops with `JERR_UNKNOWN_MARKER` on
+/// JPG (`C8`), DHP, EXP and JPG0..JPG13 (`F0`..`FD`), wherever they appear.
+fn refused_marker(marker: u8) -> Option<String> {
+    match marker {
+        0x02..=0xBF | 0xC8 | 0xDE | 0xDF | 0xF0..=0xFD => Some(format!("unknown JPEG marker 0x{marker:02X}")),
+        _ => None,
+    }
+}
+
+/// The header checks of PIL's `JpegImagePlugin` (run before the first scan) that refuse a file
+/// libjpeg would decode: a `JFIF` APP0 or `Adobe` APP14 too short for `i16(s, 5)`, and, at the frame
+/// header, ICC APP2 segments whose first (sorted) one is too short for its count byte (`s[13]`).
+fn pil_header_check<'a>(marker: u8, seg: &'a [u8], icc: &mut Vec<&'a [u8]>) -> Result<(), String> {
+    match marker {
+        0xE0 if seg.starts_with(b"JFIF") && seg.len() < 7 => Err("APP0 JFIF segment too short".into()),
+        0xEE if seg.starts_with(b"Adobe") && seg.len() < 7 => Err("APP14 Adobe segment too short".into()),
+        0xE2 if seg.starts_with(b"ICC_PROFILE\0") => {
+            icc.push(seg);
+            Ok(())
+        }
+        m if is_sof(m) => {
+            let short = icc.iter().min().is_some_and(|first| first.len() < 14);
+            icc.clear();
+            if short {
+                Err("APP2 ICC profile segment too short".into())
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The orientation `PIL.ImageOps.exif_transpose` applies, from the TIFF block Pillow assembles out of
+/// a JPEG's Exif APP1 segments (`Image.Exif.load`, `TiffImagePlugin.ImageFileDirectory_v2.load` of
+/// Pillow 13): IFD0 only. Per entry, as Pillow: a tag already stored is skipped; a type Pillow does
+/// not know is skipped; a value longer than 4 bytes counts towards a running total of out-of-line
+/// bytes and is skipped once that total passes the block's length, else read at its offset, and one
+/// that runs out of the block ends the IFD (an OSError, as a truncated entry list), keeping what was
+/// stored before; an empty value (count 0) is skipped. The orientation is the first value of the
+/// stored 0x0112 entry (a tag of length 1): SHORT, LONG, SBYTE, SSHORT, SLONG, LONG8, IFD, FLOAT,
+/// DOUBLE, RATIONAL and SRATIONAL values that equal 2..=8 apply; BYTE, ASCII and UNDEFINED values
+/// are bytes or text and never do. A header shorter than 8 bytes or without `II*\0`/`MM\0*` is no
+/// EXIF (Pillow's parse fails and `exif_transpose` finds no orientation).
+pub(super) fn pil_exif_orientation(t: &[u8]) -> Option<u8> {
+    let le = match t.get(..4)? {
+        b"II*\0" => true,
+        b"MM\0*" => false,
+        _ => return None,
+    };
+    let bytes = |at: usize, n: usize| -> Option<u64> {
+        let b = t.get(at..at.checked_add(n)?)?;
+        let fold = |acc: u64, &x: &u8| acc << 8 | x as u64;
+        Some(if le { b.iter().rev().fold(0, fold) } else { b.iter().fold(0, fold) })
+    };
+    let ifd = bytes(4, 4)? as usize;
+    let count = bytes(ifd, 2)? as usize;
+    // Tags already stored (a bit set: up to 65535 entries, each checked once).
+    let (mut stored, mut total) = (vec![0u64; 1024], 0u64);
+    for i in 0..count {
+        let e = ifd + 2 + 12 * i;
+        let (tag, typ, n) = (bytes(e, 2)? as u16, bytes(e + 2, 2)?, bytes(e + 4, 4)?);
+        let (word, bit) = (tag as usize / 64, 1u64 << (tag % 64));
+        if stored[word] & bit != 0 {
+            continue;
+        }
+        let unit = match typ {
+            1 | 2 | 6 | 7 => 1u64,
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 => 8,
+            _ => continue,
+        };
+        let size = unit * n;
+        let at = if size > 4 {
+            total += size;
+            if total > t.len() as u64 {
+                continue;
+            }
+            let at = bytes(e + 8, 4)?;
+            if at + size > t.len() as u64 {
+                return None; // _safe_read raises: the IFD ends here
+            }
+            at as usize
+        } else {
+            e + 8
+        };
+        if size == 0 {
+            continue;
+        }
+        stored[word] |= bit;
+        if tag != 0x0112 {
+            continue;
+        }
+        let v: f64 = match typ {
+            3 | 4 | 13 | 16 => bytes(at, unit as usize)? as f64,
+            6 => bytes(at, 1)? as i8 as f64,
+            8 => bytes(at, 2)? as i16 as f64,
+            9 => bytes(at, 4)? as i32 as f64,
+            11 => f32::from_bits(bytes(at, 4)? as u32) as f64,
+            12 => f64::from_bits(bytes(at, 8)?),
+            5 | 10 => {
+                let (num, den) = (bytes(at, 4)? as u32, bytes(at + 4, 4)? as u32);
+                let (num, den) =
+                    if typ == 10 { (num as i32 as f64, den as i32 as f64) } else { (num as f64, den as f64) };
+                // IFDRational compares as the exact fraction (NaN when the denominator is 0).
+                if den == 0.0 || num % den != 0.0 {
+                    return None;
+                }
+                num / den
+            }
+            _ => return None, // BYTE, ASCII, UNDEFINED
+        };
+        return (2.0..=8.0).contains(&v).then_some(v as u8).filter(|&o| o as f64 == v);
+    }
+    None
 }
 
 /// Start-of-frame markers (all processes): SOF0..SOF15 except DHT, JPG and DAC.
@@ -407,11 +543,12 @@ impl Shape {
 /// found as libjpeg finds them (`next_marker`); a second frame header and more than
 /// `MAX_JPEG_SCANS` scans are refused (libjpeg refuses the first; the hardened libjpeg-turbo the
 /// second), so whichever decoder runs next decodes the frame whose size was checked.
-pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
+pub(super) fn probe(b: &[u8]) -> Result<Header, String> {
     if !b.starts_with(&[0xFF, 0xD8]) {
         return Err("no start-of-image marker".into());
     }
-    let (mut size, mut exif, mut scans) = (None, None, 0usize);
+    let (mut size, mut exif, mut scans) = (None, None::<Vec<u8>>, 0usize);
+    let mut icc: Vec<&[u8]> = Vec::new();
     let (mut shape, mut reads) = (None::<Shape>, 0u64);
     let mut pos = 2; // after SOI
     while let Some((marker, at)) = next_marker(b, pos) {
@@ -419,19 +556,38 @@ pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
         match marker {
             0xD9 => {
                 let (height, width) = size.ok_or("no frame header before the end-of-image marker")?;
+                if scans == 0 {
+                    // libjpeg's JERR_SOF_NO_SOS (say, an EOI inside the junk a bad length uncovers).
+                    return Err("no scan before the end-of-image marker".into());
+                }
                 if width == 0 || height == 0 {
                     return Err("zero image width or height".into());
                 }
-                return Ok(Header { width, height, exif });
+                let orientation = exif.as_deref().and_then(pil_exif_orientation);
+                return Ok(Header { width, height, orientation });
             }
-            0x01 | 0xD0..=0xD8 => continue, // no length; RSTn inside entropy-coded data
+            // TEM: no length to libjpeg, but an unknown marker to PIL's header parser (before a scan).
+            0x01 if scans == 0 => return Err("unknown JPEG marker 0x01 before the first scan".into()),
+            // A second SOI is libjpeg's JERR_SOI_DUPLICATE.
+            0xD8 => return Err("a second start-of-image marker".into()),
+            0x01 | 0xD0..=0xD7 => continue, // no length; RSTn inside entropy-coded data
             _ => {}
         }
+        if let Some(m) = refused_marker(marker) {
+            return Err(m);
+        }
         let len = be16(b, pos)?;
+        // APPn and COM: libjpeg (`skip_variable`, `get_interesting_appn`) and PIL (`_safe_read` of a
+        // negative size) both read a length below 2 as an empty segment and go on after the length
+        // field. Any other segment with such a length is an error to libjpeg.
+        let len = if len < 2 && is_app_or_com(marker) { 2 } else { len };
         if len < 2 {
             return Err(format!("bad JPEG segment length at byte {pos}"));
         }
         let seg = b.get(pos + 2..pos + len).ok_or("the file ends inside a segment")?;
+        if scans == 0 {
+            pil_header_check(marker, seg, &mut icc)?;
+        }
         match marker {
             m if is_sof(m) => {
                 if size.is_some() {
@@ -440,7 +596,10 @@ pub(super) fn probe(b: &[u8]) -> Result<Header<'_>, String> {
                 size = Some((be16(seg, 1)? as u32, be16(seg, 3)? as u32));
                 shape = Some(Shape::parse(seg)?);
             }
-            0xE1 if seg.starts_with(b"Exif\0\0") && exif.is_none() => exif = seg.get(6..),
+            // Pillow keeps the first Exif segment whole and appends the TIFF data of later ones.
+            0xE1 if seg.starts_with(b"Exif\0\0") && scans == 0 => {
+                exif.get_or_insert_with(Vec::new).extend_from_slice(&seg[6..])
+            }
             0xDA => {
                 scans += 1;
                 if scans > MAX_JPEG_SCANS {
@@ -488,6 +647,7 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, DecodeError> 
             _ => {}
         }
         let len = be16(data, pos)?;
+        let len = if len < 2 && is_app_or_com(marker) { 2 } else { len };
         let seg = data.get(pos + 2..pos + len).ok_or("segment runs past the end of data")?;
         match marker {
             0xC0..=0xC2 => {
@@ -504,7 +664,9 @@ pub(super) fn decode(data: &[u8], max_alloc: u64) -> Result<Image, DecodeError> 
             0xDD => restart_interval = be16(seg, 0)?,
             0xE0 if seg.len() >= 14 && seg.starts_with(b"JFIF\0") => jfif = true,
             0xEE if seg.len() >= 12 && seg.starts_with(b"Adobe") => adobe = Some(seg[11]),
-            0xDC => return Err("DNL marker is not supported".into()),
+            // DNL: libjpeg's read_markers skips it (`skip_variable`); a frame height of 0 that
+            // would need it is declined by parse_frame.
+            0xDC => {}
             0xDA => {
                 let f = frame.as_mut().ok_or("scan before frame header")?;
                 scans += 1;

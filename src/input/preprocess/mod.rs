@@ -13,7 +13,12 @@
 //! * The crop offset is `int(round((h - 224) / 2.0))`, with Python's round-half-to-even.
 //! * JPEG pixels come from `jpeg.rs`, a decoder that reproduces libjpeg-turbo (Pillow's decoder). The
 //!   image crate's zune-jpeg rounds chroma upsampling and the IDCT differently, which puts it up to
-//!   6/255 away. PNG, WebP, GIF and BMP are decoded by the image crate, which already matches Pillow.
+//!   6/255 away. PNG, WebP, GIF and BMP are decoded by the image crate, which matches Pillow there,
+//!   except for two BMP layouts that `decode.rs` decodes itself as Pillow does: 16 bits per pixel
+//!   (Pillow expands a 5/6-bit channel as `v * 255 / 31` (or `/ 63`) truncated, the image crate
+//!   rounds; bitfield layouts other than 5-5-5 and 5-6-5 are refused, as Pillow refuses them) and
+//!   RLE8/RLE4 (pixels skipped by an end-of-line or delta code are palette index 0 in Pillow, black
+//!   in the image crate; RLE data that ends before the last pixel is refused, as Pillow refuses it).
 //!   JPEG variants that `jpeg.rs` refuses (12-bit, lossless, corrupt entropy data) fall back to the
 //!   image crate, without the parity guarantee. Arithmetic-coded JPEGs are refused by both decoders,
 //!   although Pillow reads them.
@@ -26,8 +31,10 @@
 //! The fixtures in `tests/fixtures/preprocess` are produced with `ImageOps.exif_transpose` first.
 //! It is read, as browsers read it, from a JPEG's first `Exif` APP1 segment, a PNG's `eXIf` chunk
 //! and a WebP's `EXIF` chunk; an orientation only in XMP (`tiff:Orientation`) is ignored, as
-//! browsers ignore it (Pillow's `exif_transpose` would apply it). A damaged EXIF block means no
-//! orientation, never an error.
+//! browsers ignore it (Pillow's `exif_transpose` would apply it; `chelsea_xmp6_96x64.png` and
+//! `chelsea_xmp6_lossy_96x64.webp` carry only an XMP orientation 6, and their references are not
+//! rotated). Orientations 2..8 are covered in every format (`*_exif*` fixtures). A damaged EXIF block
+//! means no orientation, never an error.
 //!
 //! Hostile inputs: every size check (`crate::limits`: pixel cap, minimum side, aspect ratio) runs on
 //! the size a decoder reports before it allocates, whichever decoder finally decodes (`decode.rs`);
