@@ -14,9 +14,14 @@ use crate::error::{Error, Result};
 mod expected;
 mod safetensors;
 mod visit;
+// Native only: saving reads every tensor back synchronously, which WebGPU in wasm cannot do.
+#[cfg(not(target_family = "wasm"))]
+mod writer;
 
 pub use expected::ExpectedTensors;
-pub use visit::{StateDictWriter, TensorVisitor};
+pub use visit::TensorVisitor;
+#[cfg(not(target_family = "wasm"))]
+pub use writer::StateDictWriter;
 
 /// [`StateDict::quantize_int8`] leaves smaller tensors (biases, norms, the class token) in float.
 pub const INT8_MIN_ELEMENTS: usize = 4096;
@@ -384,13 +389,6 @@ impl TensorVisitor for WeightLoader<'_> {
     fn scalar(&mut self, key: &str, p: &mut Param<Tensor<1>>) -> Result<()> {
         *p = Param::from_tensor(self.tensor(key, [1])?);
         Ok(())
-    }
-}
-
-impl StateDictWriter {
-    /// The tensors written so far.
-    pub fn into_state_dict(self) -> StateDict {
-        StateDict::from_tensors(self.tensors)
     }
 }
 

@@ -1,17 +1,16 @@
 //! One walk per module for both directions, the way candle's `VarBuilder` spells each key once:
 //! a module lists its tensors (state-dict name, parameter, layout) to a [`TensorVisitor`], and the
 //! visitor either fills the parameters from a checkpoint ([`WeightLoader`](super::WeightLoader),
-//! strict shape checks) or writes them out ([`StateDictWriter`], f32, PyTorch layouts).
+//! strict shape checks) or writes them out ([`StateDictWriter`](super::StateDictWriter), f32,
+//! PyTorch layouts; native only).
 //!
 //! The expected shape of every tensor is the parameter's own (lazy) shape: the tower's
 //! constructor, built from the config, is the one home of the shapes.
 
-use std::collections::BTreeMap;
-
 use burn::module::Param;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What a module's walk calls for each of its tensors.
 pub trait TensorVisitor {
@@ -41,49 +40,4 @@ pub(crate) fn unsqueezed_shape<const D: usize, const S: usize>(dims: [usize; D])
     let mut stored = [1usize; S];
     stored[S - D..].copy_from_slice(&dims);
     stored
-}
-
-/// Writes a module's parameters as an open_clip state dict: f32, PyTorch layouts.
-#[derive(Default)]
-pub struct StateDictWriter {
-    pub(super) tensors: BTreeMap<String, TensorData>,
-}
-
-fn f32_data<const D: usize>(t: Tensor<D>) -> TensorData {
-    t.into_data().convert_dtype(DType::F32)
-}
-
-impl TensorVisitor for StateDictWriter {
-    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) -> Result<()> {
-        self.tensors.insert(key.to_string(), f32_data(p.val()));
-        Ok(())
-    }
-
-    fn linear_weight(&mut self, key: &str, p: &mut Param<Tensor<2>>) -> Result<()> {
-        self.tensors.insert(key.to_string(), f32_data(p.val().transpose()));
-        Ok(())
-    }
-
-    fn param_unsqueezed<const D: usize, const S: usize>(
-        &mut self,
-        key: &str,
-        p: &mut Param<Tensor<D>>,
-        _trainable: bool,
-    ) -> Result<()> {
-        let t = p.val();
-        let stored: [usize; S] = unsqueezed_shape(t.dims());
-        self.tensors.insert(key.to_string(), f32_data(t.reshape(stored)));
-        Ok(())
-    }
-
-    fn scalar(&mut self, key: &str, p: &mut Param<Tensor<1>>) -> Result<()> {
-        let value = p
-            .val()
-            .into_data()
-            .convert_dtype(DType::F32)
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Weights(format!("{key}: {e:?}")))?;
-        self.tensors.insert(key.to_string(), TensorData::new(vec![value[0]], [0usize; 0]));
-        Ok(())
-    }
 }

@@ -71,24 +71,18 @@ def lie_sizes(zbytes, name, size):
     """Rewrites the declared (un)compressed sizes of entry `name` in both headers."""
     b = bytearray(zbytes)
     nb = name.encode()
-    i = 0
-    while True:
-        i = b.find(b"PK\x03\x04", i)
-        if i < 0:
-            break
-        n = struct.unpack_from("<H", b, i + 26)[0]
-        if bytes(b[i + 30:i + 30 + n]) == nb:
-            struct.pack_into("<II", b, i + 18, size, size)
-        i += 4
-    i = 0
-    while True:
-        i = b.find(b"PK\x01\x02", i)
-        if i < 0:
-            break
-        n = struct.unpack_from("<H", b, i + 28)[0]
-        if bytes(b[i + 46:i + 46 + n]) == nb:
-            struct.pack_into("<II", b, i + 20, size, size)
-        i += 4
+    # (signature, offset of the name length, of the name, of the two sizes): local file header,
+    # then central directory entry.
+    for sig, name_len_at, name_at, sizes_at in ((b"PK\x03\x04", 26, 30, 18), (b"PK\x01\x02", 28, 46, 20)):
+        i = 0
+        while True:
+            i = b.find(sig, i)
+            if i < 0:
+                break
+            n = struct.unpack_from("<H", b, i + name_len_at)[0]
+            if bytes(b[i + name_at:i + name_at + n]) == nb:
+                struct.pack_into("<II", b, i + sizes_at, size, size)
+            i += 4
     return bytes(b)
 
 
