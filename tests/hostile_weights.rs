@@ -401,7 +401,7 @@ fn an_integer_tensor_under_a_parameter_name_is_refused() {
     let cfg = dermlip::ModelFileConfig::from_json_str(&text).unwrap();
     let mut sd = StateDict::from_file(&model_dir("tiny-gelu").join("open_clip_model.safetensors")).unwrap();
     let scale = sd.remove("logit_scale").unwrap();
-    let bits = scale.convert::<f32>().to_vec::<f32>().unwrap()[0].to_bits() as i32;
+    let bits = scale.convert::<f32>().try_to_vec::<f32>().unwrap()[0].to_bits() as i32;
     sd.insert("logit_scale", burn::tensor::TensorData::new(vec![bits], [0usize; 0]));
     let device = burn::tensor::Device::flex();
     let msg = dermlip::Clip::from_state_dict(&cfg.model, sd, &device).err().expect("refused").to_string();
