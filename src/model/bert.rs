@@ -7,7 +7,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
@@ -15,7 +15,7 @@ use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use crate::config::{BertConfig, ClipConfig, HfProjection, TextArch, TextConfig};
 use crate::error::{Error, Result};
 use crate::model::layers::{
-    init_random, init_zeros, layer_norm, normal, reinit, token_linear, visit_layer_norm, visit_linear,
+    init_random, init_zeros, layer_norm, normal, reinit, token_linear, train_dropout, visit_layer_norm, visit_linear,
 };
 use crate::weights::TensorVisitor;
 
@@ -32,15 +32,24 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// `mask`: `[batch, heads, seq, seq]`, true where a key is padding.
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+    /// `mask`: `[batch, heads, seq, seq]`, true where a key is padding. `dropout`: Hugging Face's
+    /// `attention_probs_dropout_prob` on the attention probabilities, training only: then the
+    /// attention is computed explicitly (the fused kernel has no dropout).
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, dropout: f64) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
         let split = |l: &Linear| {
             token_linear(l, x.clone()).reshape([batch, seq, self.heads, width / self.heads]).swap_dims(1, 2)
         };
         let (q, k, v) = (split(&self.query), split(&self.key), split(&self.value));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, k, v, Some(mask), None, options);
+        let out = if dropout > 0.0 && x.device().is_autodiff() {
+            let scale = 1.0 / ((width / self.heads) as f64).sqrt();
+            let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+            let probs = softmax(scores.mask_fill(mask, -1.0e9), 3);
+            train_dropout(probs, dropout).matmul(v)
+        } else {
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+            attention(q, k, v, Some(mask), None, options)
+        };
         out.swap_dims(1, 2).reshape([batch, seq, width])
     }
 }
@@ -74,11 +83,13 @@ impl BertLayer {
         }
     }
 
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
-        let a = token_linear(&self.attention_output, self.attention.forward(x.clone(), mask));
-        let x = self.attention_norm.forward(a + x);
+    /// `hidden`/`attention`: the training-only dropout rates (Hugging Face's `BertSelfOutput` and
+    /// `BertOutput` dropouts, and the attention probabilities').
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, hidden: f64, attention: f64) -> Tensor<3> {
+        let a = token_linear(&self.attention_output, self.attention.forward(x.clone(), mask, attention));
+        let x = self.attention_norm.forward(train_dropout(a, hidden) + x);
         let h = token_linear(&self.output, gelu(token_linear(&self.intermediate, x.clone())));
-        self.output_norm.forward(h + x)
+        self.output_norm.forward(train_dropout(h, hidden) + x)
     }
 
     /// Hugging Face's `BertLayer` names under `p`.
@@ -120,6 +131,11 @@ pub struct BertTextEncoder {
     /// `proj.2` after GELU (`hf_proj_type: "mlp"`).
     pub proj_out: Option<Linear>,
     pub pad_token_id: u32,
+    /// `hidden_dropout_prob`, applied in training only (embeddings, attention and feed-forward
+    /// outputs); 0 as built.
+    pub hidden_dropout: f64,
+    /// `attention_probs_dropout_prob`, training only; 0 as built.
+    pub attention_dropout: f64,
 }
 
 fn bert(cfg: &ClipConfig) -> Result<&BertConfig> {
@@ -150,6 +166,8 @@ impl BertTextEncoder {
             proj_in,
             proj_out,
             pad_token_id: b.pad_token_id,
+            hidden_dropout: 0.0,
+            attention_dropout: 0.0,
         }
     }
 
@@ -165,9 +183,9 @@ impl BertTextEncoder {
         let words = self.word_embeddings.val().select(0, ids.reshape([batch * seq])).reshape([batch, seq, width]);
         let positions = self.position_embeddings.val().narrow(0, 0, seq).unsqueeze_dim::<3>(0);
         let token_type = self.token_type_embeddings.val().narrow(0, 0, 1).unsqueeze_dim::<3>(0);
-        let mut x = self.embeddings_norm.forward(words + positions + token_type);
+        let mut x = train_dropout(self.embeddings_norm.forward(words + positions + token_type), self.hidden_dropout);
         for layer in &self.layers {
-            x = layer.forward(x, mask.clone());
+            x = layer.forward(x, mask.clone(), self.hidden_dropout, self.attention_dropout);
         }
         let summed = (x * keep.clone().unsqueeze_dim::<3>(2)).sum_dim(1).reshape([batch, width]);
         let pooled = summed / keep.sum_dim(1); // [b, width] / [b, 1]

@@ -214,6 +214,20 @@ impl Clip {
         self
     }
 
+    /// The model with training-time dropout rates `d` (open_clip's ViT `patch_dropout`; a BERT
+    /// text tower's hidden and attention-probability dropouts; the other towers have none). They
+    /// act only in a forward on an autodiff device; `Dropouts::default()` turns them off again.
+    pub fn with_dropouts(mut self, d: crate::model::Dropouts) -> Self {
+        if let VisionTower::Vit(v) = &mut self.visual {
+            v.patch_dropout = d.patch;
+        }
+        if let TextTower::Bert(t) = &mut self.text {
+            t.hidden_dropout = d.hidden;
+            t.attention_dropout = d.attention;
+        }
+        self
+    }
+
     /// `[batch, 3, size, size]` normalised images → unnormalised `[batch, embed_dim]`.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
         self.visual.forward(images)

@@ -1,7 +1,7 @@
 //! The layer pieces every tower shares: a linear layer over tokens, the LayerNorm constructor, the
 //! normal initializer, the fused-QKV split, the load/save walks of `Linear` and `LayerNorm` (one
 //! table of names for both directions, see [`TensorVisitor`]), and open_clip's in-place
-//! re-initialisation of a parameter.
+//! re-initialisation of a parameter, and the training-only dropouts.
 
 use burn::module::Param;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear};
@@ -17,6 +17,56 @@ pub fn token_linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
     let y = l.forward(x.reshape([batch * seq, d]));
     let out = y.dims()[1];
     y.reshape([batch, seq, out])
+}
+
+/// Training-time dropout rates (open_clip's `patch_dropout`, a BERT's `hidden_dropout_prob` and
+/// `attention_probs_dropout_prob`). Every model is built with zeros; a trainer sets them with
+/// [`crate::Clip::with_dropouts`]. They act only on an autodiff device (a training forward): at
+/// inference, and in a `valid()` copy, the graph is exactly the inference graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Dropouts {
+    pub patch: f64,
+    pub hidden: f64,
+    pub attention: f64,
+}
+
+impl Dropouts {
+    pub fn any(&self) -> bool {
+        self.patch > 0.0 || self.hidden > 0.0 || self.attention > 0.0
+    }
+}
+
+/// Whether a training-only layer with rate `p` acts on `x`: `p > 0` and `x` on an autodiff device.
+fn training(x_is_autodiff: bool, p: f64) -> bool {
+    p > 0.0 && x_is_autodiff
+}
+
+/// torch `nn.Dropout(p)` in training mode (zero with probability `p`, scale the rest by
+/// `1/(1-p)`); the identity unless `x` is on an autodiff device.
+pub fn train_dropout<const D: usize>(x: Tensor<D>, p: f64) -> Tensor<D> {
+    if !training(x.device().is_autodiff(), p) {
+        return x;
+    }
+    let keep = 1.0 - p;
+    let mask = x.random_like(Distribution::Bernoulli(keep));
+    x * mask * (1.0 / keep)
+}
+
+/// open_clip's `PatchDropout(p, exclude_first_token=True)` in training mode on `[batch, 1 + n,
+/// width]` tokens: the class token and `max(1, ⌊n·(1−p)⌋)` patch tokens drawn at random per image
+/// (the top-k of random scores, as open_clip); the identity unless `x` is on an autodiff device.
+pub fn patch_dropout(x: Tensor<3>, p: f64) -> Tensor<3> {
+    if !training(x.device().is_autodiff(), p) {
+        return x;
+    }
+    let [batch, seq, width] = x.dims();
+    let n = seq - 1;
+    let keep = ((n as f64 * (1.0 - p)) as usize).clamp(1, n.max(1));
+    let scores = Tensor::<2>::random([batch, n], Distribution::Default, &x.device());
+    let idx = scores.argsort(1).narrow(1, 0, keep).unsqueeze_dim::<3>(2).expand([batch, keep, width]);
+    let cls = x.clone().narrow(1, 0, 1);
+    let patches = x.narrow(1, 1, n).gather(1, idx);
+    Tensor::cat(vec![cls, patches], 1)
 }
 
 pub fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {

@@ -9,3 +9,5 @@ pub mod panderm;
 pub mod text;
 pub mod transformer;
 pub mod vision;
+
+pub use layers::Dropouts;

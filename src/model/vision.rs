@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::{ClipConfig, VisionConfig, VisionPool};
 use crate::error::Result;
-use crate::model::layers::{layer_norm, visit_layer_norm};
+use crate::model::layers::{layer_norm, patch_dropout, visit_layer_norm};
 use crate::model::transformer::{Transformer, TransformerDims};
 use crate::weights::TensorVisitor;
 
@@ -23,6 +23,9 @@ pub struct VisionTransformer {
     pub proj: Param<Tensor<2>>,
     pub avg_pool: bool,
     pub final_ln_after_pool: bool,
+    /// open_clip's `patch_dropout` rate, applied in training only (see [`patch_dropout`]); 0 as
+    /// built.
+    pub patch_dropout: f64,
 }
 
 pub fn vision_dims(cfg: &ClipConfig) -> TransformerDims {
@@ -56,6 +59,7 @@ impl VisionTransformer {
             proj: normal.init([v.width, cfg.embed_dim], device),
             avg_pool: v.pool == VisionPool::Avg,
             final_ln_after_pool: v.final_ln_after_pool,
+            patch_dropout: 0.0,
         }
     }
 
@@ -66,7 +70,7 @@ impl VisionTransformer {
         let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
-        let x = self.ln_pre.forward(x);
+        let x = self.ln_pre.forward(patch_dropout(x, self.patch_dropout));
         // Class-token pooling needs the last block's output at position 0 only.
         let x = if self.avg_pool { self.transformer.forward(x, false) } else { self.transformer.forward_first(x, 1) };
         let pooled = if self.final_ln_after_pool {

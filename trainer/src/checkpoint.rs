@@ -2,7 +2,9 @@
 //! directory (weights and config files, written by `dermlip::checkpoint::save_open_clip`, so it
 //! loads like a hub one) plus what an exact resume needs: the optimiser state, `state.json` and
 //! the run's `train_config.toml`. A checkpoint is written into a temporary folder and renamed
-//! into place, so an interrupted save never leaves a half-written `step-…` folder.
+//! into place (then the parent folder is fsync'ed, so the rename itself survives a power loss),
+//! so an interrupted save never leaves a half-written `step-…` folder; the `.step-….tmp` folders
+//! a crash leaves behind are removed when a run starts or resumes ([`remove_stale_temp_dirs`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,6 +22,7 @@ use crate::train::Result;
 
 /// Where a run stands; saved in each checkpoint as `state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct TrainState {
     /// Optimiser steps done.
     pub step: usize,
@@ -27,8 +30,16 @@ pub struct TrainState {
     pub epoch: usize,
     pub batch: usize,
     pub samples_seen: u64,
+    /// Samples left out (unreadable, refused or undecodable), I/O errors included.
     pub skipped_this_epoch: usize,
     pub skipped_total: usize,
+    /// The skipped samples that were I/O errors.
+    pub io_errors_this_epoch: usize,
+    pub io_errors_total: usize,
+    /// Steps whose update was skipped for a non-finite loss or gradient norm: in all, and the
+    /// current run of consecutive ones.
+    pub nonfinite_total: usize,
+    pub nonfinite_in_a_row: usize,
 }
 
 /// The complete checkpoints under `root` (those with a `state.json`), oldest first.
@@ -85,6 +96,7 @@ pub fn save_checkpoint(
     w("train_config.toml", cfg.to_toml().as_bytes())?;
     let _ = fs::remove_dir_all(&final_dir);
     fs::rename(&tmp, &final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+    fsync_dir(&root).map_err(|e| format!("fsync {}: {e}", root.display()))?;
     let dirs = checkpoint_dirs(&root);
     if cfg.keep_last > 0 && dirs.len() > cfg.keep_last {
         for (_, old) in &dirs[..dirs.len() - cfg.keep_last] {
@@ -92,6 +104,65 @@ pub fn save_checkpoint(
         }
     }
     Ok(final_dir)
+}
+
+/// Makes a rename (or creation/removal) inside `dir` durable: fsync of the directory itself.
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Removes the `.step-NNNNNNNN.tmp` folders under `output/checkpoints` that an interrupted save
+/// left behind (a complete checkpoint is never a `.tmp`). Returns the folders removed.
+pub fn remove_stale_temp_dirs(output: &Path) -> Vec<PathBuf> {
+    let root = output.join("checkpoints");
+    let mut removed = Vec::new();
+    for e in fs::read_dir(&root).into_iter().flatten().filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with(".step-") && name.ends_with(".tmp") && fs::remove_dir_all(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    if !removed.is_empty() {
+        let _ = fsync_dir(&root);
+    }
+    removed.sort();
+    removed
+}
+
+/// The `train_config.toml` a checkpoint was saved with (None for a checkpoint without one).
+pub fn saved_config(dir: &Path) -> Result<Option<TrainConfig>> {
+    let path = dir.join("train_config.toml");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    TrainConfig::from_toml(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Refuses to resume from `dir` when the run's config differs from the checkpoint's in a field
+/// that shifts the schedule, the data position or the model ([`TrainConfig::resume_conflicts`]),
+/// unless `allow` (`--allow-config-change`). Returns the differences (to log when allowed).
+pub fn check_resume_config(cfg: &TrainConfig, dir: &Path, allow: bool) -> Result<Vec<String>> {
+    let Some(saved) = saved_config(dir)? else { return Ok(Vec::new()) };
+    let diffs = cfg.resume_conflicts(&saved);
+    if !diffs.is_empty() && !allow {
+        return Err(format!(
+            "refusing to resume from {}: the config changed in {} field(s) that shift the schedule, the data \
+             position or the model:\n  {}\n(restore them, or pass --allow-config-change to resume anyway)",
+            dir.display(),
+            diffs.len(),
+            diffs.join("\n  ")
+        ));
+    }
+    Ok(diffs)
 }
 
 /// The model, optimiser state and [`TrainState`] of a checkpoint, to resume the run exactly.

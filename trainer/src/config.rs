@@ -28,6 +28,14 @@ pub struct DataConfig {
     pub zero_shot_templates: Vec<String>,
     pub workers: usize,
     pub prefetch: usize,
+    /// Open shard files / zip archives each worker keeps (least recently used closed first).
+    /// Bounds the file descriptors at `workers × max_open_files`; an archive's parsed central
+    /// directory lives in its entry, and the workers' readers are reused across epochs.
+    pub max_open_files: usize,
+    /// Stop the run when more than this fraction of the samples read so far were skipped
+    /// (unreadable or undecodable), once `skip_rate_min_samples` have been read. 1.0 = never.
+    pub max_skip_rate: f64,
+    pub skip_rate_min_samples: u64,
 }
 
 impl Default for DataConfig {
@@ -48,6 +56,9 @@ impl Default for DataConfig {
                 .collect(),
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
             prefetch: 2,
+            max_open_files: 8,
+            max_skip_rate: 0.01,
+            skip_rate_min_samples: 1000,
         }
     }
 }
@@ -62,11 +73,27 @@ pub struct ModelConfig {
     pub init: Option<PathBuf>,
     /// For the stock ViT-B-16 when `config` is None: OpenAI weights need QuickGELU.
     pub quick_gelu: bool,
+    /// BERT `hidden_dropout_prob` (embeddings, attention output, feed-forward output) during
+    /// training. None = the text model's `config.json` (0.1 for PubMedBERT, Hugging Face's default
+    /// when absent). Never applied at inference or evaluation.
+    pub hidden_dropout: Option<f64>,
+    /// BERT `attention_probs_dropout_prob` during training; None = the text model's `config.json`.
+    pub attention_dropout: Option<f64>,
+    /// open_clip `vision_cfg.patch_dropout` (fraction of patch tokens dropped per image during
+    /// training, ViT tower only); None = the model config's value (0 when absent).
+    pub patch_dropout: Option<f64>,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { config: None, init: None, quick_gelu: true }
+        ModelConfig {
+            config: None,
+            init: None,
+            quick_gelu: true,
+            hidden_dropout: None,
+            attention_dropout: None,
+            patch_dropout: None,
+        }
     }
 }
 
@@ -80,8 +107,10 @@ pub struct TrainConfig {
     pub num_devices: usize,
     pub seed: u64,
     pub epochs: usize,
-    /// Global batch per optimiser step (the contrastive negatives).
-    pub batch_size: usize,
+    /// Global batch per optimiser step (the contrastive negatives). None = the model's Derm1M
+    /// default: 4096 for an open_clip ViT (ViT-B-16.sh), 2048 for PanDerm
+    /// (PanDerm-base-w-PubMed-256.sh). The resolved value is what `train_config.toml` records.
+    pub batch_size: Option<usize>,
     /// Micro-batches per step (open_clip `--accum-freq`): memory of `batch_size / accum_freq`,
     /// negatives of the full `batch_size`.
     pub accum_freq: usize,
@@ -94,6 +123,11 @@ pub struct TrainConfig {
     /// Evaluate every N steps (0 = only at epoch ends).
     pub eval_every: usize,
     pub export_web_bundle: bool,
+    /// Consecutive non-finite steps (loss or global gradient norm NaN/inf; the update is skipped)
+    /// after which the run stops with an error. 0 = never stop.
+    pub max_nonfinite_steps: usize,
+    /// Also write TensorBoard event files (`OUTPUT/tensorboard/`) beside `metrics.jsonl`.
+    pub tensorboard: bool,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub optim: OptimConfig,
@@ -109,7 +143,7 @@ impl Default for TrainConfig {
             num_devices: 1,
             seed: 0,
             epochs: 30,
-            batch_size: 4096,
+            batch_size: None,
             accum_freq: 1,
             max_steps: None,
             log_every: 10,
@@ -117,6 +151,8 @@ impl Default for TrainConfig {
             keep_last: 3,
             eval_every: 0,
             export_web_bundle: true,
+            max_nonfinite_steps: 10,
+            tensorboard: true,
             data: DataConfig::default(),
             model: ModelConfig::default(),
             optim: OptimConfig::default(),
@@ -133,4 +169,68 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the config: {e}"))
     }
+
+    /// The configured global batch, or the model's Derm1M default.
+    pub fn effective_batch_size(&self, model: &dermlip::ClipConfig) -> usize {
+        self.batch_size.unwrap_or_else(|| default_batch_size(model))
+    }
+
+    /// The fields of `saved` (a checkpoint's `train_config.toml`) that differ from `self` and
+    /// that a resume cannot change without shifting the schedule, the data order/position or the
+    /// model: named by their TOML path. Empty when the resume is safe.
+    pub fn resume_conflicts(&self, saved: &TrainConfig) -> Vec<String> {
+        let a = toml::Value::try_from(self).ok();
+        let b = toml::Value::try_from(saved).ok();
+        let (Some(a), Some(b)) = (a, b) else { return vec!["(config not serialisable)".into()] };
+        let mut out = Vec::new();
+        for key in RESUME_KEYS {
+            let get = |v: &toml::Value| key.split('.').try_fold(v.clone(), |v, k| v.get(k).cloned());
+            let (x, y) = (get(&a), get(&b));
+            if x != y {
+                let show = |v: &Option<toml::Value>| v.as_ref().map_or("(unset)".to_string(), |v| v.to_string());
+                out.push(format!("{key}: {} in the checkpoint, {} now", show(&y), show(&x)));
+            }
+        }
+        out
+    }
 }
+
+/// The Derm1M scripts' global batch: 2048 for PanDerm + PubMedBERT, 4096 for ViT-B/16.
+pub fn default_batch_size(model: &dermlip::ClipConfig) -> usize {
+    match model.vision.arch {
+        dermlip::config::VisionArch::PanDerm => 2048,
+        dermlip::config::VisionArch::OpenClip => 4096,
+    }
+}
+
+/// What a resumed run must share with the checkpoint's run: the schedule (`epochs`, batch, lr,
+/// warmup — the cosine spans `epochs × batches per epoch`), the data order and position (seed,
+/// batch size, the training set: its paths and keys), the step's gradient (accumulation,
+/// clipping, the AdamW hyper-parameters, dropout) and the model. Free to change: output, device
+/// and device count (the gradient is the same), workers/prefetch, logging, checkpoint and eval
+/// cadence, `max_steps`, the validation set, the guards.
+pub const RESUME_KEYS: &[&str] = &[
+    "seed",
+    "epochs",
+    "batch_size",
+    "accum_freq",
+    "optim.lr",
+    "optim.beta1",
+    "optim.beta2",
+    "optim.eps",
+    "optim.weight_decay",
+    "optim.warmup",
+    "optim.grad_clip_norm",
+    "data.train_csv",
+    "data.train_images",
+    "data.train_shards",
+    "data.caption_key",
+    "data.image_key",
+    "model.config",
+    "model.init",
+    "model.quick_gelu",
+    "model.hidden_dropout",
+    "model.attention_dropout",
+    "model.patch_dropout",
+    "augment",
+];

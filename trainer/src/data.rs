@@ -391,48 +391,167 @@ pub fn expand_braces(s: &str) -> Result<Vec<String>, DataError> {
     Ok(out)
 }
 
-/// Reads sample bytes. One per worker thread: it keeps its own open archives and shard files.
-#[derive(Default)]
+/// Why a sample could not be read. I/O errors (a file or shard that cannot be opened, read or
+/// seeked, a zip archive whose central directory or entry data is damaged) are counted apart from
+/// the samples that are refused (too large, not a regular file, outside the image folder) and from
+/// decode failures: a storage problem shows up as I/O errors in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    Io(String),
+    Refused(String),
+}
+
+impl ReadError {
+    pub fn is_io(&self) -> bool {
+        matches!(self, ReadError::Io(_))
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(m) => write!(f, "I/O error: {m}"),
+            ReadError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Open shard files / archives a reader keeps by default (see [`Reader::with_capacity`]).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 8;
+
+/// A small least-recently-used map from a shard or archive index to its open handle.
+struct Lru<V> {
+    cap: usize,
+    clock: u64,
+    entries: Vec<(usize, u64, V)>,
+}
+
+impl<V> Lru<V> {
+    fn new(cap: usize) -> Self {
+        Lru { cap: cap.max(1), clock: 0, entries: Vec::new() }
+    }
+
+    /// The entry for `key`, opened with `open` (evicting the least recently used one when full).
+    fn get_or_open<E>(&mut self, key: usize, open: impl FnOnce() -> Result<V, E>) -> Result<(&mut V, bool), E> {
+        self.clock += 1;
+        let opened = match self.entries.iter().position(|e| e.0 == key) {
+            Some(i) => {
+                self.entries[i].1 = self.clock;
+                false
+            }
+            None => {
+                let v = open()?;
+                if self.entries.len() >= self.cap {
+                    let oldest = (0..self.entries.len()).min_by_key(|&i| self.entries[i].1).expect("non-empty");
+                    self.entries.swap_remove(oldest);
+                }
+                self.entries.push((key, self.clock, v));
+                true
+            }
+        };
+        let i = self.entries.iter().position(|e| e.0 == key).expect("present");
+        Ok((&mut self.entries[i].2, opened))
+    }
+
+    fn remove(&mut self, key: usize) {
+        self.entries.retain(|e| e.0 != key);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+type ZipHandle = zip::ZipArchive<std::io::BufReader<File>>;
+
+/// Reads sample bytes. One per worker thread: it keeps at most `capacity` open zip archives (with
+/// their parsed central directories) and shard files, least recently used closed first, so
+/// `shards × workers` never piles up file descriptors. The trainer hands the same readers to the
+/// workers of every epoch (`loader::ReaderPool`), so an archive's central directory is parsed
+/// again only after it was evicted.
 pub struct Reader {
-    zips: HashMap<usize, zip::ZipArchive<std::io::BufReader<File>>>,
-    tars: HashMap<usize, File>,
+    zips: Lru<ZipHandle>,
+    tars: Lru<File>,
+    /// Archives and shard files opened (a zip's central directory parsed) so far.
+    pub opened: usize,
+    /// The most files this reader held open at once.
+    pub peak_open: usize,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader::with_capacity(DEFAULT_MAX_OPEN_FILES)
+    }
 }
 
 impl Reader {
+    /// A reader holding at most `capacity` archives and at most `capacity` shard files open (a
+    /// dataset uses one kind or the other).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Reader { zips: Lru::new(capacity), tars: Lru::new(capacity), opened: 0, peak_open: 0 }
+    }
+
+    /// Files open now.
+    pub fn open_files(&self) -> usize {
+        self.zips.len() + self.tars.len()
+    }
+
     pub fn read(&mut self, ds: &Dataset, sample: &Sample) -> Result<Vec<u8>, String> {
+        self.read_sample(ds, sample).map_err(|e| e.to_string())
+    }
+
+    /// As [`Reader::read`], with the kind of failure.
+    pub fn read_sample(&mut self, ds: &Dataset, sample: &Sample) -> Result<Vec<u8>, ReadError> {
+        let out = self.read_inner(ds, sample);
+        self.peak_open = self.peak_open.max(self.open_files());
+        // A damaged handle (a failed read or seek) is dropped: the next sample reopens the file.
+        if let Err(ReadError::Io(_)) = &out {
+            match &sample.location {
+                Location::Zip { archive, .. } => self.zips.remove(*archive),
+                Location::Tar { shard, .. } => self.tars.remove(*shard),
+                Location::File(_) => {}
+            }
+        }
+        out
+    }
+
+    fn read_inner(&mut self, ds: &Dataset, sample: &Sample) -> Result<Vec<u8>, ReadError> {
+        let io = |what: &dyn std::fmt::Display, e: &dyn std::fmt::Display| ReadError::Io(format!("{what}: {e}"));
         match &sample.location {
             Location::File(p) => read_contained_file(p, &ds.roots),
             Location::Zip { archive, index } => {
-                if !self.zips.contains_key(archive) {
-                    let path = &ds.archives[*archive];
-                    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    let z = zip::ZipArchive::new(std::io::BufReader::new(f))
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    self.zips.insert(*archive, z);
-                }
-                let z = self.zips.get_mut(archive).expect("opened");
-                let entry = z.by_index(*index).map_err(|e| format!("{}: {e}", sample.name))?;
+                let path = &ds.archives[*archive];
+                let (z, opened) = self.zips.get_or_open(*archive, || {
+                    let f = File::open(path).map_err(|e| io(&path.display(), &e))?;
+                    zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| io(&path.display(), &e))
+                })?;
+                self.opened += opened as usize;
+                let entry = z.by_index(*index).map_err(|e| io(&sample.name, &e))?;
                 // The declared size is only a hint (a bomb or a lying header): read at most the cap.
                 let mut buf = Vec::with_capacity(entry.size().min(MAX_SAMPLE_BYTES) as usize);
-                entry.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                entry.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| io(&sample.name, &e))?;
                 if buf.len() as u64 > MAX_SAMPLE_BYTES {
-                    return Err(format!("{}: the zip entry inflates past {MAX_SAMPLE_BYTES} bytes", sample.name));
+                    return Err(ReadError::Refused(format!(
+                        "{}: the zip entry inflates past {MAX_SAMPLE_BYTES} bytes",
+                        sample.name
+                    )));
                 }
                 Ok(buf)
             }
             Location::Tar { shard, offset, size } => {
-                if !self.tars.contains_key(shard) {
-                    let path = &ds.shards[*shard];
-                    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    self.tars.insert(*shard, f);
-                }
                 if *size > MAX_SAMPLE_BYTES {
-                    return Err(format!("{}: {size} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", sample.name));
+                    return Err(ReadError::Refused(format!(
+                        "{}: {size} bytes, over the {MAX_SAMPLE_BYTES}-byte limit",
+                        sample.name
+                    )));
                 }
-                let f = self.tars.get_mut(shard).expect("opened");
-                f.seek(SeekFrom::Start(*offset)).map_err(|e| format!("{}: {e}", sample.name))?;
+                let path = &ds.shards[*shard];
+                let (f, opened) =
+                    self.tars.get_or_open(*shard, || File::open(path).map_err(|e| io(&path.display(), &e)))?;
+                self.opened += opened as usize;
+                f.seek(SeekFrom::Start(*offset)).map_err(|e| io(&sample.name, &e))?;
                 let mut buf = vec![0u8; *size as usize];
-                f.read_exact(&mut buf).map_err(|e| format!("{}: {e}", sample.name))?;
+                f.read_exact(&mut buf).map_err(|e| io(&sample.name, &e))?;
                 Ok(buf)
             }
         }
@@ -441,27 +560,34 @@ impl Reader {
 
 /// A file sample: a regular file (not a FIFO or a device) that resolves inside one of `roots`
 /// (symlinks included), read up to [`MAX_SAMPLE_BYTES`].
-fn read_contained_file(p: &Path, roots: &[PathBuf]) -> Result<Vec<u8>, String> {
+fn read_contained_file(p: &Path, roots: &[PathBuf]) -> Result<Vec<u8>, ReadError> {
     let shown = p.display();
     // `metadata` does not open the file: a FIFO would block the worker on `open`.
-    let meta = std::fs::metadata(p).map_err(|e| format!("{shown}: {e}"))?;
+    // A file missing from a plain folder (not stat'ed when indexed) is a data defect, not I/O.
+    let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Refused(format!("{shown}: {e}")),
+        _ => ReadError::Io(format!("{shown}: {e}")),
+    })?;
     if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
+        return Err(ReadError::Refused(format!("{shown}: not a regular file")));
     }
     if !roots.is_empty() {
-        let real = p.canonicalize().map_err(|e| format!("{shown}: {e}"))?;
+        let real = p.canonicalize().map_err(|e| ReadError::Io(format!("{shown}: {e}")))?;
         if !roots.iter().any(|r| real.starts_with(r)) {
-            return Err(format!("{shown}: resolves outside the image folder ({})", real.display()));
+            return Err(ReadError::Refused(format!("{shown}: resolves outside the image folder ({})", real.display())));
         }
     }
     if meta.len() > MAX_SAMPLE_BYTES {
-        return Err(format!("{shown}: {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", meta.len()));
+        return Err(ReadError::Refused(format!(
+            "{shown}: {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit",
+            meta.len()
+        )));
     }
-    let f = File::open(p).map_err(|e| format!("{shown}: {e}"))?;
+    let f = File::open(p).map_err(|e| ReadError::Io(format!("{shown}: {e}")))?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    f.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{shown}: {e}"))?;
+    f.take(MAX_SAMPLE_BYTES + 1).read_to_end(&mut buf).map_err(|e| ReadError::Io(format!("{shown}: {e}")))?;
     if buf.len() as u64 > MAX_SAMPLE_BYTES {
-        return Err(format!("{shown}: grew past the {MAX_SAMPLE_BYTES}-byte limit while read"));
+        return Err(ReadError::Refused(format!("{shown}: grew past the {MAX_SAMPLE_BYTES}-byte limit while read")));
     }
     Ok(buf)
 }

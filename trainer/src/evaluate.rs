@@ -82,7 +82,8 @@ fn recall(ranks: &[usize], k: usize) -> f64 {
     ranks.iter().filter(|&&r| r < k).count() as f64 / ranks.len().max(1) as f64
 }
 
-/// `model` must be a validation (non-autodiff) copy on `device`.
+/// `model` must be a validation (non-autodiff) copy on `device`. `readers`: the pool of the
+/// workers' readers (share one between evaluations so archives stay open and parsed).
 pub fn evaluate(
     model: &Clip,
     ds: &Arc<Dataset>,
@@ -90,6 +91,7 @@ pub fn evaluate(
     file_cfg: &ModelFileConfig,
     data: &DataConfig,
     device: Device,
+    readers: &crate::loader::ReaderPool,
 ) -> Result<EvalReport, String> {
     let size = file_cfg.preprocess.size as usize;
     let pad = text_pad_id(&file_cfg.model.text.arch);
@@ -102,6 +104,7 @@ pub fn evaluate(
         drop_last: false,
         transform: Transform::Eval,
         preprocess: file_cfg.preprocess.clone(),
+        readers: readers.clone(),
     };
     let mut imgs = Vec::new();
     let mut txts = Vec::new();

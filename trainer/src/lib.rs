@@ -16,4 +16,5 @@ pub mod plot;
 pub mod rng;
 pub mod step;
 pub mod synth;
+pub mod tensorboard;
 pub mod train;

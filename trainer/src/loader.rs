@@ -6,7 +6,10 @@
 //! ahead of the consumer, so the device only waits when the CPU cannot keep up. Each sample's
 //! augmentation RNG is derived from (`seed`, `epoch`, sample id): the output is identical for any
 //! number of workers and any thread timing. A sample that cannot be read or decoded is left out of
-//! its batch and reported in [`Batch::skipped`]; a panic inside a decoder is caught the same way.
+//! its batch and reported in [`Batch::skipped`] (I/O errors also counted in [`Batch::io_errors`]);
+//! a panic inside a decoder is caught the same way. The workers' [`Reader`]s (each with a small
+//! LRU of open shards/archives) come from a [`ReaderPool`] shared by the epochs of a run, so
+//! archives are not re-opened and their central directories not re-parsed every epoch.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +21,7 @@ use dermlip::input::preprocess::{self, PreprocessConfig};
 use dermlip::input::tokenizer::TextTokenizer;
 
 use crate::augment::{augment, AugmentConfig};
-use crate::data::{Dataset, Reader};
+use crate::data::{Dataset, ReadError, Reader, DEFAULT_MAX_OPEN_FILES};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -27,6 +30,55 @@ pub enum Transform {
     Train(AugmentConfig),
     /// The exact inference preprocessing of the core crate.
     Eval,
+}
+
+/// The workers' readers, kept between epochs: a worker takes one when it starts and puts it back
+/// when its epoch ends. Clones share the pool.
+#[derive(Clone)]
+pub struct ReaderPool {
+    readers: Arc<Mutex<Vec<Reader>>>,
+    /// Open files per reader (`data.max_open_files`).
+    pub max_open_files: usize,
+}
+
+impl Default for ReaderPool {
+    fn default() -> Self {
+        ReaderPool::new(DEFAULT_MAX_OPEN_FILES)
+    }
+}
+
+impl std::fmt::Debug for ReaderPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReaderPool(max_open_files {})", self.max_open_files)
+    }
+}
+
+impl ReaderPool {
+    pub fn new(max_open_files: usize) -> Self {
+        ReaderPool { readers: Arc::new(Mutex::new(Vec::new())), max_open_files: max_open_files.max(1) }
+    }
+
+    fn take(&self) -> Reader {
+        let r = self.readers.lock().ok().and_then(|mut v| v.pop());
+        r.unwrap_or_else(|| Reader::with_capacity(self.max_open_files))
+    }
+
+    fn put(&self, reader: Reader) {
+        if let Ok(mut v) = self.readers.lock() {
+            v.push(reader);
+        }
+    }
+
+    /// Over the readers now in the pool (all of them between epochs): files opened (archives'
+    /// central directories parsed) so far, the most any one reader held open at once, and the
+    /// number of readers.
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let v = self
+            .readers
+            .lock()
+            .map(|v| (v.iter().map(|r| r.opened).sum(), v.iter().map(|r| r.peak_open).max().unwrap_or(0), v.len()));
+        v.unwrap_or((0, 0, 0))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +92,8 @@ pub struct LoaderConfig {
     pub drop_last: bool,
     pub transform: Transform,
     pub preprocess: PreprocessConfig,
+    /// Where the workers get their readers (share it between epochs).
+    pub readers: ReaderPool,
 }
 
 pub struct Batch {
@@ -55,6 +109,8 @@ pub struct Batch {
     pub ids: Vec<usize>,
     /// `name: reason` of each sample left out.
     pub skipped: Vec<String>,
+    /// How many of `skipped` were I/O errors (the rest: refused or undecodable samples).
+    pub io_errors: usize,
 }
 
 /// The sample order of one epoch.
@@ -87,6 +143,7 @@ struct ChunkOut {
     tokens: Vec<i32>,
     ids: Vec<usize>,
     skipped: Vec<String>,
+    io_errors: usize,
 }
 
 pub struct EpochLoader {
@@ -128,18 +185,19 @@ impl EpochLoader {
                 let tokenizer = Arc::clone(&tokenizer);
                 let cfg = cfg.clone();
                 std::thread::spawn(move || {
-                    let mut reader = Reader::default();
+                    let mut reader = cfg.readers.take();
                     loop {
                         let job = match job_rx.lock() {
                             Ok(rx) => rx.recv(),
-                            Err(_) => return,
+                            Err(_) => break,
                         };
-                        let Ok(job) = job else { return };
+                        let Ok(job) = job else { break };
                         let out = process(&dataset, &tokenizer, &cfg, epoch, &mut reader, job);
                         if out_tx.send(out).is_err() {
-                            return;
+                            break;
                         }
                     }
+                    cfg.readers.put(reader);
                 })
             })
             .collect();
@@ -196,8 +254,15 @@ impl Iterator for EpochLoader {
             let out = self.results.recv().expect("loader workers stopped");
             self.done.insert((out.batch, out.chunk), out);
         }
-        let mut batch =
-            Batch { index: b, len: 0, pixels: Vec::new(), tokens: Vec::new(), ids: Vec::new(), skipped: Vec::new() };
+        let mut batch = Batch {
+            index: b,
+            len: 0,
+            pixels: Vec::new(),
+            tokens: Vec::new(),
+            ids: Vec::new(),
+            skipped: Vec::new(),
+            io_errors: 0,
+        };
         for c in 0..n_chunks {
             let mut out = self.done.remove(&(b, c)).expect("present");
             batch.len += out.ids.len();
@@ -205,6 +270,7 @@ impl Iterator for EpochLoader {
             batch.tokens.append(&mut out.tokens);
             batch.ids.append(&mut out.ids);
             batch.skipped.append(&mut out.skipped);
+            batch.io_errors += out.io_errors;
         }
         self.next_batch += 1;
         self.submit();
@@ -238,24 +304,29 @@ fn process(
         tokens: Vec::new(),
         ids: Vec::new(),
         skipped: Vec::new(),
+        io_errors: 0,
     };
     for id in job.ids {
         let sample = &ds.samples[id];
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Vec<f32>, Vec<u32>), String> {
-            let bytes = reader.read(ds, sample)?;
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Vec<f32>, Vec<u32>), ReadError> {
+            let bytes = reader.read_sample(ds, sample)?;
+            let decode = |e: String| ReadError::Refused(e);
             let pixels = match &cfg.transform {
-                Transform::Eval => preprocess::preprocess(&bytes, &cfg.preprocess).map_err(|e| e.to_string())?,
+                Transform::Eval => {
+                    preprocess::preprocess(&bytes, &cfg.preprocess).map_err(|e| decode(e.to_string()))?
+                }
                 Transform::Train(aug) => {
-                    let rgb = preprocess::load_rgb(&bytes, cfg.preprocess.max_pixels).map_err(|e| e.to_string())?;
+                    let rgb =
+                        preprocess::load_rgb(&bytes, cfg.preprocess.max_pixels).map_err(|e| decode(e.to_string()))?;
                     if rgb.width() == 0 || rgb.height() == 0 {
-                        return Err("empty image".into());
+                        return Err(decode("empty image".into()));
                     }
                     let mut rng = Rng::derive(&[cfg.seed, epoch, id as u64, 0xa116]);
                     let p = &cfg.preprocess;
                     augment(&rgb, p.size, p.mean, p.std, aug, &mut rng)
                 }
             };
-            let tokens = tokenizer.encode(&sample.caption).map_err(|e| e.to_string())?;
+            let tokens = tokenizer.encode(&sample.caption).map_err(|e| decode(e.to_string()))?;
             Ok((pixels, tokens))
         }));
         match result {
@@ -264,7 +335,10 @@ fn process(
                 out.tokens.extend(tokens.iter().map(|&t| t as i32));
                 out.ids.push(id);
             }
-            Ok(Err(e)) => out.skipped.push(format!("{}: {e}", sample.name)),
+            Ok(Err(e)) => {
+                out.io_errors += e.is_io() as usize;
+                out.skipped.push(format!("{}: {e}", sample.name));
+            }
             Err(_) => out.skipped.push(format!("{}: the decoder panicked", sample.name)),
         }
     }

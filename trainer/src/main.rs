@@ -7,100 +7,172 @@ use clap::Parser;
 use dermlip_trainer::checkpoint::latest_checkpoint;
 use dermlip_trainer::config::TrainConfig;
 use dermlip_trainer::synth::{generate, tiny_config_json, SynthConfig};
-use dermlip_trainer::train::train;
+use dermlip_trainer::train::{train_with, RunOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "trainer", about = "Contrastive pretraining of DermLIP on Derm1M (open_clip recipe) on Burn")]
+#[command(
+    name = "trainer",
+    about = "Contrastive pretraining of DermLIP on Derm1M (open_clip recipe) on Burn",
+    after_help = "Every flag overrides the same setting of --config (trainer --print-default-config lists them \
+                  all). See trainer/README.md for the open_clip flag each one mirrors."
+)]
 struct Args {
     /// TOML config file; the flags below override it.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Resume from a checkpoint folder, or `latest` (newest under OUTPUT/checkpoints).
-    #[arg(long)]
+    /// Resume from a checkpoint folder, or `latest` (newest under OUTPUT/checkpoints). Refused when
+    /// the config changed in a field that shifts the schedule, data position or model.
+    #[arg(long, value_name = "DIR|latest")]
     resume: Option<String>,
+    /// With --resume: resume even when the checkpoint's config differs (batch size, accum-freq,
+    /// lr schedule, seed, epochs, data paths, model, …); the differences are logged.
+    #[arg(long)]
+    allow_config_change: bool,
     /// Write the synthetic mini-Derm1M into this folder (plus a tiny model config) and exit.
     #[arg(long, value_name = "DIR")]
     generate_synthetic: Option<PathBuf>,
-    #[arg(long, default_value_t = 384)]
+    /// With --generate-synthetic: number of training pairs.
+    #[arg(long, default_value_t = 384, value_name = "N")]
     synthetic_train: usize,
-    #[arg(long, default_value_t = 64)]
+    /// With --generate-synthetic: number of validation pairs.
+    #[arg(long, default_value_t = 64, value_name = "N")]
     synthetic_val: usize,
     /// Print the default (Derm1M ViT-B/16) config as TOML and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// One log line per step instead of the progress bar, and no config dump.
     #[arg(long)]
     quiet: bool,
     /// Training-throughput benchmark on random inputs (model from the config, batch from
-    /// --batch-size), printed as one JSON line; see benches/throughput.sh.
+    /// --batch-size, default 8), printed as one JSON line; see benches/throughput.sh.
     #[arg(long)]
     bench: bool,
-    #[arg(long, default_value_t = 5)]
+    /// With --bench: timed steps.
+    #[arg(long, default_value_t = 5, value_name = "N")]
     bench_steps: usize,
-    #[arg(long, default_value_t = 2)]
+    /// With --bench: untimed warm-up steps.
+    #[arg(long, default_value_t = 2, value_name = "N")]
     bench_warmup: usize,
 
-    #[arg(long)]
+    /// Output folder: checkpoints, metrics.jsonl, tensorboard/, plots, final/ and web-bundle/.
+    #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
-    /// flex (CPU), wgpu, cuda.
+    /// flex (CPU), wgpu, cuda (built with --features cuda).
     #[arg(long)]
     device: Option<String>,
     /// Data parallelism over this many devices (negatives gathered over the global batch).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     num_devices: Option<usize>,
+    /// Seed of the data order, augmentation, initialisation and dropout masks (open_clip --seed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Epochs; the cosine schedule spans all of them (open_clip --epochs).
     #[arg(long)]
     epochs: Option<usize>,
-    #[arg(long)]
+    /// Global batch per optimiser step, the contrastive negatives. Default: the model's Derm1M
+    /// recipe, 4096 for ViT-B/16, 2048 for PanDerm.
+    #[arg(long, value_name = "N")]
     batch_size: Option<usize>,
-    #[arg(long)]
+    /// Micro-batches per step with cached features (open_clip --accum-freq): memory of
+    /// batch/accum-freq, negatives of the whole batch.
+    #[arg(long, value_name = "K")]
     accum_freq: Option<usize>,
-    #[arg(long)]
+    /// Stop after this many optimiser steps (the schedule still spans all epochs).
+    #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
+    /// Peak learning rate (open_clip --lr).
     #[arg(long)]
     lr: Option<f64>,
-    #[arg(long)]
+    /// Linear warmup steps (open_clip --warmup).
+    #[arg(long, value_name = "STEPS")]
     warmup: Option<usize>,
+    /// AdamW weight decay (open_clip --wd).
     #[arg(long)]
     wd: Option<f64>,
-    #[arg(long)]
+    /// Global gradient-norm clip (open_clip --grad-clip-norm); off by default.
+    #[arg(long, value_name = "NORM")]
     grad_clip_norm: Option<f64>,
-    #[arg(long)]
+    /// Stop when this many steps in a row had a non-finite loss or gradient norm (their updates
+    /// are skipped and counted); 0 = never stop. Default 10.
+    #[arg(long, value_name = "N")]
+    max_nonfinite_steps: Option<usize>,
+    /// Training CSV (open_clip --train-data with --dataset-type csv).
+    #[arg(long, value_name = "CSV")]
     train_csv: Option<PathBuf>,
-    #[arg(long, value_delimiter = ',')]
+    /// Image folders and/or zip archives of the training CSV, comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "DIR|ZIP,...")]
     train_images: Option<Vec<PathBuf>>,
-    #[arg(long)]
+    /// WebDataset shards instead of a CSV: `dir/shard-{00000..00099}.tar`, `::`-separated.
+    #[arg(long, value_name = "SPEC")]
     train_shards: Option<String>,
-    #[arg(long)]
+    /// Validation CSV (open_clip --val-data).
+    #[arg(long, value_name = "CSV")]
     val_csv: Option<PathBuf>,
-    #[arg(long, value_delimiter = ',')]
+    /// Image folders and/or zip archives of the validation CSV, comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "DIR|ZIP,...")]
     val_images: Option<Vec<PathBuf>>,
-    #[arg(long)]
+    /// Validation WebDataset shards.
+    #[arg(long, value_name = "SPEC")]
     val_shards: Option<String>,
-    #[arg(long)]
+    /// CSV caption column (open_clip --csv-caption-key); default truncated_caption.
+    #[arg(long, value_name = "COLUMN")]
     caption_key: Option<String>,
-    #[arg(long)]
+    /// CSV image column (open_clip --csv-img-key); default filename.
+    #[arg(long, value_name = "COLUMN")]
     image_key: Option<String>,
-    #[arg(long)]
+    /// Validation column with the class label, for zero-shot accuracy (e.g. disease_label).
+    #[arg(long, value_name = "COLUMN")]
     label_key: Option<String>,
-    #[arg(long)]
+    /// Decode/augment worker threads (open_clip --workers); default: the CPU count.
+    #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Batches decoded ahead of the training step; default 2.
+    #[arg(long, value_name = "N")]
+    prefetch: Option<usize>,
+    /// Open shard files / zip archives each worker keeps (least recently used closed first);
+    /// default 8.
+    #[arg(long, value_name = "N")]
+    max_open_files: Option<usize>,
+    /// Stop when more than this fraction of the samples read were skipped (I/O errors, refused or
+    /// undecodable samples); default 0.01 (1 %), 1 = never.
+    #[arg(long, value_name = "FRACTION")]
+    max_skip_rate: Option<f64>,
+    /// Samples read before --max-skip-rate is checked; default 1000.
+    #[arg(long, value_name = "N")]
+    skip_rate_min_samples: Option<u64>,
     /// open_clip_config.json of the model to train.
-    #[arg(long)]
+    #[arg(long, value_name = "JSON")]
     model_config: Option<PathBuf>,
     /// open_clip weights to start from: a weights file or a checkpoint folder (its
     /// open_clip_config.json, and for a BERT text tower config.json + tokenizer.json, are used
     /// when --model-config is not given); else random init as open_clip.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE|DIR")]
     init: Option<PathBuf>,
-    #[arg(long)]
+    /// Patch dropout of the ViT tower in training (open_clip vision_cfg.patch_dropout, --force-patch-dropout);
+    /// default: the model config's.
+    #[arg(long, value_name = "P")]
+    patch_dropout: Option<f64>,
+    /// BERT hidden_dropout_prob in training; default: the text model's config.json (0.1 for PubMedBERT).
+    #[arg(long, value_name = "P")]
+    hidden_dropout: Option<f64>,
+    /// BERT attention_probs_dropout_prob in training; default: the text model's config.json.
+    #[arg(long, value_name = "P")]
+    attention_dropout: Option<f64>,
+    /// Checkpoint every N steps (0 = only at epoch ends, as open_clip --save-frequency 1).
+    #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
-    #[arg(long)]
+    /// Checkpoints kept (the newest); 0 = all.
+    #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
-    #[arg(long)]
+    /// Evaluate every N steps (0 = only at epoch ends, as open_clip --zeroshot-frequency 1).
+    #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
-    #[arg(long)]
+    /// Print a log line every N steps.
+    #[arg(long, value_name = "N")]
     log_every: Option<usize>,
+    /// Do not write TensorBoard event files (OUTPUT/tensorboard/); metrics.jsonl is always written.
+    #[arg(long)]
+    no_tensorboard: bool,
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -129,17 +201,24 @@ fn run(args: Args) -> Result<(), String> {
     }
     set!(output => cfg.output, device => cfg.device, num_devices => cfg.num_devices, seed => cfg.seed,
         epochs => cfg.epochs,
-        batch_size => cfg.batch_size, accum_freq => cfg.accum_freq, lr => cfg.optim.lr, warmup => cfg.optim.warmup,
+        accum_freq => cfg.accum_freq, lr => cfg.optim.lr, warmup => cfg.optim.warmup,
         wd => cfg.optim.weight_decay, caption_key => cfg.data.caption_key, image_key => cfg.data.image_key,
         workers => cfg.data.workers, train_images => cfg.data.train_images, val_images => cfg.data.val_images,
         checkpoint_every => cfg.checkpoint_every, keep_last => cfg.keep_last, eval_every => cfg.eval_every,
-        log_every => cfg.log_every);
+        log_every => cfg.log_every, prefetch => cfg.data.prefetch, max_open_files => cfg.data.max_open_files,
+        max_skip_rate => cfg.data.max_skip_rate, skip_rate_min_samples => cfg.data.skip_rate_min_samples,
+        max_nonfinite_steps => cfg.max_nonfinite_steps);
     macro_rules! set_opt {
         ($($field:ident => $target:expr),* $(,)?) => { $( if let Some(v) = args.$field.clone() { $target = Some(v); } )* };
     }
     set_opt!(max_steps => cfg.max_steps, grad_clip_norm => cfg.optim.grad_clip_norm, train_csv => cfg.data.train_csv,
         train_shards => cfg.data.train_shards, val_csv => cfg.data.val_csv, val_shards => cfg.data.val_shards,
-        label_key => cfg.data.label_key, model_config => cfg.model.config, init => cfg.model.init);
+        label_key => cfg.data.label_key, model_config => cfg.model.config, init => cfg.model.init,
+        batch_size => cfg.batch_size, patch_dropout => cfg.model.patch_dropout,
+        hidden_dropout => cfg.model.hidden_dropout, attention_dropout => cfg.model.attention_dropout);
+    if args.no_tensorboard {
+        cfg.tensorboard = false;
+    }
     if args.bench {
         let file_cfg = dermlip_trainer::train::model_file_config(&cfg)?;
         let batch = args.batch_size.unwrap_or(8);
@@ -155,14 +234,18 @@ fn run(args: Args) -> Result<(), String> {
         ),
         Some(p) => Some(PathBuf::from(p)),
     };
-    let out = train(&cfg, resume.as_deref(), args.quiet)?;
+    let opts = RunOptions { quiet: args.quiet, allow_config_change: args.allow_config_change };
+    let out = train_with(&cfg, resume.as_deref(), &opts)?;
     if let (Some(a), Some(b)) = (out.first_loss, out.last_loss) {
         println!("loss {a:.4} -> {b:.4} over {} steps", out.state.step);
     }
     if let Some((step, r)) = out.evals.last() {
         println!("eval @ step {step}: {}", r.summary());
     }
-    println!("skipped samples: {}", out.state.skipped_total);
+    println!(
+        "skipped samples: {} ({} I/O errors); non-finite steps skipped: {}",
+        out.state.skipped_total, out.state.io_errors_total, out.state.nonfinite_total
+    );
     println!("model: {}", out.final_dir.display());
     Ok(())
 }

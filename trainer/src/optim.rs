@@ -243,8 +243,13 @@ impl AdamW {
 
     /// One optimiser step with `grads` (already accumulated). Returns the global gradient norm
     /// before clipping.
-    pub fn step<M: Module>(&mut self, module: M, mut grads: Grads, lr: f64) -> (M, f64) {
+    pub fn step<M: Module>(&mut self, module: M, grads: Grads, lr: f64) -> (M, f64) {
         let norm = grads.global_norm();
+        (self.step_with_norm(module, grads, lr, norm), norm)
+    }
+
+    /// As [`AdamW::step`], with the global norm of `grads` already computed.
+    pub fn step_with_norm<M: Module>(&mut self, module: M, mut grads: Grads, lr: f64, norm: f64) -> M {
         let grad_scale = match self.cfg.grad_clip_norm {
             // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
             Some(max) => (max / (norm + 1e-6)).min(1.0),
@@ -260,7 +265,7 @@ impl AdamW {
             grad_scale,
             step: self.step,
         };
-        (module.map(&mut mapper), norm)
+        module.map(&mut mapper)
     }
 
     /// Moments as named f32 tensors (`m.<path>`, `v.<path>`) for a checkpoint.

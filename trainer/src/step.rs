@@ -9,10 +9,47 @@ use dermlip::Clip;
 use crate::loss::clip_loss;
 use crate::optim::{AdamW, Grads};
 
+/// What one optimisation step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOutcome {
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The loss or the gradient norm was not finite: the update was skipped (the model, the
+    /// optimiser moments and its step count are unchanged).
+    pub skipped: bool,
+}
+
 /// One optimisation step on a loaded batch (`pixels`, `tokens` without their padding columns):
 /// the model is replicated on `devices[1..]`, the global-batch gradients are summed and AdamW
-/// steps at `lr`; then the logit scale is clamped. Returns the new model, the loss and the
-/// gradient norm.
+/// steps at `lr`; then the logit scale is clamped. When the loss or the global gradient norm is
+/// NaN or infinite the update is skipped instead (open_clip's AMP GradScaler skips such steps
+/// too), so one bad batch cannot poison the weights or the AdamW moments.
+#[allow(clippy::too_many_arguments)]
+pub fn guarded_step(
+    model: Clip,
+    optim: &mut AdamW,
+    devices: &[Device],
+    pixels: &[f32],
+    tokens: &TextIds,
+    size: usize,
+    accum_freq: usize,
+    lr: f64,
+) -> (Clip, StepOutcome) {
+    let mut replicas = vec![model.clone()];
+    replicas.extend(devices[1..].iter().map(|d| model.clone().fork(d)));
+    let (grads, loss) = batch_gradients(&replicas, devices, pixels, tokens, size, accum_freq);
+    drop(replicas);
+    let grad_norm = grads.global_norm();
+    if !loss.is_finite() || !grad_norm.is_finite() {
+        return (model, StepOutcome { loss, grad_norm, skipped: true });
+    }
+    let m = optim.step_with_norm(model, grads, lr, grad_norm);
+    (clamp_logit_scale(m), StepOutcome { loss, grad_norm, skipped: false })
+}
+
+/// [`guarded_step`] without the outcome's flag: returns the new model, the loss and the gradient
+/// norm.
 #[allow(clippy::too_many_arguments)]
 pub fn optimisation_step(
     model: Clip,
@@ -24,12 +61,8 @@ pub fn optimisation_step(
     accum_freq: usize,
     lr: f64,
 ) -> (Clip, f64, f64) {
-    let mut replicas = vec![model.clone()];
-    replicas.extend(devices[1..].iter().map(|d| model.clone().fork(d)));
-    let (grads, loss) = batch_gradients(&replicas, devices, pixels, tokens, size, accum_freq);
-    drop(replicas);
-    let (m, gnorm) = optim.step(model, grads, lr);
-    (clamp_logit_scale(m), loss, gnorm)
+    let (m, o) = guarded_step(model, optim, devices, pixels, tokens, size, accum_freq, lr);
+    (m, o.loss, o.grad_norm)
 }
 
 /// Splits a loaded batch into `k` micro-batches and returns the summed gradients of the

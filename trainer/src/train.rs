@@ -18,13 +18,14 @@ use dermlip::weights::StateDict;
 use dermlip::{Clip, ClipConfig, ModelFileConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{load_checkpoint, save_checkpoint, TrainState};
+use crate::checkpoint::{check_resume_config, load_checkpoint, remove_stale_temp_dirs, save_checkpoint, TrainState};
 use crate::config::TrainConfig;
 use crate::data::{CsvSpec, Dataset};
 use crate::evaluate::{evaluate, EvalReport};
-use crate::loader::{num_batches, EpochLoader, LoaderConfig, Transform};
+use crate::loader::{num_batches, EpochLoader, LoaderConfig, ReaderPool, Transform};
 use crate::optim::{cosine_lr, AdamW};
-use crate::step::{logit_scale_value, materialize, optimisation_step};
+use crate::step::{guarded_step, logit_scale_value, materialize};
+use crate::tensorboard::EventWriter;
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -163,6 +164,57 @@ pub struct Outcome {
     pub file_config: ModelFileConfig,
 }
 
+/// How a run is started, beyond its config.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// One log line per step instead of the progress bar; no config dump.
+    pub quiet: bool,
+    /// Resume even when the checkpoint's config differs in a field that shifts the schedule, the
+    /// data position or the model (`--allow-config-change`); the differences are logged.
+    pub allow_config_change: bool,
+}
+
+/// The training-time dropout rates of the run: the config's overrides, else the model files'
+/// (`vision_cfg.patch_dropout` of `open_clip_config.json`; a BERT's `hidden_dropout_prob` /
+/// `attention_probs_dropout_prob` from its `config.json`, Hugging Face's 0.1 when absent).
+pub fn dropout_rates(cfg: &TrainConfig, file_cfg: &ModelFileConfig) -> Result<dermlip::model::Dropouts> {
+    let config_path = cfg.model.config.clone().or_else(|| {
+        cfg.model
+            .init
+            .as_ref()
+            .and_then(|w| if w.is_dir() { Some(w.clone()) } else { w.parent().map(Path::to_path_buf) })
+            .map(|d| d.join(dermlip::checkpoint::CONFIG_FILE))
+            .filter(|p| p.is_file())
+    });
+    let read = |p: &Path| -> Option<serde_json::Value> { serde_json::from_str(&fs::read_to_string(p).ok()?).ok() };
+    let open_clip = config_path.as_deref().and_then(read);
+    let model_cfg = open_clip.as_ref().map(|v| v.get("model_cfg").unwrap_or(v));
+    let patch = model_cfg
+        .and_then(|m| m.get("vision_cfg"))
+        .and_then(|v| v.get("patch_dropout"))
+        .and_then(|p| p.as_f64())
+        .unwrap_or(0.0);
+    let bert = matches!(file_cfg.model.text.arch, dermlip::config::TextArch::Bert(_));
+    let hf = if bert {
+        config_path.as_deref().and_then(Path::parent).map(|d| d.join("config.json")).as_deref().and_then(read)
+    } else {
+        None
+    };
+    let hf_rate =
+        |k: &str| if bert { hf.as_ref().and_then(|v| v.get(k)).and_then(|p| p.as_f64()).unwrap_or(0.1) } else { 0.0 };
+    let d = dermlip::model::Dropouts {
+        patch: cfg.model.patch_dropout.unwrap_or(patch),
+        hidden: cfg.model.hidden_dropout.unwrap_or_else(|| hf_rate("hidden_dropout_prob")),
+        attention: cfg.model.attention_dropout.unwrap_or_else(|| hf_rate("attention_probs_dropout_prob")),
+    };
+    for (name, p) in [("patch_dropout", d.patch), ("hidden_dropout", d.hidden), ("attention_dropout", d.attention)] {
+        if !(0.0..1.0).contains(&p) {
+            return Err(format!("model.{name} = {p}: must be in [0, 1)"));
+        }
+    }
+    Ok(d)
+}
+
 /// Prints a line of the run's log (to stderr) unless the run is quiet.
 fn log(quiet: bool, s: String) {
     if !quiet {
@@ -272,6 +324,9 @@ struct Run<'a> {
     tokenizer: Arc<TextTokenizer>,
     base_device: Device,
     evals: Vec<(usize, EvalReport)>,
+    tensorboard: Option<EventWriter>,
+    /// The validation loader's readers, kept between evaluations.
+    val_readers: ReaderPool,
 }
 
 impl Run<'_> {
@@ -280,6 +335,18 @@ impl Run<'_> {
         let quiet = self.quiet;
         let StepMetrics { step, epoch, loss, lr, logit_scale: scale, grad_norm: gnorm, samples_per_s, .. } = *sm;
         write_metric(&mut self.metrics, serde_json::to_value(sm).unwrap());
+        self.scalars(
+            step,
+            &[
+                ("train/loss", loss),
+                ("train/lr", lr),
+                ("train/logit_scale", scale),
+                ("train/temperature", (-scale).exp()),
+                ("train/grad_norm", gnorm),
+                ("train/samples_per_s", samples_per_s),
+                ("train/data_wait_s", sm.data_wait_s),
+            ],
+        );
         self.progress.set_position(step as u64);
         self.progress.set_message(format!(
             "loss {loss:.4}  lr {lr:.2e}  scale {:.2}  {:.1} samples/s",
@@ -295,13 +362,29 @@ impl Run<'_> {
         }
     }
 
+    /// Scalars to TensorBoard (if on); a write error turns it off with a message.
+    fn scalars(&mut self, step: usize, values: &[(&str, f64)]) {
+        if let Some(tb) = &mut self.tensorboard {
+            if let Err(e) = tb.scalars(step, values) {
+                log(self.quiet, format!("tensorboard: {}: {e} (no more events written)", tb.path().display()));
+                self.tensorboard = None;
+            }
+        }
+    }
+
     /// The end of an epoch: its log line and `epoch_end` event; `state` moves to the next epoch.
     fn end_epoch(&mut self, state: &mut TrainState) {
         log(
             self.quiet,
             format!(
-                "epoch {} done: {} samples skipped this epoch ({} in total)",
-                state.epoch, state.skipped_this_epoch, state.skipped_total
+                "epoch {} done: {} samples skipped this epoch, {} of them I/O errors ({} skipped, {} I/O errors in \
+                 total); {} non-finite steps skipped in total",
+                state.epoch,
+                state.skipped_this_epoch,
+                state.io_errors_this_epoch,
+                state.skipped_total,
+                state.io_errors_total,
+                state.nonfinite_total
             ),
         );
         write_metric(
@@ -309,21 +392,84 @@ impl Run<'_> {
             serde_json::json!({
                 "event": "epoch_end", "epoch": state.epoch, "at_step": state.step,
                 "skipped": state.skipped_this_epoch, "skipped_total": state.skipped_total,
+                "io_errors": state.io_errors_this_epoch, "io_errors_total": state.io_errors_total,
+                "nonfinite_total": state.nonfinite_total,
             }),
+        );
+        self.scalars(
+            state.step,
+            &[
+                ("data/skipped_per_epoch", state.skipped_this_epoch as f64),
+                ("data/io_errors_per_epoch", state.io_errors_this_epoch as f64),
+                ("train/nonfinite_steps_total", state.nonfinite_total as f64),
+            ],
         );
         state.epoch += 1;
         state.batch = 0;
         state.skipped_this_epoch = 0;
+        state.io_errors_this_epoch = 0;
+    }
+
+    /// A step whose update was skipped for a non-finite loss or gradient norm: counted, logged
+    /// (`{"event":"nonfinite_step",…}`), and an error once `max_nonfinite_steps` come in a row.
+    fn nonfinite_step(&mut self, state: &mut TrainState, loss: f64, grad_norm: f64) -> Result<()> {
+        state.nonfinite_total += 1;
+        state.nonfinite_in_a_row += 1;
+        let (step, in_a_row, total) = (state.step, state.nonfinite_in_a_row, state.nonfinite_total);
+        let quiet = self.quiet;
+        self.progress.suspend(|| {
+            log(quiet, format!(
+                "step {step}: non-finite loss {loss} / gradient norm {grad_norm}: update skipped ({in_a_row} in a row, {total} in total)"
+            ))
+        });
+        write_metric(
+            &mut self.metrics,
+            serde_json::json!({
+                "event": "nonfinite_step", "step": step, "epoch": state.epoch,
+                "loss": loss.to_string(), "grad_norm": grad_norm.to_string(),
+                "in_a_row": in_a_row, "total": total,
+            }),
+        );
+        self.scalars(step, &[("train/nonfinite_steps_total", total as f64)]);
+        let max = self.cfg.max_nonfinite_steps;
+        if max > 0 && in_a_row >= max {
+            return Err(format!(
+                "stopping: {in_a_row} optimisation steps in a row had a non-finite loss or gradient norm (the last at \
+                 step {step}: loss {loss}, gradient norm {grad_norm}; {total} skipped in total). The weights are those \
+                 of the last finite step; lower the learning rate, enable --grad-clip-norm, check the data, or raise \
+                 --max-nonfinite-steps (0 = never stop)"
+            ));
+        }
+        Ok(())
     }
 
     /// Evaluates on the validation set (if any) and records the report.
     fn evaluate(&mut self, model: &Clip, step: usize) -> Result<()> {
-        let Run { cfg, file_cfg, quiet, progress, metrics, val_ds, tokenizer, base_device, evals } = self;
+        let Run {
+            cfg,
+            file_cfg,
+            quiet,
+            progress,
+            metrics,
+            val_ds,
+            tokenizer,
+            base_device,
+            evals,
+            tensorboard,
+            val_readers,
+        } = self;
         progress.suspend(|| {
             if let Some(v) = val_ds {
-                let report = evaluate(&model.valid(), v, tokenizer, file_cfg, &cfg.data, base_device.clone())?;
+                let report =
+                    evaluate(&model.valid(), v, tokenizer, file_cfg, &cfg.data, base_device.clone(), val_readers)?;
                 log(*quiet, format!("eval @ step {step}: {}", report.summary()));
                 let mut j = serde_json::to_value(&report).unwrap();
+                if let (Some(tb), Some(fields)) = (tensorboard.as_mut(), j.as_object()) {
+                    let tags: Vec<(String, f64)> =
+                        fields.iter().filter_map(|(k, v)| v.as_f64().map(|x| (format!("eval/{k}"), x))).collect();
+                    let values: Vec<(&str, f64)> = tags.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                    let _ = tb.scalars(step, &values);
+                }
                 j["event"] = "eval".into();
                 j["eval_step"] = step.into();
                 write_metric(metrics, j);
@@ -336,8 +482,28 @@ impl Run<'_> {
 
 /// Runs (or resumes) training as configured.
 pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Outcome> {
+    train_with(cfg, resume, &RunOptions { quiet, ..RunOptions::default() })
+}
+
+/// As [`train`], with the [`RunOptions`].
+pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -> Result<Outcome> {
+    let quiet = opts.quiet;
     let file_cfg = model_file_config(cfg)?;
     let mcfg = &file_cfg.model;
+    // The effective config: the batch resolved to the model's default when not set.
+    let mut resolved = cfg.clone();
+    resolved.batch_size = Some(cfg.effective_batch_size(mcfg));
+    let cfg = &resolved;
+    let batch_size = cfg.effective_batch_size(mcfg);
+    if let Some(dir) = resume {
+        for d in check_resume_config(cfg, dir, opts.allow_config_change)? {
+            log(quiet, format!("resume with a changed config (--allow-config-change): {d}"));
+        }
+    }
+    for stale in remove_stale_temp_dirs(&cfg.output) {
+        log(quiet, format!("removed {} (left by an interrupted checkpoint save)", stale.display()));
+    }
+    let dropouts = dropout_rates(cfg, &file_cfg)?;
     let all_devices = pick_devices(&cfg.device, cfg.num_devices)?;
     let base_device = all_devices[0].clone();
     let device = base_device.clone().autodiff();
@@ -351,7 +517,7 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
     }
     let pad = text_pad_id(&mcfg.text.arch);
     let loader_cfg = LoaderConfig {
-        batch_size: cfg.batch_size,
+        batch_size,
         workers: cfg.data.workers,
         prefetch: cfg.data.prefetch,
         seed: cfg.seed,
@@ -359,10 +525,11 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
         drop_last: true,
         transform: Transform::Train(cfg.augment.clone()),
         preprocess: file_cfg.preprocess.clone(),
+        readers: ReaderPool::new(cfg.data.max_open_files),
     };
-    let per_epoch = num_batches(train_ds.len(), cfg.batch_size, true);
+    let per_epoch = num_batches(train_ds.len(), batch_size, true);
     if per_epoch == 0 {
-        return Err(format!("{} samples make no full batch of {}", train_ds.len(), cfg.batch_size));
+        return Err(format!("{} samples make no full batch of {batch_size}", train_ds.len()));
     }
     let total_steps = per_epoch * cfg.epochs;
 
@@ -371,12 +538,34 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
     // Initialise every lazy parameter now, in module order: a `valid()` copy (accumulation's
     // pass 1) or a replica must see the same values, and the init must not depend on use order.
     materialize(&model);
+    model = model.with_dropouts(dropouts);
+    if dropouts.any() {
+        log(
+            quiet,
+            format!(
+                "training dropout: patch {} (ViT), BERT hidden {} / attention {} (off at evaluation and export)",
+                dropouts.patch, dropouts.hidden, dropouts.attention
+            ),
+        );
+    }
     if devices.len() > 1 {
         log(quiet, format!("data parallel over {} devices, negatives gathered over the global batch", devices.len()));
     }
     let metrics_path = cfg.output.join("metrics.jsonl");
     let metrics = open_metrics(&metrics_path, resume.is_some(), state.step)?;
     let progress = progress_bar(quiet, total_steps, state.step);
+    let tensorboard = if cfg.tensorboard {
+        let dir = cfg.output.join("tensorboard");
+        match EventWriter::create(&dir, resume.map(|_| state.step + 1)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log(quiet, format!("tensorboard: {}: {e} (no event file written)", dir.display()));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut run = Run {
         cfg,
         file_cfg: &file_cfg,
@@ -387,6 +576,8 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
         tokenizer: Arc::clone(&tokenizer),
         base_device,
         evals: Vec::new(),
+        tensorboard,
+        val_readers: ReaderPool::new(cfg.data.max_open_files),
     };
     let mut first_loss = None;
     let mut last_loss = None;
@@ -409,34 +600,50 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
             if !batch.skipped.is_empty() {
                 state.skipped_this_epoch += batch.skipped.len();
                 state.skipped_total += batch.skipped.len();
+                state.io_errors_this_epoch += batch.io_errors;
+                state.io_errors_total += batch.io_errors;
                 for s in &batch.skipped {
                     run.progress.suspend(|| log(quiet, format!("skipped {s}")));
                 }
+                check_skip_rate(cfg, &state)?;
             }
             state.batch = batch.index + 1;
             if batch.len >= 2 {
                 let lr = cosine_lr(cfg.optim.lr, cfg.optim.warmup, total_steps, state.step);
                 let tokens = TextIds::trimmed(&batch.tokens, batch.len, pad);
-                let (m, loss, gnorm) =
-                    optimisation_step(model, &mut optim, &devices, &batch.pixels, &tokens, size, cfg.accum_freq, lr);
+                if dropouts.any() {
+                    // Dropout masks depend on (seed, step) only: a resumed run draws the same ones.
+                    device.seed(crate::rng::Rng::derive(&[cfg.seed, state.step as u64, 0xd0]).next_u64());
+                }
+                let (m, outcome) =
+                    guarded_step(model, &mut optim, &devices, &batch.pixels, &tokens, size, cfg.accum_freq, lr);
                 model = m;
+                let (loss, gnorm) = (outcome.loss, outcome.grad_norm);
+                // A skipped update still moves the schedule and the data on (as open_clip's
+                // GradScaler does); only AdamW's own step count stays.
                 state.step += 1;
                 state.samples_seen += batch.len as u64;
-                first_loss.get_or_insert(loss);
-                last_loss = Some(loss);
-                let dt = window.elapsed().as_secs_f64().max(1e-9);
-                window = Instant::now();
-                run.report_step(&StepMetrics {
-                    step: state.step,
-                    epoch: state.epoch,
-                    loss,
-                    lr,
-                    logit_scale: logit_scale_value(&model),
-                    grad_norm: gnorm,
-                    batch: batch.len,
-                    samples_per_s: batch.len as f64 / dt,
-                    data_wait_s: data_wait,
-                });
+                if outcome.skipped {
+                    run.nonfinite_step(&mut state, loss, gnorm)?;
+                    window = Instant::now();
+                } else {
+                    state.nonfinite_in_a_row = 0;
+                    first_loss.get_or_insert(loss);
+                    last_loss = Some(loss);
+                    let dt = window.elapsed().as_secs_f64().max(1e-9);
+                    window = Instant::now();
+                    run.report_step(&StepMetrics {
+                        step: state.step,
+                        epoch: state.epoch,
+                        loss,
+                        lr,
+                        logit_scale: logit_scale_value(&model),
+                        grad_norm: gnorm,
+                        batch: batch.len,
+                        samples_per_s: batch.len as f64 / dt,
+                        data_wait_s: data_wait,
+                    });
+                }
             }
             let epoch_done = state.batch >= per_epoch;
             if epoch_done {
@@ -462,6 +669,8 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
         }
     }
     run.progress.finish_and_clear();
+    // As `model.eval()`: the returned model runs without dropout.
+    let model = model.with_dropouts(dermlip::model::Dropouts::default());
     log(quiet, format!("trained {} steps in {:.1} s", state.step, started.elapsed().as_secs_f64()));
     let final_dir = export(cfg, &file_cfg, &model, quiet)?;
     if let Err(e) = crate::plot::write_plots(&metrics_path, &cfg.output) {
@@ -469,6 +678,26 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, quiet: bool) -> Result<Ou
     }
     let evals = run.evals;
     Ok(Outcome { state, final_dir, first_loss, last_loss, evals, model, file_config: file_cfg })
+}
+
+/// Stops the run when the skipped samples pass `data.max_skip_rate` of those read, once
+/// `data.skip_rate_min_samples` were read.
+fn check_skip_rate(cfg: &TrainConfig, state: &TrainState) -> Result<()> {
+    let read = state.samples_seen + state.skipped_total as u64;
+    let rate = state.skipped_total as f64 / read.max(1) as f64;
+    if read >= cfg.data.skip_rate_min_samples && rate > cfg.data.max_skip_rate {
+        return Err(format!(
+            "stopping: {} of {read} samples read were skipped ({:.2} %, over data.max_skip_rate {:.2} %): {} I/O \
+             errors, {} unreadable/undecodable samples. Check the data (the log lists each skipped sample), or raise \
+             --max-skip-rate",
+            state.skipped_total,
+            100.0 * rate,
+            100.0 * cfg.data.max_skip_rate,
+            state.io_errors_total,
+            state.skipped_total - state.io_errors_total
+        ));
+    }
+    Ok(())
 }
 
 /// The trained model as an open_clip checkpoint in `output/final` and, if configured, as a web

@@ -34,7 +34,7 @@ fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
         output: out.to_path_buf(),
         device: "flex".into(),
         seed: 1,
-        batch_size: 32,
+        batch_size: Some(32),
         epochs: 30,
         log_every: 0,
         checkpoint_every: 0,
@@ -283,6 +283,7 @@ fn loader_is_deterministic_across_worker_counts() {
             drop_last: true,
             transform: Transform::Train(AugmentConfig::default()),
             preprocess: dermlip::input::preprocess::PreprocessConfig { size: 64, ..Default::default() },
+            readers: Default::default(),
         };
         EpochLoader::new(Arc::clone(&ds), Arc::clone(&tok), &cfg, 3, start)
             .map(|b| (b.index, b.ids, b.pixels, b.tokens, b.skipped.len()))
@@ -385,7 +386,7 @@ fn fine_tunes_from_an_open_clip_checkpoint() {
     let mut cfg = tiny_config(&data, &tmp.path().join("ft"));
     cfg.model.config = None;
     cfg.model.init = Some(fixture.join("open_clip_model.safetensors"));
-    cfg.batch_size = 16;
+    cfg.batch_size = Some(16);
     cfg.max_steps = Some(3);
     cfg.optim.lr = 1e-5;
     let out = train_alone(&cfg);
@@ -407,11 +408,14 @@ fn fine_tunes_from_an_open_clip_checkpoint() {
 /// The shipped example configs parse (and keep parsing as fields change).
 #[test]
 fn example_configs_parse() {
-    for name in ["derm1m-vit-b-16.toml", "synthetic-tiny.toml"] {
+    for (name, batch) in
+        [("derm1m-vit-b-16.toml", 4096), ("derm1m-panderm-base-w-pubmed-256.toml", 2048), ("synthetic-tiny.toml", 32)]
+    {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
         let cfg =
             TrainConfig::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(cfg.batch_size.is_multiple_of(cfg.accum_freq), "{name}");
+        assert_eq!(cfg.batch_size, Some(batch), "{name}");
+        assert!(batch % cfg.accum_freq == 0, "{name}");
     }
 }
 

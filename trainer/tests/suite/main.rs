@@ -1,0 +1,6 @@
+//! The trainer's integration tests in one test binary (each file below used to be its own binary,
+//! each linking Burn and the trainer again).
+
+mod hostile_data;
+mod long_run;
+mod trainer;
