@@ -13,20 +13,28 @@ const SHELL = [
   'www/worker.js',
   'www/model-store.js',
   'www/model-trust.js',
+  'www/model-info.js',
+  'www/model-card.html',
+  'www/model-card.js',
   'www/trusted-models.js',
   'www/style.css',
   'www/app.webmanifest',
   'www/icon.svg',
-  // The engine glue only: the worker downloads the one wasm engine it needs and keeps it in the
-  // Cache API itself (pkg/manifest.json), so no visitor downloads both.
-  'pkg/dermlip_webgpu.js',
-  'pkg/dermlip_cpu.js',
+  'www/icon-192.png',
+  'www/icon-512.png',
+  'www/icon-maskable-512.png',
 ];
-const shellUrls = new Set(SHELL.map((p) => new URL(p, self.registration.scope).href));
+// The engine glue only: the worker downloads the one wasm engine it needs and keeps it in the
+// Cache API itself (pkg/manifest.json), so no visitor downloads both. Kept when present: while
+// scripts/run.sh is still building the WebGPU engine, only the CPU one exists.
+const ENGINE_GLUE = ['pkg/dermlip_webgpu.js', 'pkg/dermlip_cpu.js'];
+const shellUrls = new Set([...SHELL, ...ENGINE_GLUE].map((p) => new URL(p, self.registration.scope).href));
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
-    caches.open(SHELL_CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()),
+    caches.open(SHELL_CACHE)
+      .then((c) => Promise.all([c.addAll(SHELL), ...ENGINE_GLUE.map((p) => c.add(p).catch(() => {}))]))
+      .then(() => self.skipWaiting()),
   );
 });
 

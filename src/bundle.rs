@@ -10,6 +10,10 @@
 //! - for a BERT text tower (PanDerm + PubMedBERT): its `tokenizer.json` or `vocab.txt`, fetched
 //!   with the text tower, and its Hugging Face `config.json` when the checkpoint has one.
 //!
+//! The manifest may also carry a [`ModelCard`]: what the bundle serves (name, source, licence,
+//! real weights or a test fixture, the paper's accuracy). Every part of it is optional; a bundle
+//! without one is "unknown", which the page treats as not verified.
+//!
 //! The format is documented in `docs/web-bundle.md`.
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +70,101 @@ pub struct Manifest {
     pub templates: Vec<String>,
     pub label_sets: Vec<LabelSetEntry>,
     pub files: Vec<FileEntry>,
+    /// What the bundle serves; absent in bundles written before it existed (then "unknown").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_card: Option<ModelCard>,
+}
+
+/// Whether a bundle's weights are a trained model or a test fixture (random weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsKind {
+    /// Trained weights (e.g. the released DermLIP checkpoints).
+    Real,
+    /// Random or made-up weights for tests: every result is meaningless.
+    Fixture,
+}
+
+/// One accuracy figure the bundle's model is expected to reach, with where it comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyFigure {
+    /// The benchmark, e.g. "HAM10000 (7 classes), zero-shot".
+    pub benchmark: String,
+    /// The built-in label set it was measured with, when there is one (e.g. `ham7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_set: Option<String>,
+    /// The metric, e.g. "accuracy".
+    pub metric: String,
+    /// A fraction in [0, 1].
+    pub value: f64,
+    /// Where the figure is published.
+    pub reference: String,
+}
+
+/// What a bundle serves (`model_card` in `manifest.json`). Every field is optional: a missing
+/// field is "unknown", and a bundle whose `weights` is not `real` is not verified.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Human-readable name, e.g. "DermLIP ViT-B/16".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the weights come from, e.g. "hf-hub:redlessone/DermLIP_ViT-B-16".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The weights' licence, e.g. "CC BY-NC 4.0".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// `real` or `fixture`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightsKind>,
+    /// Expected accuracy from the paper.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accuracy: Vec<AccuracyFigure>,
+}
+
+impl ModelCard {
+    /// The keys a model-card file may have (`dermlip convert --model-card FILE`).
+    pub const KEYS: [&'static str; 5] = ["name", "source", "licence", "weights", "accuracy"];
+
+    /// Parses a model-card file strictly: unknown keys, a `weights` other than `real`/`fixture`
+    /// and accuracy values outside [0, 1] are refused, so a typo cannot pass silently.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("model card: {e}")))?;
+        let object = value.as_object().ok_or_else(|| Error::Config("model card: expected a JSON object".into()))?;
+        if let Some(key) = object.keys().find(|k| !Self::KEYS.contains(&k.as_str())) {
+            return Err(Error::Config(format!(
+                "model card: unknown key \"{key}\" (expected {})",
+                Self::KEYS.join(", ")
+            )));
+        }
+        let card: ModelCard = serde_json::from_value(value).map_err(|e| Error::Config(format!("model card: {e}")))?;
+        for a in &card.accuracy {
+            if !(0.0..=1.0).contains(&a.value) {
+                return Err(Error::Config(format!(
+                    "model card: accuracy {} for \"{}\" is not a fraction in [0, 1]",
+                    a.value, a.benchmark
+                )));
+            }
+        }
+        Ok(card)
+    }
+
+    /// The card of a test fixture: random weights, named after its directory.
+    pub fn fixture(dir_name: &str) -> Self {
+        ModelCard {
+            name: Some(format!("{dir_name} (test fixture)")),
+            source: Some(format!("test fixture {dir_name}: random weights made for this project's tests")),
+            licence: None,
+            weights: Some(WeightsKind::Fixture),
+            accuracy: Vec::new(),
+        }
+    }
+
+    /// True only for a card that says its weights are real.
+    pub fn is_real(&self) -> bool {
+        self.weights == Some(WeightsKind::Real)
+    }
 }
 
 impl Manifest {
@@ -148,6 +247,9 @@ mod writer {
         pub templates: Vec<String>,
         /// Built-in label set ids to precompute; all of them by default.
         pub label_sets: Vec<String>,
+        /// What the bundle serves, written to the manifest as `model_card` (none by default:
+        /// "unknown").
+        pub model_card: Option<ModelCard>,
     }
 
     impl Default for ConvertOptions {
@@ -157,6 +259,7 @@ mod writer {
                 text_weights: WeightFormat::F16,
                 templates: zero_shot_templates(),
                 label_sets: LabelSet::builtin_ids().map(String::from).collect(),
+                model_card: None,
             }
         }
     }
@@ -265,11 +368,64 @@ mod writer {
             templates: opts.templates.clone(),
             label_sets: sets,
             files,
+            model_card: opts.model_card.clone(),
         };
         let json = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Config(e.to_string()))?;
         let path = out.join("manifest.json");
         std::fs::write(&path, json + "\n")
             .map_err(|e| Error::Io { path: path.display().to_string(), message: format!("cannot write: {e}") })?;
         Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = r#"{"format":"dermlip-web-bundle","version":1,"model":"m","embed_dim":2,
+        "image_weights":"f32","text_weights":"f16","templates":[],"label_sets":[],
+        "files":[{"path":"c","role":"config","bytes":1,"sha256":"x"},{"path":"i","role":"image-tower","bytes":1,"sha256":"y"}]}"#;
+
+    #[test]
+    fn a_manifest_without_a_model_card_still_loads_as_unknown() {
+        let m = Manifest::from_json(OLD).unwrap();
+        assert_eq!(m.model_card, None);
+        // Written back, it stays without one.
+        assert!(!serde_json::to_string(&m).unwrap().contains("model_card"));
+    }
+
+    #[test]
+    fn a_model_card_round_trips_through_the_manifest() {
+        let mut m = Manifest::from_json(OLD).unwrap();
+        m.model_card = Some(ModelCard::fixture("tiny"));
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""weights":"fixture""#), "{text}");
+        let back = Manifest::from_json(&text).unwrap();
+        assert_eq!(back.model_card, m.model_card);
+        assert!(!back.model_card.unwrap().is_real());
+    }
+
+    #[test]
+    fn a_manifest_reader_ignores_card_fields_it_does_not_know() {
+        let text = OLD.replacen("\"model\":\"m\"", r#""model":"m","model_card":{"weights":"real","future":1}"#, 1);
+        let m = Manifest::from_json(&text).unwrap();
+        assert!(m.model_card.unwrap().is_real());
+    }
+
+    #[test]
+    fn a_model_card_file_is_parsed_strictly() {
+        let card = ModelCard::from_json(
+            r#"{"name":"DermLIP","licence":"CC BY-NC 4.0","weights":"real",
+                "accuracy":[{"benchmark":"HAM10000","label_set":"ham7","metric":"accuracy","value":0.5,"reference":"paper"}]}"#,
+        )
+        .unwrap();
+        assert!(card.is_real());
+        assert_eq!(card.accuracy[0].label_set.as_deref(), Some("ham7"));
+        let err = |t: &str| ModelCard::from_json(t).unwrap_err().to_string();
+        assert!(err(r#"{"licenSe":"x"}"#).contains("unknown key \"licenSe\""));
+        assert!(err(r#"{"weights":"maybe"}"#).contains("model card"));
+        assert!(err(r#"{"accuracy":[{"benchmark":"b","metric":"m","value":68.2,"reference":"r"}]}"#).contains("[0, 1]"));
+        assert!(err("[]").contains("JSON object"));
+        assert_eq!(ModelCard::from_json("{}").unwrap(), ModelCard::default());
     }
 }

@@ -2,6 +2,7 @@
 
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
+import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
@@ -72,11 +73,52 @@ function showSource(trust) {
   else document.body.dataset.thirdParty = trust.label;
 }
 
-function formatBytes(n) {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
-  return `${n} B`;
+// ---- what the model is (its card) and what it costs (consent before bytes) -------------------
+
+const BANNERS = {
+  fixture: ['Demo model — random weights — results are meaningless.',
+    'This site is serving a test fixture, not the trained DermLIP model: every percentage below is noise.'],
+  unknown: ['Unverified model — results may be meaningless.',
+    'This model does not say what it is (no model card in its bundle), so this page cannot vouch for it.'],
+};
+
+/** The persistent banner (fixture or unknown model) and the "Model: …" line with the card link. */
+function showCard(card, url) {
+  document.body.dataset.weights = card.weights;
+  const banner = BANNERS[card.weights];
+  $('model-banner').hidden = !banner;
+  if (banner) {
+    $('model-banner-title').textContent = banner[0];
+    $('model-banner-text').textContent = banner[1];
+  }
+  const parts = [`Model: ${card.name || 'unknown'}`];
+  if (card.source) parts.push(`from ${card.source}`);
+  parts.push(card.licence ? `licence ${card.licence}` : 'licence unknown');
+  $('model-about-text').textContent = `${parts.join(' · ')}. `;
+  $('model-about').style.overflowWrap = 'anywhere';
+  $('model-about').hidden = false;
+  const href = `www/model-card.html?model=${encodeURIComponent(url)}`;
+  for (const a of document.querySelectorAll('a.model-card-link')) a.href = href;
+}
+
+/** Shows the model's size and resolves when the visitor clicks "Download". */
+function askDownload(look) {
+  const size = look.bytes === null ? 'of unknown size (a plain checkpoint has no manifest)' : formatBytes(look.bytes);
+  $('download-text').textContent = look.bytes === null
+    ? `The model is ${size}. It is downloaded once, then kept on this device; nothing is downloaded until you ask.`
+    : `The model is ${size} (the text tower, ${formatBytes(look.textBytes)}, only if you use custom labels). It is downloaded once, then kept on this device; nothing is downloaded until you ask.`;
+  $('save-data-note').hidden = !saveData();
+  $('download-button').textContent = look.bytes === null ? 'Download the model' : `Download the model (${formatBytes(look.bytes)})`;
+  $('download').hidden = false;
+  document.body.dataset.state = 'ask';
+  $('model-status').textContent = 'The model has not been downloaded yet.';
+  return new Promise((resolve) => {
+    $('download-button').onclick = () => {
+      $('download-button').onclick = null;
+      $('download').hidden = true;
+      resolve();
+    };
+  });
 }
 
 function showError(message) {
@@ -109,7 +151,12 @@ function onProgress({ file, loaded, total, fromCache }) {
   label.textContent = `${file}: ${what}`;
 }
 
-async function loadModel() {
+/**
+ * Loads the model the address, the settings or the site names. `clicked`: the visitor has just
+ * asked for it (the settings form), so no further click is needed; otherwise the model downloads
+ * only when cached already or after a click on "Download the model".
+ */
+async function loadModel({ clicked = false } = {}) {
   const { model: source, backend, fromLink } = params();
   $('model-url').value = source;
   $('backend').value = backend;
@@ -136,16 +183,39 @@ async function loadModel() {
       return loadModel();
     }
     rememberConsent(trust.url);
+    clicked = true; // "Load the model from …" was the click
   }
   $('consent').hidden = true;
+  $('download').hidden = true;
   state.source = trust;
   showSource(trust);
+  if (state.model) await state.model.dispose().catch(() => {});
+  state.model = null;
+  // Consent before bytes: the manifest (a few kB) says what the model is and how big; the model
+  // itself is downloaded only when cached already or on a click.
+  let look = null;
+  if (!clicked) {
+    $('model-status').textContent = 'Looking up the model…';
+    document.body.dataset.state = 'checking';
+    try {
+      look = await inspectModel(trust.url);
+    } catch (e) {
+      if (state.loading !== turn) return;
+      document.body.dataset.state = 'error';
+      $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+      return;
+    }
+    if (state.loading !== turn) return;
+    showCard(look.card, trust.url);
+    if (!look.cached) {
+      await askDownload(look);
+      if (state.loading !== turn) return;
+    }
+  }
   bars.clear();
   $('progress').replaceChildren();
   $('model-status').textContent = 'Loading the model…';
   document.body.dataset.state = 'loading';
-  if (state.model) await state.model.dispose().catch(() => {});
-  state.model = null;
   const loading = DermLIP.load(trust.url, { onProgress, backend, manifestSha256: trust.manifestSha256 });
   state.loading = loading;
   try {
@@ -153,6 +223,7 @@ async function loadModel() {
     if (state.loading !== loading) return model.dispose();
     state.model = model;
     const i = model.info;
+    showCard(i.modelCard ? modelCard({ model: i.model, model_card: i.modelCard }) : look ? look.card : unknownCard(i.model), trust.url);
     const where = i.backend === 'webgpu' ? `WebGPU (graphics card${i.precision === 'f16' ? ', half precision' : ''})` : 'the CPU';
     const fallback = i.fallbackReason ? ` WebGPU is not used (${i.fallbackReason}); the CPU gives the same results.` : '';
     const cached = i.bytesDownloaded === 0 ? ' Loaded from this device; nothing was downloaded.' : ` Downloaded ${formatBytes(i.bytesDownloaded)}.`;
@@ -405,7 +476,7 @@ function wire() {
     }
     localStorage.setItem('dermlip-backend', $('backend').value);
     history.replaceState(null, '', url);
-    loadModel();
+    loadModel({ clicked: true });
   });
 }
 

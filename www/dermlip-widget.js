@@ -10,11 +10,19 @@
 
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
+import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
 
 const TAG = 'dermlip-classifier';
 const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
 const MODES = ['classify', 'concepts', 'quiz'];
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
+// When to look the model up and (with reveal="auto") download it, as <model-viewer> names them:
+// `lazy` when the widget comes near the viewport, `eager` at once.
+const LOADINGS = ['lazy', 'eager'];
+// `interaction`: the model downloads only when the visitor clicks "Download the model"; `auto`:
+// by itself (at the time `loading` says), except under Save-Data. A cached model never asks.
+const REVEALS = ['interaction', 'auto'];
+const MODEL_CARD_PAGE = new URL('./model-card.html', import.meta.url).href;
 const DEFAULT_TOP_K = 3;
 const DEFAULT_CONCEPTS = 5;
 
@@ -55,6 +63,13 @@ const STRINGS = {
     consent: (host, repo) => `A link asks this page to load a model from ${host} (repository ${repo}). It is not this widget's DermLIP model; load it only if you trust whoever published it.`,
     consentLoad: (host) => `Load the model from ${host}`,
     thirdParty: (label) => `Third-party model: ${label}`,
+    askSize: (size) => `The model (${size}) is downloaded only when you ask; then it stays on this device.`,
+    askUnknown: 'The model is downloaded only when you ask; then it stays on this device.',
+    download: (size) => (size ? `Download the model (${size})` : 'Download the model'),
+    saveData: 'Your browser asks to save data, so nothing is downloaded by itself.',
+    checking: 'Looking up the model…',
+    banner: { fixture: 'Demo model — random weights — results are meaningless.', unknown: 'Unverified model — it does not say what it is; results may be meaningless.' },
+    modelCard: 'Model card',
     errorTitle: 'This widget is set up incorrectly:',
     err: {
       labelSet: (v, ok) => `Unknown label set "${v}". Use one of ${ok}, or list your own labels in the labels attribute.`,
@@ -62,6 +77,8 @@ const STRINGS = {
       concepts: (v) => `concepts must be a whole number of at least 0 (got "${v}").`,
       mode: (v) => `Unknown mode "${v}". Use classify, concepts or quiz.`,
       backend: (v) => `Unknown backend "${v}". Use auto, webgpu or cpu.`,
+      loading: (v) => `Unknown loading "${v}". Use lazy or eager.`,
+      reveal: (v) => `Unknown reveal "${v}". Use interaction or auto.`,
       labels: (n) => `The labels attribute needs at least two labels separated by semicolons (got ${n}).`,
       templates: (t) => `Every template must contain {c}, where the label goes ("${t}" does not).`,
       answer: (a) => `The answer "${a}" is not one of the answer options.`,
@@ -105,6 +122,13 @@ const STRINGS = {
     consent: (host, repo) => `Ein Link verlangt, dass diese Seite ein Modell von ${host} lädt (Repository ${repo}). Es ist nicht das DermLIP-Modell dieses Widgets; laden Sie es nur, wenn Sie der Person vertrauen, die es veröffentlicht hat.`,
     consentLoad: (host) => `Modell von ${host} laden`,
     thirdParty: (label) => `Modell eines Dritten: ${label}`,
+    askSize: (size) => `Das Modell (${size}) wird erst geladen, wenn Sie es wünschen; danach bleibt es auf diesem Gerät.`,
+    askUnknown: 'Das Modell wird erst geladen, wenn Sie es wünschen; danach bleibt es auf diesem Gerät.',
+    download: (size) => (size ? `Modell herunterladen (${size})` : 'Modell herunterladen'),
+    saveData: 'Ihr Browser bittet darum, Daten zu sparen; deshalb wird nichts von selbst geladen.',
+    checking: 'Das Modell wird nachgeschlagen…',
+    banner: { fixture: 'Demo-Modell — Zufallsgewichte — die Ergebnisse sind bedeutungslos.', unknown: 'Nicht geprüftes Modell — es sagt nicht, was es ist; die Ergebnisse können bedeutungslos sein.' },
+    modelCard: 'Modellkarte',
     errorTitle: 'Dieses Widget ist falsch eingerichtet:',
     err: {
       labelSet: (v, ok) => `Unbekannte Label-Liste „${v}“. Verwenden Sie ${ok} oder geben Sie eigene Labels im Attribut labels an.`,
@@ -112,6 +136,8 @@ const STRINGS = {
       concepts: (v) => `concepts muss eine ganze Zahl ab 0 sein (erhalten: „${v}“).`,
       mode: (v) => `Unbekannter Modus „${v}“. Verwenden Sie classify, concepts oder quiz.`,
       backend: (v) => `Unbekanntes Backend „${v}“. Verwenden Sie auto, webgpu oder cpu.`,
+      loading: (v) => `Unbekannter Wert für loading „${v}“. Verwenden Sie lazy oder eager.`,
+      reveal: (v) => `Unbekannter Wert für reveal „${v}“. Verwenden Sie interaction oder auto.`,
       labels: (n) => `Das Attribut labels braucht mindestens zwei durch Semikolon getrennte Labels (erhalten: ${n}).`,
       templates: (t) => `Jede Vorlage muss {c} enthalten, die Stelle für das Label („${t}“ enthält es nicht).`,
       answer: (a) => `Die Antwort „${a}“ ist keine der Antwortmöglichkeiten.`,
@@ -155,6 +181,13 @@ const STRINGS = {
     consent: (host, repo) => `Un lien demande à cette page de charger un modèle depuis ${host} (dépôt ${repo}). Ce n’est pas le modèle DermLIP de ce widget ; ne le chargez que si vous faites confiance à son auteur.`,
     consentLoad: (host) => `Charger le modèle depuis ${host}`,
     thirdParty: (label) => `Modèle tiers : ${label}`,
+    askSize: (size) => `Le modèle (${size}) n’est téléchargé que si vous le demandez ; il reste ensuite sur cet appareil.`,
+    askUnknown: 'Le modèle n’est téléchargé que si vous le demandez ; il reste ensuite sur cet appareil.',
+    download: (size) => (size ? `Télécharger le modèle (${size})` : 'Télécharger le modèle'),
+    saveData: 'Votre navigateur demande d’économiser les données : rien n’est téléchargé de lui-même.',
+    checking: 'Recherche du modèle…',
+    banner: { fixture: 'Modèle de démonstration — poids aléatoires — les résultats n’ont aucun sens.', unknown: 'Modèle non vérifié — il ne dit pas ce qu’il est ; les résultats peuvent n’avoir aucun sens.' },
+    modelCard: 'Fiche du modèle',
     errorTitle: 'Ce widget est mal configuré :',
     err: {
       labelSet: (v, ok) => `Liste d’étiquettes inconnue « ${v} ». Utilisez ${ok}, ou indiquez vos propres étiquettes dans l’attribut labels.`,
@@ -162,6 +195,8 @@ const STRINGS = {
       concepts: (v) => `concepts doit être un nombre entier d’au moins 0 (reçu « ${v} »).`,
       mode: (v) => `Mode inconnu « ${v} ». Utilisez classify, concepts ou quiz.`,
       backend: (v) => `Backend inconnu « ${v} ». Utilisez auto, webgpu ou cpu.`,
+      loading: (v) => `Valeur de loading inconnue « ${v} ». Utilisez lazy ou eager.`,
+      reveal: (v) => `Valeur de reveal inconnue « ${v} ». Utilisez interaction ou auto.`,
       labels: (n) => `L’attribut labels demande au moins deux étiquettes séparées par des points-virgules (reçu ${n}).`,
       templates: (t) => `Chaque modèle de phrase doit contenir {c}, la place de l’étiquette (« ${t} » ne le contient pas).`,
       answer: (a) => `La réponse « ${a} » ne fait pas partie des réponses possibles.`,
@@ -205,6 +240,13 @@ const STRINGS = {
     consent: (host, repo) => `Un enlace pide a esta página cargar un modelo de ${host} (repositorio ${repo}). No es el modelo DermLIP de este widget; cárgalo solo si confías en quien lo publicó.`,
     consentLoad: (host) => `Cargar el modelo de ${host}`,
     thirdParty: (label) => `Modelo de terceros: ${label}`,
+    askSize: (size) => `El modelo (${size}) solo se descarga cuando lo pidas; después se queda en este dispositivo.`,
+    askUnknown: 'El modelo solo se descarga cuando lo pidas; después se queda en este dispositivo.',
+    download: (size) => (size ? `Descargar el modelo (${size})` : 'Descargar el modelo'),
+    saveData: 'Tu navegador pide ahorrar datos, así que nada se descarga por sí solo.',
+    checking: 'Buscando el modelo…',
+    banner: { fixture: 'Modelo de demostración — pesos aleatorios — los resultados no significan nada.', unknown: 'Modelo no verificado — no dice qué es; los resultados pueden no significar nada.' },
+    modelCard: 'Ficha del modelo',
     errorTitle: 'Este widget está mal configurado:',
     err: {
       labelSet: (v, ok) => `Lista de etiquetas desconocida «${v}». Usa ${ok}, o escribe tus propias etiquetas en el atributo labels.`,
@@ -212,6 +254,8 @@ const STRINGS = {
       concepts: (v) => `concepts debe ser un número entero de al menos 0 (recibido «${v}»).`,
       mode: (v) => `Modo desconocido «${v}». Usa classify, concepts o quiz.`,
       backend: (v) => `Backend desconocido «${v}». Usa auto, webgpu o cpu.`,
+      loading: (v) => `Valor de loading desconocido «${v}». Usa lazy o eager.`,
+      reveal: (v) => `Valor de reveal desconocido «${v}». Usa interaction o auto.`,
       labels: (n) => `El atributo labels necesita al menos dos etiquetas separadas por punto y coma (recibidas: ${n}).`,
       templates: (t) => `Cada plantilla debe contener {c}, donde va la etiqueta («${t}» no lo contiene).`,
       answer: (a) => `La respuesta «${a}» no es una de las opciones.`,
@@ -253,6 +297,10 @@ const CSS = `
 [hidden] { display: none !important; }
 p { margin: 0.4em 0; }
 .title { font-weight: 700; font-size: 1.1em; margin: 0 0 0.3em; }
+.banner { background: var(--dermlip-banner-bg, #fde8e8); border: 2px solid var(--dermlip-banner-border, #a11a1a);
+  border-radius: calc(var(--dermlip-radius, 10px) * 0.6); padding: 0.3em 0.6em; font-size: 0.9em; font-weight: 600; }
+.banner a { color: inherit; font-weight: 400; }
+.ask { margin: 0.4em 0; }
 .notice { background: var(--dermlip-notice-bg, #fff4d6); border: 1px solid var(--dermlip-notice-border, #b88a00);
   border-radius: calc(var(--dermlip-radius, 10px) * 0.6); padding: 0.3em 0.6em; font-size: 0.88em; }
 .status, .hint, figcaption { color: var(--dermlip-muted, #4a5360); font-size: 0.88em; }
@@ -333,12 +381,6 @@ const el = (tag, props = {}, ...children) => {
 
 const split = (s) => (s || '').split(/[;\n]/).map((x) => x.trim()).filter(Boolean);
 const percent = (p) => (p >= 0.995 ? '>99%' : p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`);
-function formatBytes(n) {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
-  return `${n} B`;
-}
 function parseCount(value, min) {
   const s = String(value).trim();
   if (!/^\d+$/.test(s)) return NaN;
@@ -349,7 +391,7 @@ function parseCount(value, min) {
 // ---- the element -----------------------------------------------------------------------------------
 
 class DermlipClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'model-from', 'backend', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer'];
+  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer'];
 
   /** (model URL, backend) → {key, url, backend, promise, model, refs, progress, textTower, failed} */
   static #models = new Map();
@@ -357,6 +399,12 @@ class DermlipClassifier extends HTMLElement {
   static #photos = new Map();
   /** Third-party model URLs the visitor agreed to load on this page (`model-from="link"`). */
   static #consented = new Set();
+  /** Model URLs looked up (manifest: card, size, cached?), once per page: URL → {promise, look, error}. */
+  static #looks = new Map();
+  /** Model URLs the visitor asked to download on this page (a click in any widget). */
+  static #wanted = new Set();
+  /** The connected widgets: a download asked for in one starts in every widget with that model. */
+  static #instances = new Set();
 
   #root;
   #ui = {};
@@ -376,6 +424,9 @@ class DermlipClassifier extends HTMLElement {
   #imageError = null;
   #busy = false;
   #trust = null; // whose model the `model` attribute names (www/model-trust.js)
+  #visible = false; // has come near the viewport (loading="lazy")
+  #observer = null;
+  #ask = null; // {look} while waiting for a click before downloading, {checking: true} while looking up
 
   constructor() {
     super();
@@ -385,10 +436,28 @@ class DermlipClassifier extends HTMLElement {
   }
 
   connectedCallback() {
+    DermlipClassifier.#instances.add(this);
+    if (!this.#visible && !this.#observer && typeof IntersectionObserver === 'function') {
+      this.#observer = new IntersectionObserver((entries) => {
+        if (!entries.some((e) => e.isIntersecting)) return;
+        this.#visible = true;
+        this.#observer.disconnect();
+        this.#observer = null;
+        this.#schedule();
+      }, { rootMargin: '200px' });
+      this.#observer.observe(this);
+    } else if (typeof IntersectionObserver !== 'function') {
+      this.#visible = true;
+    }
     this.#schedule();
   }
 
   disconnectedCallback() {
+    DermlipClassifier.#instances.delete(this);
+    if (this.#observer) {
+      this.#observer.disconnect();
+      this.#observer = null;
+    }
     queueMicrotask(() => {
       if (!this.isConnected) this.#release();
     });
@@ -430,6 +499,13 @@ class DermlipClassifier extends HTMLElement {
     u.consentText = el('p');
     u.consentYes = el('button', { type: 'button', part: 'button consent-button' });
     u.consent = el('div', { className: 'notice', part: 'consent', role: 'group', hidden: true }, u.consentText, u.consentYes);
+    u.bannerText = el('span');
+    u.cardLink = el('a', { part: 'model-card-link', target: '_blank', rel: 'noopener', href: MODEL_CARD_PAGE });
+    u.banner = el('p', { className: 'banner', part: 'model-banner', role: 'note', hidden: true }, u.bannerText, ' ', u.cardLink);
+    u.askText = el('p', { className: 'hint' });
+    u.saveData = el('p', { className: 'hint', hidden: true });
+    u.download = el('button', { type: 'button', part: 'button load-button' });
+    u.ask = el('div', { className: 'ask', part: 'ask', hidden: true }, u.askText, u.saveData, u.download);
     u.file = el('input', { type: 'file', accept: 'image/*', className: 'visually-hidden', tabIndex: -1 });
     u.file.setAttribute('aria-hidden', 'true');
     u.pick = el('button', { type: 'button', part: 'button pick-button' });
@@ -448,14 +524,21 @@ class DermlipClassifier extends HTMLElement {
     u.quiz = el('form', { part: 'quiz', hidden: true, noValidate: true }, u.fieldset, u.feedback, el('div', { className: 'quiz-actions' }, u.submit, u.again, u.quizMsg));
     u.result = el('div', { className: 'result', part: 'result', 'aria-live': 'polite' });
     u.concepts = el('div', { className: 'concepts', part: 'concepts', 'aria-live': 'polite' });
-    u.box.append(u.title, u.notice, u.status, u.source, u.consent, u.progress, u.error, u.picker, u.figure, u.quiz, u.result, u.concepts);
+    u.box.append(u.title, u.banner, u.notice, u.status, u.source, u.consent, u.ask, u.progress, u.error, u.picker, u.figure, u.quiz, u.result, u.concepts);
     this.#root.append(u.box);
 
     u.consentYes.addEventListener('click', () => {
       if (!this.#trust) return;
       DermlipClassifier.#consented.add(this.#trust.url);
+      DermlipClassifier.#wanted.add(this.#trust.url); // the consent click asks for the download too
       u.consent.hidden = true;
       this.#schedule();
+    });
+    u.download.addEventListener('click', () => {
+      if (!this.#trust) return;
+      DermlipClassifier.#wanted.add(this.#trust.url);
+      u.ask.hidden = true;
+      for (const w of DermlipClassifier.#instances) w.#schedule();
     });
     u.pick.addEventListener('click', () => u.file.click());
     u.file.addEventListener('change', () => {
@@ -512,6 +595,10 @@ class DermlipClassifier extends HTMLElement {
     if (!MODES.includes(mode)) throw new AttrError('mode', t.mode(attr('mode')));
     const backend = (attr('backend') ?? 'auto').trim().toLowerCase() || 'auto';
     if (!BACKENDS.includes(backend)) throw new AttrError('backend', t.backend(attr('backend')));
+    const loading = (attr('loading') ?? 'lazy').trim().toLowerCase() || 'lazy';
+    if (!LOADINGS.includes(loading)) throw new AttrError('loading', t.loading(attr('loading')));
+    const reveal = (attr('reveal') ?? 'interaction').trim().toLowerCase() || 'interaction';
+    if (!REVEALS.includes(reveal)) throw new AttrError('reveal', t.reveal(attr('reveal')));
     let modelUrl;
     try {
       modelUrl = attr('model') ? new URL(attr('model').trim(), document.baseURI).href : DEFAULT_MODEL;
@@ -545,7 +632,7 @@ class DermlipClassifier extends HTMLElement {
     }
     const sets = this.info && this.info.labelSets;
     const needsText = Array.isArray(labels) || !!templates || (sets !== undefined && sets !== null && !sets.some((s) => s.id === labels));
-    return { mode, backend, modelUrl, topK, concepts, labels, templates, needsText, src: attr('src'), answer: attr('answer') };
+    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, needsText, src: attr('src'), answer: attr('answer') };
   }
 
   #schedule() {
@@ -570,9 +657,9 @@ class DermlipClassifier extends HTMLElement {
       this.#render();
       this.#fail('bad-attribute', e.message, e.attribute);
       // Keep loading the model in the background if the model attributes themselves are fine.
-      if (e.attribute !== 'model' && e.attribute !== 'backend') {
+      if (!['model', 'backend', 'loading', 'reveal'].includes(e.attribute)) {
         try {
-          this.#acquireModel(this.#modelUrlFromAttr(), (this.getAttribute('backend') || 'auto').toLowerCase());
+          this.#acquireModel(this.#modelUrlFromAttr(), (this.getAttribute('backend') || 'auto').toLowerCase(), this.#timing());
         } catch {
           // reported above
         }
@@ -580,7 +667,7 @@ class DermlipClassifier extends HTMLElement {
       return;
     }
     this.#clearError('bad-attribute');
-    const admitted = this.#acquireModel(cfg.modelUrl, cfg.backend);
+    const admitted = this.#acquireModel(cfg.modelUrl, cfg.backend, cfg);
     this.#render(cfg);
     if (!admitted) return; // the consent button schedules again
     const entry = this.#entry;
@@ -619,7 +706,7 @@ class DermlipClassifier extends HTMLElement {
    * pinned in www/trusted-models.js waits for the visitor's consent. A third-party model is marked
    * in the widget once loaded either way (docs/deploy.md, "Which models load without asking").
    */
-  #acquireModel(url, backend) {
+  #acquireModel(url, backend, { loading, reveal }) {
     const trust = /^blob:/.test(url)
       ? { kind: 'third-party', url, host: location.host, repository: 'blob:', label: `${url} (supplied by this page)` }
       : modelTrust(url, { base: document.baseURI });
@@ -634,8 +721,71 @@ class DermlipClassifier extends HTMLElement {
       return false;
     }
     this.#ui.consent.hidden = true;
+    if (!this.#mayDownload(url, `${backend} ${url}`, loading, reveal)) {
+      if (this.#entry) {
+        // Another model than before: its result (or one in flight) does not belong to this one.
+        this.#gen++;
+        this.#result = null;
+        this.#busy = false;
+      }
+      this.#release();
+      return false;
+    }
+    this.#ask = null;
+    this.#ui.ask.hidden = true;
     this.#acquire(url, backend, trust.manifestSha256);
     return true;
+  }
+
+  /** `loading` and `reveal` as set, or their defaults when one of them is wrong. */
+  #timing() {
+    const pick = (name, ok) => {
+      const v = (this.getAttribute(name) ?? '').trim().toLowerCase();
+      return ok.includes(v) ? v : ok[0];
+    };
+    return { loading: pick('loading', LOADINGS), reveal: pick('reveal', REVEALS) };
+  }
+
+  /**
+   * Consent before bytes: may the model at `url` be downloaded now? Yes when it is already loading
+   * or loaded on this page, when the visitor clicked "Download", when it is cached, or with
+   * reveal="auto" once `loading` allows (never under Save-Data). Until then the widget looks the
+   * model up (its manifest: what it is, how big) and shows its size and a download button.
+   */
+  #mayDownload(url, key, loading, reveal) {
+    const live = DermlipClassifier.#models.get(key);
+    if ((live && !live.failed) || (this.#entry && this.#entry.key === key)) return true;
+    if (DermlipClassifier.#wanted.has(url)) return true;
+    const looks = DermlipClassifier.#looks;
+    let found = looks.get(url);
+    if (!found) {
+      if (loading !== 'eager' && !this.#visible) {
+        this.#ask = null;
+        return false; // looked up when the widget comes near the viewport
+      }
+      found = { look: null, error: null };
+      found.promise = inspectModel(url).then((look) => {
+        found.look = look;
+      }, (e) => {
+        found.error = e; // kept: a reload (or another model URL) tries again
+      });
+      looks.set(url, found);
+    }
+    if (!found.look && !found.error) {
+      this.#ask = { checking: true };
+      found.promise.then(() => this.#schedule());
+      return false;
+    }
+    if (found.error) {
+      this.#ask = null;
+      this.#fail('model-load', this.#t.err.model(url, found.error.message), 'model');
+      return false;
+    }
+    const look = found.look;
+    if (look.cached) return true;
+    if (reveal === 'auto' && !saveData() && (loading === 'eager' || this.#visible)) return true;
+    this.#ask = { look };
+    return false;
   }
 
   #acquire(url, backend, manifestSha256) {
@@ -924,8 +1074,22 @@ class DermlipClassifier extends HTMLElement {
     const thirdParty = !!(entry && entry.model && this.#trust && this.#trust.kind === 'third-party');
     u.source.hidden = !thirdParty;
     u.source.textContent = thirdParty ? t.thirdParty(this.#trust.label) : '';
+    this.#renderCard(entry);
+    const ask = this.#ask && !(entry && (entry.model || !entry.failed)) ? this.#ask : null;
+    u.ask.hidden = !(ask && ask.look) || !u.consent.hidden;
+    if (ask && ask.look) {
+      const size = ask.look.bytes === null ? null : formatBytes(ask.look.bytes);
+      u.askText.textContent = size ? t.askSize(size) : t.askUnknown;
+      u.download.textContent = t.download(size);
+      u.saveData.textContent = t.saveData;
+      u.saveData.hidden = !saveData();
+    }
     if (!u.consent.hidden) {
       u.status.textContent = '';
+      u.progress.hidden = true;
+    } else if (ask) {
+      u.status.textContent = ask.checking ? t.checking : '';
+      u.status.hidden = !ask.checking;
       u.progress.hidden = true;
     } else if (entry && entry.model) {
       const i = entry.model.info;
@@ -937,6 +1101,8 @@ class DermlipClassifier extends HTMLElement {
     } else if (!u.status.textContent || !entry) {
       u.status.textContent = t.loading;
     }
+
+    if (!ask) u.status.hidden = false;
 
     const r = cfg ? this.#result : null;
     const status = (text) => el('p', { className: 'hint' }, text);
@@ -956,6 +1122,23 @@ class DermlipClassifier extends HTMLElement {
     }
     u.result.replaceChildren(...this.#predictionView(r, null));
     u.concepts.replaceChildren(...this.#conceptView(r, cfg.concepts, false));
+  }
+
+  /** The persistent banner for a fixture or an unverified model, with the model card's link. */
+  #renderCard(entry) {
+    const u = this.#ui;
+    const t = this.#t;
+    const found = this.#trust && DermlipClassifier.#looks.get(this.#trust.url);
+    let card = found && found.look ? found.look.card : null;
+    if (entry && entry.model) {
+      const i = entry.model.info;
+      card = i.modelCard ? modelCard({ model: i.model, model_card: i.modelCard }) : card || unknownCard(i.model);
+    }
+    const text = card ? t.banner[card.weights] : null;
+    u.banner.hidden = !text;
+    u.bannerText.textContent = text || '';
+    u.cardLink.textContent = t.modelCard;
+    if (this.#trust) u.cardLink.href = `${MODEL_CARD_PAGE}?model=${encodeURIComponent(this.#trust.url)}`;
   }
 
   #predictionView(r, chosen) {

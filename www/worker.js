@@ -47,6 +47,11 @@ function loadModule(kind) {
   return modules[kind];
 }
 
+async function engineListed(kind) {
+  const manifest = JSON.parse((await getManifest(PKG)).text);
+  return Boolean(manifest.engines && manifest.engines[kind]);
+}
+
 // The device-choice policy, the only one: the engine makes exactly the device it is told to
 // (`webgpu` or `cpu`; precision `auto` there means f16 where the GPU has shader-f16).
 //
@@ -71,6 +76,14 @@ async function webGpuAdapter() {
 // message reports them.
 async function chooseDevice(backend, precision) {
   let fallbackReason = null;
+  if (backend === 'auto' && !(await engineListed('webgpu'))) {
+    // scripts/run.sh serves the page as soon as the CPU engine exists and builds the WebGPU one
+    // after it; a reload once that build is done picks it up.
+    backend = 'cpu';
+    precision = 'f32';
+    fallbackReason = 'the WebGPU engine is not built yet (scripts/run.sh builds it after the CPU one; reload when it is done)';
+    event({ type: 'fallback', from: 'webgpu', reason: fallbackReason });
+  }
   if (backend === 'auto') {
     const gpu = await webGpuAdapter();
     if (!gpu.ok) {
@@ -156,7 +169,7 @@ const handlers = {
       const weights = count(await getUnverified(source, { onProgress: progress(source.split('/').pop(), 'weights') }));
       const made = await createEngine(backend, precision, configText, undefined, weights, 'both');
       engine = made.eng;
-      info = { model: source, labelSets: null, fallbackReason: made.fallbackReason, engine: made.module, textTowerBytes: 0 };
+      info = { model: source, modelCard: null, labelSets: null, fallbackReason: made.fallbackReason, engine: made.module, textTowerBytes: 0 };
     } else {
       const base = new URL(source.endsWith('/') ? source : source + '/', self.location.href).href;
       const { text: manifestText } = await getManifest(base);
@@ -186,6 +199,8 @@ const handlers = {
       bundle = { base, manifest };
       info = {
         model: manifest.model,
+        // What the bundle says it serves (docs/web-bundle.md); null: unknown, not verified.
+        modelCard: manifest.model_card && typeof manifest.model_card === 'object' ? manifest.model_card : null,
         labelSets: manifest.label_sets.map((s) => ({ id: s.id, name: s.name, classes: s.classes.length })),
         fallbackReason: made.fallbackReason,
         engine: made.module,

@@ -139,7 +139,7 @@ describe('the site', () => {
 
 describe('the widget', () => {
   const page = (body) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
-<script type="module" src="/www/dermlip-widget.js"></script></head><body>${body}</body></html>`;
+<script type="module" src="/www/dermlip-widget.js"></script></head><body>${body.replaceAll('<dermlip-classifier ', '<dermlip-classifier reveal="auto" loading="eager" ')}</body></html>`;
 
   async function open(context, name, html) {
     const url = `${server.url}__consent/${name}`;

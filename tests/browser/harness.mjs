@@ -58,9 +58,14 @@ export async function newPage(context) {
   return page;
 }
 
-/** Opens the site and waits until the model is ready (or failed). */
+/**
+ * Opens the site and waits until the model is ready (or failed). The site downloads a model that
+ * is not cached yet only on a click (state `ask`): this clicks "Download the model" then.
+ */
 export async function openSite(page, base, query = '') {
   await page.goto(`${base}index.html?${query}`);
+  await page.waitForFunction(() => ['ready', 'error', 'ask'].includes(document.body.dataset.state), null, { timeout: 180_000 });
+  if ((await page.evaluate(() => document.body.dataset.state)) === 'ask') await page.click('#download-button');
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 180_000 });
   const state = await page.evaluate(() => document.body.dataset.state);
   if (state !== 'ready') throw new Error(`model failed to load: ${await page.textContent('#model-status')}`);

@@ -47,7 +47,10 @@ async function route(context, origin, name, html, headers = {}) {
   return url;
 }
 
-const page = (body, head = '') => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>widget test</title>${head}</head><body>${body}</body></html>`;
+// These widgets download their model by themselves, at once (reveal="auto" loading="eager"): the
+// default, a download only on a click, is tested in download-consent.test.mjs.
+const AUTO = 'reveal="auto" loading="eager"';
+const page = (body, head = '') => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>widget test</title>${head}</head><body>${body.replaceAll('<dermlip-classifier ', `<dermlip-classifier ${AUTO} `)}</body></html>`;
 
 /** Records every dermlip-* event on the page's document (installed before any page script runs). */
 async function recordEvents(p) {
@@ -89,6 +92,8 @@ describe('the embeddable widget', () => {
     context.on('request', (r) => requests.push(r.url()));
     p.on('worker', (w) => workers.push(w.url()));
     await p.goto(`${server.url}www/embed-example.html`);
+    // The example page keeps the default (reveal="interaction"): one click downloads the shared model for both.
+    await p.locator('#classify-demo').locator('[part~="load-button"]').click();
     await p.waitForFunction(() => window.__events.filter((e) => e.type === 'dermlip-ready').length >= 2, null, { timeout: LOAD_TIMEOUT });
     const first = await nthResult(p, 'classify-demo', 1);
     assert.equal(first.labelSet, 'ham7');
@@ -99,7 +104,9 @@ describe('the embeddable widget', () => {
       const path = new URL(u).pathname;
       counts[path] = (counts[path] || 0) + 1;
     }
-    const files = ['/pkg/dermlip_cpu_bg.wasm', '/www/models/default/manifest.json', '/www/models/default/image.safetensors',
+    // manifest.json: once by the page (the model's size and card, before the click), once by the worker.
+    assert.equal(counts['/www/models/default/manifest.json'], 2);
+    const files = ['/pkg/dermlip_cpu_bg.wasm', '/www/models/default/image.safetensors',
       '/www/models/default/label-embeddings.safetensors', '/www/models/default/concepts.json', '/www/models/default/open_clip_config.json',
       '/www/examples/synthetic-lesion.jpg'];
     for (const f of files) assert.equal(counts[f], 1, `${f} requested ${counts[f]} times`);
@@ -246,6 +253,9 @@ describe('the embeddable widget', () => {
       if (document.activeElement !== w || !a) return `outside:${document.activeElement.localName}`;
       return a.type === 'radio' ? `radio:${a.value}:${a.checked}` : a.localName === 'button' ? a.textContent.trim() : a.getAttribute('part');
     });
+    // The fixture's "demo model" banner comes first, with its link to the model card.
+    await p.keyboard.press('Tab');
+    assert.equal(await focused(), 'model-card-link');
     await p.keyboard.press('Tab');
     assert.equal(await focused(), 'radio:actinic keratosis:false');
     // Submitting without a choice says what to do.
@@ -383,6 +393,8 @@ describe('the embeddable widget', () => {
       w.id = 'w';
       w.setAttribute('label-set', 'ham7');
       w.setAttribute('top-k', '3');
+      w.setAttribute('reveal', 'auto');
+      w.setAttribute('loading', 'eager');
       w.setAttribute('src', src);
       document.getElementById('slot').append(w);
     }, `/${IMAGE}`);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use dermlip::bundle::{write_bundle, ConvertOptions, WeightFormat};
+use dermlip::bundle::{write_bundle, ConvertOptions, ModelCard, WeightFormat, WeightsKind};
 use dermlip::knowledge::labels::LabelSet;
 use dermlip::Result;
 
@@ -28,6 +28,16 @@ pub struct ConvertArgs {
     /// Derm1M's eight skin templates).
     #[arg(long, value_name = "FILE")]
     template_file: Option<PathBuf>,
+    /// What the bundle serves, written into manifest.json as `model_card` (docs/web-bundle.md): a
+    /// JSON object with name, source, licence, weights ("real" or "fixture") and accuracy. Without
+    /// it (and without --fixture) the bundle's model is "unknown" and the page says so.
+    #[arg(long, value_name = "FILE")]
+    model_card: Option<PathBuf>,
+    /// Marks the bundle as a test fixture (random weights): the site and the widget show a
+    /// "demo model — results are meaningless" banner. Fills the card's name and source when
+    /// --model-card does not give them.
+    #[arg(long)]
+    fixture: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -63,6 +73,26 @@ pub fn run(a: ConvertArgs) -> Result<()> {
         opts.templates = super::read_list(f)?;
         dermlip::knowledge::zero_shot::validate_templates(&opts.templates)?;
     }
+    let mut card = match &a.model_card {
+        Some(f) => Some(ModelCard::from_json(
+            &std::fs::read_to_string(f)
+                .map_err(|e| dermlip::Error::Io { path: f.display().to_string(), message: e.to_string() })?,
+        )?),
+        None => None,
+    };
+    if a.fixture {
+        let dir = std::fs::canonicalize(&a.model)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".into());
+        let fixture = ModelCard::fixture(&dir);
+        let mut c = card.unwrap_or_default();
+        c.weights = Some(WeightsKind::Fixture);
+        c.name = c.name.or(fixture.name);
+        c.source = c.source.or(fixture.source);
+        card = Some(c);
+    }
+    opts.model_card = card;
     let manifest = write_bundle(&a.model, &a.out, &opts)?;
     println!("{:<32} {:<17} {:>12}  sha256", "file", "role", "bytes");
     for f in &manifest.files {
@@ -76,5 +106,10 @@ pub fn run(a: ConvertArgs) -> Result<()> {
         manifest.total_bytes() as f64 / 1e6,
         first as f64 / 1e6
     );
+    match manifest.model_card.as_ref().and_then(|c| c.weights) {
+        Some(WeightsKind::Fixture) => println!("model card: test fixture (the page shows a demo-model banner)"),
+        Some(WeightsKind::Real) => println!("model card: real weights"),
+        None => println!("model card: none (the page shows the model as unknown, not verified); see --model-card"),
+    }
     Ok(())
 }
