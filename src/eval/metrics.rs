@@ -4,7 +4,7 @@
 //! Plain `f64` Rust with no threads and no I/O, so it also builds for `wasm32-unknown-unknown`. Every
 //! function checks its input and returns a [`MetricsError`] instead of panicking. Labels are class
 //! indices `0..n_classes`; a score matrix is one row per sample and one column per class.
-//! `tests/metrics_parity.rs` compares every function with scikit-learn.
+//! `tests/suite/metrics_parity.rs` compares every function with scikit-learn.
 
 mod lbfgs;
 mod logreg;

@@ -53,7 +53,7 @@ pub fn concept_temperature() -> f32 {
 pub fn concepts() -> &'static [Concept] {
     static CONCEPTS: OnceLock<Vec<Concept>> = OnceLock::new();
     CONCEPTS.get_or_init(|| {
-        // Fixed at build time; tests/knowledge.rs checks the count and order.
+        // Fixed at build time; tests/suite/knowledge.rs checks the count and order.
         serde_json::from_str::<OrderedConcepts>(CONCEPT_TERMS_JSON).map(|c| c.0).unwrap_or_default()
     })
 }

@@ -173,7 +173,7 @@ const BUILTINS: [BuiltinSpec; 7] = [
 fn builtin_sets() -> &'static [LabelSet] {
     static SETS: OnceLock<Vec<LabelSet>> = OnceLock::new();
     SETS.get_or_init(|| {
-        // The embedded files are fixed at build time; tests/knowledge.rs checks every set parses.
+        // The embedded files are fixed at build time; tests/suite/knowledge.rs checks every set parses.
         BUILTINS
             .iter()
             .filter_map(|spec| {

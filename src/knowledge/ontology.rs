@@ -229,7 +229,7 @@ impl Ontology {
     /// The built-in ontology (`data/ontology.json`).
     pub fn builtin() -> &'static Ontology {
         static BUILTIN: OnceLock<Ontology> = OnceLock::new();
-        // The embedded file is fixed at build time; tests/knowledge.rs checks that it parses.
+        // The embedded file is fixed at build time; tests/suite/knowledge.rs checks that it parses.
         BUILTIN.get_or_init(|| Ontology::from_json(BUILTIN_JSON).unwrap_or_else(|_| Draft::new().finish()))
     }
 

@@ -87,3 +87,16 @@ pub fn argmax(v: &[f32]) -> usize {
     }
     best
 }
+
+/// The wgpu device (lavapipe in CI). Burn's wgpu runtime can be initialised once per process and
+/// the integration tests share one process, so the first caller initialises it, the rest reuse it.
+pub fn wgpu_device() -> burn::tensor::Device {
+    static DEVICE: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            burn::tensor::Device::wgpu_options()
+                .init()
+                .expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)")
+        })
+        .clone()
+}

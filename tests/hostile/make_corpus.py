@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hostile-image corpus: crafted and damaged image files that must each give a clean
 one-line error (or a picture) from `dermlip`, never a panic, a signal, a timeout or a huge
-allocation. `tests/hostile/run_cli.sh` runs the CLI over it; `tests/hostile_images.rs` covers the
+allocation. `tests/hostile/run_cli.sh` runs the CLI over it; `tests/suite/hostile_images.rs` covers the
 same cases (and a fuzz pass) in-process.
 
 Usage: python3 tests/hostile/make_corpus.py OUT_DIR

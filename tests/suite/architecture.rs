@@ -149,7 +149,9 @@ fn top(rel: &Path) -> String {
 
 fn rank(module: &str) -> u32 {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, r)| *r).unwrap_or_else(|| {
-        panic!("src/{module}: a top-level module missing from LAYERS in tests/architecture.rs and ARCHITECTURE.md")
+        panic!(
+            "src/{module}: a top-level module missing from LAYERS in tests/suite/architecture.rs and ARCHITECTURE.md"
+        )
     })
 }
 

@@ -1,7 +1,7 @@
 //! Bad checkpoints, configs and command lines: each must give a clear error, never a panic or a
 //! silently different model.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! `dermlip fetch` against a local stand-in for the hub, and `dermlip convert` from the CLI.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

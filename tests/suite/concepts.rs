@@ -1,7 +1,7 @@
 //! MONET concept presence scores against open_clip + the MONET formula in NumPy
 //! (`tests/reference/make_concept_fixtures.py`).
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::*;

@@ -1,7 +1,7 @@
 //! The zero-shot evaluation: metrics of DermFM-Zero's published per-image predictions equal
 //! scikit-learn's, and `dermlip eval zero-shot` reproduces open_clip's per-image probabilities.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `dermlip eval retrieval | concepts | linear-probe` end to end on the fixture model, against
 //! values computed directly from open_clip's reference outputs.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

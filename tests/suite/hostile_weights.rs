@@ -2,7 +2,7 @@
 //! `torch.save` writes them) that must end in a clean `Error`: no panic, no stack overflow, no
 //! code run, and no allocation beyond what the file holds.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -6,11 +6,11 @@ use dermlip::knowledge::labels::{self, LabelError, LabelSet};
 use dermlip::knowledge::ontology::{NodeProb, Ontology, OntologyError, UnplacedLabels, ROOT, UNPLACED};
 use serde_json::Value;
 
-const ZERO_SHOT: &str = include_str!("../data/zero_shot_classnames.json");
-const MAKE: &str = include_str!("../data/make_snu134_sd128_classnames.json");
-const DERMFM_ZERO: &str = include_str!("../data/dermfm_zero_classnames.json");
-const TEMPLATES: &str = include_str!("../data/prompt_templates.json");
-const CONCEPT_TERMS: &str = include_str!("../data/ConceptTerms.json");
+const ZERO_SHOT: &str = include_str!("../../data/zero_shot_classnames.json");
+const MAKE: &str = include_str!("../../data/make_snu134_sd128_classnames.json");
+const DERMFM_ZERO: &str = include_str!("../../data/dermfm_zero_classnames.json");
+const TEMPLATES: &str = include_str!("../../data/prompt_templates.json");
+const CONCEPT_TERMS: &str = include_str!("../../data/ConceptTerms.json");
 
 fn source_list(json: &str, key: &str) -> Vec<String> {
     let doc: Value = serde_json::from_str(json).unwrap();

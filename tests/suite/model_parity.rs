@@ -2,7 +2,7 @@
 //! are loaded through the same loader users use, and their outputs compared with the PyTorch
 //! reference values (`tests/reference/make_fixtures.py`).
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::*;
@@ -137,8 +137,7 @@ fn class_weights_are_normalised_means() {
 /// The same graph on wgpu (lavapipe in CI) gives the same numbers.
 #[test]
 fn wgpu_matches_open_clip() {
-    let device =
-        Device::wgpu_options().init().expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
+    let device = wgpu_device();
     let r = reference("tiny-gelu");
     let model = load("tiny-gelu", None, device);
     check_embeddings(&model, &r, "tiny-gelu on wgpu");

@@ -2,7 +2,7 @@
 //! checkpoint in tests/fixtures/models/tiny-panderm is loaded through the user-facing loader and its
 //! outputs compared with `tests/reference/make_panderm_fixtures.py`'s (CAE code + transformers' BERT).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -328,8 +328,7 @@ fn cli_embed_text_embed_image_and_classify() {
 /// The same graph on wgpu (lavapipe in CI): masks, layer scale and the double norm on the GPU path.
 #[test]
 fn wgpu_matches_pytorch() {
-    let device =
-        Device::wgpu_options().init().expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
+    let device = wgpu_device();
     let r = panderm_reference();
     let model = DermLip::load(&tiny_dir(), device).unwrap();
     let emb = rows(model.encode_pixels(&pixels())).unwrap();

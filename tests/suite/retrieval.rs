@@ -1,7 +1,7 @@
 //! Retrieval over open_clip's reference embeddings: rankings equal a direct cosine computation,
 //! and the file format round-trips and refuses damaged files.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dermlip::knowledge::retrieval::{EmbeddingStore, Item, ItemKind, Precision};

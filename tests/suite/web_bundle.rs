@@ -1,7 +1,7 @@
 //! `dermlip convert`: the web bundle loads tower by tower, reproduces open_clip's numbers, and its
 //! manifest describes its files exactly.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -253,5 +253,71 @@ fn the_browser_engines_async_text_path_equals_the_native_one() {
         let err = block_on(lip.zero_shot_weights_async(&twice, &templates)).unwrap_err();
         assert!(err.to_string().contains("given twice"), "{err}");
         assert!(block_on(lip.embed_texts_async(&[])).unwrap().is_empty());
+    }
+}
+
+/// The site's default bundle (www/models/default/) is committed, so serving the site needs no
+/// native build; it must be exactly what `dermlip convert` writes from the fixture model today.
+#[test]
+fn the_committed_default_bundle_is_current() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default");
+    let out = std::env::temp_dir().join(format!("dermlip-default-bundle-{}", std::process::id()));
+    let opts = ConvertOptions {
+        image_weights: WeightFormat::F32,
+        text_weights: WeightFormat::F32,
+        model_card: Some(bundle::ModelCard::fixture("tiny-gelu")),
+        ..ConvertOptions::default()
+    };
+    let manifest = write_bundle(&model_dir("tiny-gelu"), &out, &opts).expect("convert");
+    let regenerate = "regenerate it: cargo run --bin dermlip -- convert --model tests/fixtures/models/tiny-gelu \
+                      --out www/models/default --image-weights f32 --text-weights f32 --fixture";
+    let mut names: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+    names.push("manifest.json".into());
+    for name in &names {
+        let ours = std::fs::read(out.join(name)).unwrap();
+        let theirs = std::fs::read(committed.join(name))
+            .unwrap_or_else(|e| panic!("www/models/default/{name}: {e}; {regenerate}"));
+        assert!(ours == theirs, "www/models/default/{name} differs from a fresh conversion; {regenerate}");
+    }
+    let mut listed: Vec<String> =
+        std::fs::read_dir(&committed).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    listed.sort();
+    names.sort();
+    assert_eq!(listed, names, "www/models/default/ holds other files than the bundle; {regenerate}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// The released checkpoints' model cards (data/model-cards/, passed by `scripts/run.sh`) parse as
+/// `dermlip convert --model-card` reads them, name built-in label sets, and carry the same paper
+/// figures as the site's model card page (www/model-card.html), which shows them without a bundle.
+#[test]
+fn the_released_model_cards_parse_and_agree_with_the_model_card_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let html = std::fs::read_to_string(root.join("www/model-card.html")).unwrap();
+    let rows = [("HAM10000", "ham7"), ("PAD-UFES-20", "pad6"), ("Fitzpatrick17k", "f17k"), ("Daffodil", "daffodil5")];
+    for (column, file) in
+        [(0, "redlessone--DermLIP_ViT-B-16.json"), (1, "redlessone--DermLIP_PanDerm-base-w-PubMed-256.json")]
+    {
+        let text = std::fs::read_to_string(root.join("data/model-cards").join(file)).unwrap();
+        let card = bundle::ModelCard::from_json(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(card.is_real(), "{file}: weights must be \"real\"");
+        assert_eq!(card.accuracy.len(), rows.len(), "{file}");
+        for (name, set) in rows {
+            let a = card
+                .accuracy
+                .iter()
+                .find(|a| a.label_set.as_deref() == Some(set))
+                .unwrap_or_else(|| panic!("{file}: no {set}"));
+            assert!(
+                dermlip::knowledge::labels::LabelSet::builtin(set).is_some(),
+                "{file}: {set} is not a built-in set"
+            );
+            let row =
+                html.split(&format!("<th scope=\"row\">{name}</th>")).nth(1).unwrap_or_else(|| panic!("no {name} row"));
+            let cells: Vec<&str> =
+                row.split("<td>").skip(1).map(|c| c.split("</td>").next().unwrap()).take(4).collect();
+            let page: f64 = cells[2 + column].parse().unwrap();
+            assert!((page - a.value).abs() < 1e-9, "{file}: {name} is {} in the card, {page} on the page", a.value);
+        }
     }
 }

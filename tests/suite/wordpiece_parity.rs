@@ -3,7 +3,7 @@
 //! token strings, over-long words, empty strings, truncation at 256) from `tokenizer.json` and from a
 //! bare `vocab.txt`. Written by `tests/reference/make_panderm_fixtures.py`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dermlip::input::tokenizer::wordpiece::{TokenizerFile, WordPieceTokenizer};
