@@ -17,6 +17,8 @@ const SHELL = [
   'www/model-card.html',
   'www/model-card.js',
   'www/trusted-models.js',
+  'www/plain-words.js',
+  'www/plain-language.json',
   'www/style.css',
   'www/app.webmanifest',
   'www/icon.svg',

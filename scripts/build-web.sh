@@ -49,7 +49,7 @@ write_manifest() {
   # The service worker re-caches the app shell when this changes.
   local glue=()
   for f in pkg/*.js; do [ -f "$f" ] && [ "$f" != pkg/sw-version.js ] && glue+=("$f"); done
-  version=$(cat pkg/manifest.json "${glue[@]}" index.html www/*.js www/*.css | sha256sum | cut -c1-16)
+  version=$(cat pkg/manifest.json "${glue[@]}" index.html www/*.js www/*.json www/*.css | sha256sum | cut -c1-16)
   echo "self.DERMLIP_SHELL_VERSION = '$version';" > pkg/sw-version.js
 }
 

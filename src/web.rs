@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use crate::bundle::{self, Manifest};
 use crate::config::ModelFileConfig;
 use crate::error::{Error, Result};
-use crate::input::preprocess;
+use crate::input::preprocess::{self, CropBox};
 use crate::knowledge::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
 use crate::knowledge::labels::LabelSet;
 use crate::knowledge::zero_shot::{zero_shot_templates, Prediction, ZeroShotClassifier};
@@ -30,7 +30,10 @@ fn start() {
 const DEFAULT_MAX_MEGAPIXELS: f64 = 40.0;
 
 /// The label set used when a request names none.
-const DEFAULT_LABEL_SET: &str = "ham7";
+/// PAD-UFES-20: smartphone photos, what a patient's photo is; HAM10000 is dermoscopy.
+const DEFAULT_LABEL_SET: &str = "pad6";
+/// The ontology node whose classes make the page advise a doctor's visit more firmly.
+const MALIGNANT: &str = "malignant";
 
 /// Zero-shot classes with their classifier (template-mean text embeddings).
 struct ClassSet {
@@ -58,6 +61,9 @@ struct ClassifyRequest {
     top_k: Option<usize>,
     /// How many concept tags to return (0: none).
     concepts: Option<usize>,
+    /// Only these classes of the label set (a quiz on a subset): their precomputed embeddings,
+    /// no text tower; at least two, each in the set.
+    only: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +79,13 @@ struct ClassifyResult {
     concepts: Vec<ConceptScore>,
     /// `precomputed` (from the bundle) or `text-tower` (embedded in this browser).
     label_embeddings: &'static str,
+    /// Per class (as `labels`): whether the built-in ontology files it under "malignant" (skin
+    /// cancers and pre-cancers). The page advises more firmly when such a class ranks high.
+    malignant: Vec<bool>,
+    /// The probability of all those classes together.
+    malignant_probability: f32,
+    /// The part of the photo the model saw (its centre crop), in the photo's pixels.
+    crop: CropBox,
 }
 
 fn js_err(e: Error) -> JsError {
@@ -333,8 +346,8 @@ impl Engine {
     /// Classifies an image file's bytes (JPEG, PNG, WebP, GIF, BMP).
     pub async fn classify(&mut self, image: Vec<u8>, request: JsValue) -> Result<JsValue, JsError> {
         let req = parse_request(request)?;
-        let pixels = self.preprocess_bytes(&image)?;
-        self.classify_pixels(pixels, req).await.map_err(js_err)
+        let (pixels, crop) = self.preprocess_bytes(&image)?;
+        self.classify_pixels(pixels, crop, req).await.map_err(js_err)
     }
 
     /// Classifies raw RGBA pixels (a canvas `ImageData`, a camera frame).
@@ -347,21 +360,21 @@ impl Engine {
         request: JsValue,
     ) -> Result<JsValue, JsError> {
         let req = parse_request(request)?;
-        let pixels = self.preprocess_rgba(&rgba, width, height)?;
-        self.classify_pixels(pixels, req).await.map_err(js_err)
+        let (pixels, crop) = self.preprocess_rgba(&rgba, width, height)?;
+        self.classify_pixels(pixels, crop, req).await.map_err(js_err)
     }
 
     /// The image embedding (unnormalised, open_clip `encode_image`).
     #[wasm_bindgen(js_name = embedImage)]
     pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, JsError> {
-        let pixels = self.preprocess_bytes(&image)?;
+        let (pixels, _) = self.preprocess_bytes(&image)?;
         let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
         Ok(rows.remove(0))
     }
 
     #[wasm_bindgen(js_name = embedImageRgba)]
     pub async fn embed_image_rgba(&self, rgba: Vec<u8>, width: u32, height: u32) -> Result<Vec<f32>, JsError> {
-        let pixels = self.preprocess_rgba(&rgba, width, height)?;
+        let (pixels, _) = self.preprocess_rgba(&rgba, width, height)?;
         let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
         Ok(rows.remove(0))
     }
@@ -382,6 +395,29 @@ impl ClassifyRequest {
     }
 }
 
+/// The classes `only` names, in that order, with the set's embeddings (matched as the set matches
+/// names: trimmed, case-insensitive).
+fn subset(set: &ClassSet, only: &[String]) -> Result<ZeroShotClassifier> {
+    let c = &set.classifier;
+    let find = |name: &str| c.labels.iter().position(|l| l.trim().eq_ignore_ascii_case(name.trim()));
+    let mut rows: Vec<usize> = Vec::with_capacity(only.len());
+    for name in only {
+        let i =
+            find(name).ok_or_else(|| Error::Input(format!("\"{}\" is not a class of {}", name.trim(), set.name)))?;
+        if rows.contains(&i) {
+            return Err(Error::Input(format!("\"{}\" is listed twice in `only`", name.trim())));
+        }
+        rows.push(i);
+    }
+    if rows.len() < 2 {
+        return Err(Error::Input("`only` needs at least two classes".into()));
+    }
+    ZeroShotClassifier::new(
+        rows.iter().map(|&i| c.labels[i].clone()).collect(),
+        rows.iter().map(|&i| c.weights[i].clone()).collect(),
+    )
+}
+
 fn parse_request(request: JsValue) -> Result<ClassifyRequest, JsError> {
     if request.is_undefined() || request.is_null() {
         return Ok(ClassifyRequest::default());
@@ -396,21 +432,28 @@ impl Engine {
         cfg
     }
 
-    fn preprocess_bytes(&self, image: &[u8]) -> Result<Vec<f32>, JsError> {
-        self.lip.require_image().map_err(js_err)?;
-        preprocess::preprocess(image, &self.preprocess_cfg()).map_err(|e| js_err(e.into()))
-    }
-
-    fn preprocess_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
+    fn preprocess_bytes(&self, image: &[u8]) -> Result<(Vec<f32>, CropBox), JsError> {
         self.lip.require_image().map_err(js_err)?;
         let cfg = self.preprocess_cfg();
-        let rgb = preprocess::crop_rgba(rgba, width, height, &cfg).map_err(|e| js_err(e.into()))?;
-        Ok(preprocess::normalize(&rgb, &cfg))
+        let (rgb, crop) = preprocess::crop_rgb_with_box(image, &cfg).map_err(|e| js_err(e.into()))?;
+        Ok((preprocess::normalize(&rgb, &cfg), crop))
+    }
+
+    fn preprocess_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<(Vec<f32>, CropBox), JsError> {
+        self.lip.require_image().map_err(js_err)?;
+        let cfg = self.preprocess_cfg();
+        let (rgb, crop) = preprocess::crop_rgba_with_box(rgba, width, height, &cfg).map_err(|e| js_err(e.into()))?;
+        Ok((preprocess::normalize(&rgb, &cfg), crop))
     }
 
     /// The classes a request asks for, embedding them with the text tower when not precomputed.
     /// Returns where they are kept ([`Engine::class_set`]).
     async fn resolve_classes(&mut self, req: &ClassifyRequest) -> Result<ClassKey> {
+        if req.only.is_some() && req.labels.is_some() {
+            return Err(Error::Input(
+                "`only` picks classes of a label set; with your own `labels`, list just those".into(),
+            ));
+        }
         if req.labels.is_some() || req.templates.is_some() {
             let labels: Vec<String> = match &req.labels {
                 Some(l) => l.iter().map(|s| s.trim().to_string()).collect(),
@@ -458,7 +501,7 @@ impl Engine {
         Ok(self.concepts.as_ref().expect("set above"))
     }
 
-    async fn classify_pixels(&mut self, pixels: Vec<f32>, req: ClassifyRequest) -> Result<JsValue> {
+    async fn classify_pixels(&mut self, pixels: Vec<f32>, crop: CropBox, req: ClassifyRequest) -> Result<JsValue> {
         let top_k = req.top_k.unwrap_or(5);
         if top_k == 0 {
             return Err(Error::Input("topK must be at least 1".into()));
@@ -469,18 +512,34 @@ impl Engine {
         if n_concepts > 0 {
             self.concept_scorer().await?;
         }
+        let subset = match &req.only {
+            Some(only) => Some(subset(self.class_set(&key), only)?),
+            None => None,
+        };
         let embedding = rows_async(self.lip.encode_pixels(&[pixels])).await?.remove(0);
         let set = self.class_set(&key);
-        let scored = set.classifier.classify_all(&embedding, top_k);
+        let (classifier, name) = match &subset {
+            Some(c) => (c, format!("{}, {} of them", set.name, c.labels.len())),
+            None => (&set.classifier, set.name.clone()),
+        };
+        let scored = classifier.classify_all(&embedding, top_k);
         let result = ClassifyResult {
             label_set: set.id.clone(),
-            label_set_name: set.name.clone(),
+            label_set_name: name,
             predictions: scored.predictions,
-            labels: set.classifier.labels.clone(),
+            labels: classifier.labels.clone(),
             probabilities: scored.probabilities,
             concepts: Vec::new(),
             label_embeddings: if set.precomputed { "precomputed" } else { "text-tower" },
+            malignant: Vec::new(),
+            malignant_probability: 0.0,
+            crop,
         };
+        let ontology = crate::knowledge::ontology::Ontology::builtin();
+        let malignant: Vec<bool> = result.labels.iter().map(|l| ontology.is_under(l, MALIGNANT)).collect();
+        let malignant_probability =
+            malignant.iter().zip(&result.probabilities).filter(|(m, _)| **m).fold(0.0, |a, (_, p)| a + p).min(1.0);
+        let result = ClassifyResult { malignant, malignant_probability, ..result };
         let concepts = match (&self.concepts, n_concepts) {
             (Some(c), n) if n > 0 => c.top(&embedding, n),
             _ => Vec::new(),

@@ -3,11 +3,12 @@
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
+import { adviceLevel, loadPlainWords } from './plain-words.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
 const $ = (id) => document.getElementById(id);
-const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null };
+const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null };
 
 // Where the model comes from decides whether the visitor is asked first (docs/deploy.md, "Which
 // models load without asking"): `?model=` comes from a link anyone can write; the settings form
@@ -294,8 +295,10 @@ async function classify() {
     const started = performance.now();
     const result = await state.model.classify(state.image, req.labels, req.options);
     result.ms = performance.now() - started;
+    state.words = await loadPlainWords();
     state.result = result;
     renderResult(result);
+    showCrop(result.crop);
   } catch (e) {
     state.result = null;
     $('results').replaceChildren();
@@ -319,19 +322,35 @@ function percent(p) {
   return p >= 0.995 ? '>99%' : p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`;
 }
 
+// The advice beside every result; the strong one when a cancer or pre-cancer ranks high.
+const ADVICE = {
+  standard: 'Whatever this page shows: see a doctor if the spot is new, growing or changing, has several colours or an uneven edge, bleeds, itches or does not heal within 4 weeks.',
+  strong: 'The closest match here is a kind of skin cancer or pre-cancer. This page cannot tell, and it is often wrong — but please show this spot to a doctor or dermatologist soon, within the next few weeks.',
+};
+
 function renderResult(r) {
+  const words = state.words;
   const list = document.createElement('ol');
   list.className = 'predictions';
   for (const p of r.predictions) {
     const li = document.createElement('li');
     const name = document.createElement('span');
     name.className = 'label';
-    name.textContent = p.label;
+    const plain = words.name(p.label);
+    name.textContent = plain;
+    if (words.knows(p.label) && plain.toLowerCase() !== p.label.toLowerCase()) {
+      const medical = document.createElement('span');
+      medical.className = 'medical';
+      medical.textContent = ` (${p.label})`;
+      name.append(medical);
+    }
+    const desc = words.description(p.label);
+    if (desc) name.title = desc;
     const meter = document.createElement('meter');
     meter.min = 0;
     meter.max = 1;
     meter.value = p.probability;
-    meter.setAttribute('aria-label', `${p.label}: ${percent(p.probability)}`);
+    meter.setAttribute('aria-label', `${plain}: ${percent(p.probability)}`);
     const value = document.createElement('span');
     value.className = 'value';
     value.textContent = percent(p.probability);
@@ -339,23 +358,41 @@ function renderResult(r) {
     list.append(li);
   }
   const lead = document.createElement('p');
+  lead.className = 'lead';
   const top = r.predictions[0];
-  lead.textContent = `Against the ${r.labelSetName} list, the photo looks most like ${top.label} (${percent(top.probability)} of the match, relative to the others in the list).`;
+  lead.textContent = `Against the ${r.labelSetName} list, the photo looks most like ${words.name(top.label)} (${percent(top.probability)} of the match, relative to the others in the list).`;
+  const what = document.createElement('p');
+  what.className = 'description';
+  what.textContent = words.description(top.label);
+  const level = adviceLevel(r);
+  const advice = document.createElement('p');
+  advice.className = `advice advice-${level}`;
+  advice.id = 'advice';
+  advice.dataset.level = level;
+  advice.setAttribute('role', level === 'strong' ? 'alert' : 'note');
+  advice.textContent = ADVICE[level];
   const note = document.createElement('p');
   note.className = 'hint';
   note.textContent = 'These numbers compare descriptions with each other; they are not the chance of having a condition. Only a clinician can diagnose.';
-  $('results').replaceChildren(lead, list, note);
+  const about = document.createElement('p');
+  about.className = 'hint';
+  about.id = 'label-set-note';
+  about.textContent = r.labelSet === 'pad6'
+    ? 'Compared with 6 common kinds of skin spot photographed with smartphones (the PAD-UFES-20 list). Teachers can choose another list under "For educators".'
+    : `Compared with the ${r.labelSetName} list (chosen under "For educators").`;
+  $('results').replaceChildren(...[lead, what, advice, list, about, note].filter((e) => e.textContent));
 
   const tags = r.concepts || [];
   if (tags.length) {
     const h = document.createElement('h3');
-    h.textContent = 'Visible features (concept tags)';
+    h.textContent = 'Visible features';
     const ul = document.createElement('ul');
     ul.className = 'tags';
     for (const c of tags) {
       const li = document.createElement('li');
-      li.textContent = `${c.concept} ${Math.round(c.score * 100)}`;
-      li.title = `presence score ${c.score.toFixed(3)}`;
+      li.textContent = words.concept(c.concept);
+      li.dataset.concept = c.concept;
+      li.title = `${c.concept}: presence score ${c.score.toFixed(3)}`;
       ul.append(li);
     }
     $('concepts').replaceChildren(h, ul);
@@ -371,7 +408,7 @@ function renderAll(r) {
   const cap = document.createElement('caption');
   cap.textContent = `All ${r.labels.length} classes of ${r.labelSetName}`;
   const head = table.createTHead().insertRow();
-  for (const t of ['Class', 'Probability']) {
+  for (const t of ['Class', 'In plain words', 'Probability']) {
     const th = document.createElement('th');
     th.scope = 'col';
     th.textContent = t;
@@ -384,6 +421,7 @@ function renderAll(r) {
     .forEach(([l, p]) => {
       const row = body.insertRow();
       row.insertCell().textContent = l;
+      row.insertCell().textContent = state.words.knows(l) ? state.words.name(l) : '';
       row.insertCell().textContent = p.toFixed(4);
     });
   table.prepend(cap);
@@ -411,6 +449,19 @@ async function copy(text) {
   }
 }
 
+/** Draws the square the model saw (`result.crop`, in the photo's pixels) on the preview, in
+ * percent of the image so it follows the preview's size. */
+function showCrop(crop) {
+  const box = $('crop-box');
+  box.hidden = $('crop-note').hidden = !crop;
+  if (!crop) return;
+  const pct = (v, of) => `${(100 * v) / of}%`;
+  box.style.left = pct(crop.x, crop.imageWidth);
+  box.style.top = pct(crop.y, crop.imageHeight);
+  box.style.width = pct(crop.width, crop.imageWidth);
+  box.style.height = pct(crop.height, crop.imageHeight);
+}
+
 // ---- input -------------------------------------------------------------------------------------
 
 function setImage(file) {
@@ -422,6 +473,7 @@ function setImage(file) {
   img.onload = img.onerror = () => URL.revokeObjectURL(url);
   img.src = url;
   $('preview-caption').textContent = `${state.imageName} (${formatBytes(file.size)})`;
+  showCrop(null);
   $('preview').hidden = false;
   classify();
 }
@@ -490,4 +542,5 @@ if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('n
   navigator.serviceWorker.register('sw.js').catch(() => {});
 }
 wire();
+loadPlainWords(); // now, so that classifying later makes no network request
 loadModel();

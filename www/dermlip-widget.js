@@ -11,6 +11,12 @@
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
+import { PlainWords, adviceLevel, loadPlainWords } from './plain-words.js';
+
+// Everyday names for the built-in classes and concept tags (www/plain-language.json), one copy
+// for every widget on the page; labels it does not know are shown as they are.
+let WORDS = new PlainWords({});
+const WORDS_READY = loadPlainWords().then((w) => (WORDS = w));
 
 const TAG = 'dermlip-classifier';
 const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
@@ -25,6 +31,9 @@ const REVEALS = ['interaction', 'auto'];
 const MODEL_CARD_PAGE = new URL('./model-card.html', import.meta.url).href;
 const DEFAULT_TOP_K = 3;
 const DEFAULT_CONCEPTS = 5;
+// A quiz lists every class as a radio button: past this many it is no longer a question a student
+// can answer (derm1m has 407). The `options` attribute picks a subset.
+const MAX_QUIZ_OPTIONS = 20;
 
 // ---- UI strings ---------------------------------------------------------------------------------
 
@@ -60,6 +69,10 @@ const STRINGS = {
     incorrect: (a) => `Not quite: the answer is ${a}.`,
     notTruth: 'The model is not ground truth: it can be wrong, and it knows nothing about the patient.',
     modelSays: "The model's top matches",
+    advice: {
+      standard: 'See a doctor if the spot is new, growing or changing, has several colours or an uneven edge, bleeds, itches or does not heal within 4 weeks.',
+      strong: 'The closest match is a kind of skin cancer or pre-cancer. This tool is often wrong, but please show this spot to a doctor soon, within a few weeks.',
+    },
     consent: (host, repo) => `A link asks this page to load a model from ${host} (repository ${repo}). It is not this widget's DermLIP model; load it only if you trust whoever published it.`,
     consentLoad: (host) => `Load the model from ${host}`,
     thirdParty: (label) => `Third-party model: ${label}`,
@@ -82,6 +95,10 @@ const STRINGS = {
       labels: (n) => `The labels attribute needs at least two labels separated by semicolons (got ${n}).`,
       templates: (t) => `Every template must contain {c}, where the label goes ("${t}" does not).`,
       answer: (a) => `The answer "${a}" is not one of the answer options.`,
+      options: (n) => `The options attribute needs at least two classes of the label set, separated by semicolons (got ${n}).`,
+      optionsWithLabels: 'Use either options (a subset of the label set) or labels (your own classes), not both.',
+      optionsUnknown: (m) => `The options attribute: ${m}.`,
+      tooMany: (n, max) => `A quiz with ${n} answer options is too long to answer; list at most ${max} of them in the options attribute.`,
       model: (url, m) => `The model could not be loaded from ${url}: ${m}`,
       src: (url, m) => `The case photo could not be loaded from ${url}: ${m}`,
       image: 'This file is not a photo this widget can read. Use a JPEG, PNG, WebP, GIF or BMP image.',
@@ -119,6 +136,10 @@ const STRINGS = {
     incorrect: (a) => `Nicht ganz: Die Antwort ist ${a}.`,
     notTruth: 'Das Modell ist keine Musterlösung: Es kann sich irren und weiß nichts über die Patientin oder den Patienten.',
     modelSays: 'Die besten Übereinstimmungen des Modells',
+    advice: {
+      standard: 'Gehen Sie zum Arzt, wenn die Stelle neu ist, wächst oder sich verändert, mehrere Farben oder einen unregelmäßigen Rand hat, blutet, juckt oder nicht innerhalb von 4 Wochen abheilt.',
+      strong: 'Die nächste Übereinstimmung ist eine Art Hautkrebs oder Krebsvorstufe. Dieses Werkzeug irrt sich oft, aber zeigen Sie diese Stelle bitte bald, innerhalb weniger Wochen, einer Ärztin oder einem Arzt.',
+    },
     consent: (host, repo) => `Ein Link verlangt, dass diese Seite ein Modell von ${host} lädt (Repository ${repo}). Es ist nicht das DermLIP-Modell dieses Widgets; laden Sie es nur, wenn Sie der Person vertrauen, die es veröffentlicht hat.`,
     consentLoad: (host) => `Modell von ${host} laden`,
     thirdParty: (label) => `Modell eines Dritten: ${label}`,
@@ -141,6 +162,10 @@ const STRINGS = {
       labels: (n) => `Das Attribut labels braucht mindestens zwei durch Semikolon getrennte Labels (erhalten: ${n}).`,
       templates: (t) => `Jede Vorlage muss {c} enthalten, die Stelle für das Label („${t}“ enthält es nicht).`,
       answer: (a) => `Die Antwort „${a}“ ist keine der Antwortmöglichkeiten.`,
+      options: (n) => `Das Attribut options braucht mindestens zwei Klassen der Label-Liste, durch Semikolons getrennt (erhalten: ${n}).`,
+      optionsWithLabels: 'Verwenden Sie entweder options (eine Auswahl aus der Label-Liste) oder labels (eigene Klassen), nicht beides.',
+      optionsUnknown: (m) => `Das Attribut options: ${m}.`,
+      tooMany: (n, max) => `Ein Quiz mit ${n} Antwortmöglichkeiten ist zu lang; nennen Sie höchstens ${max} davon im Attribut options.`,
       model: (url, m) => `Das Modell konnte nicht von ${url} geladen werden: ${m}`,
       src: (url, m) => `Das Foto zum Fall konnte nicht von ${url} geladen werden: ${m}`,
       image: 'Diese Datei ist kein Foto, das dieses Widget lesen kann. Verwenden Sie ein JPEG-, PNG-, WebP-, GIF- oder BMP-Bild.',
@@ -178,6 +203,10 @@ const STRINGS = {
     incorrect: (a) => `Pas tout à fait : la réponse est ${a}.`,
     notTruth: 'Le modèle n’est pas la vérité : il peut se tromper et ne sait rien du patient.',
     modelSays: 'Les meilleures correspondances du modèle',
+    advice: {
+      standard: 'Consultez un médecin si la tache est nouvelle, grandit ou change, a plusieurs couleurs ou un bord irrégulier, saigne, démange ou ne guérit pas en 4 semaines.',
+      strong: 'La correspondance la plus proche est une forme de cancer de la peau ou de lésion précancéreuse. Cet outil se trompe souvent, mais montrez cette tache à un médecin bientôt, dans les prochaines semaines.',
+    },
     consent: (host, repo) => `Un lien demande à cette page de charger un modèle depuis ${host} (dépôt ${repo}). Ce n’est pas le modèle DermLIP de ce widget ; ne le chargez que si vous faites confiance à son auteur.`,
     consentLoad: (host) => `Charger le modèle depuis ${host}`,
     thirdParty: (label) => `Modèle tiers : ${label}`,
@@ -200,6 +229,10 @@ const STRINGS = {
       labels: (n) => `L’attribut labels demande au moins deux étiquettes séparées par des points-virgules (reçu ${n}).`,
       templates: (t) => `Chaque modèle de phrase doit contenir {c}, la place de l’étiquette (« ${t} » ne le contient pas).`,
       answer: (a) => `La réponse « ${a} » ne fait pas partie des réponses possibles.`,
+      options: (n) => `L’attribut options demande au moins deux classes de la liste, séparées par des points-virgules (reçu ${n}).`,
+      optionsWithLabels: 'Utilisez soit options (une partie de la liste), soit labels (vos propres classes), pas les deux.',
+      optionsUnknown: (m) => `L’attribut options : ${m}.`,
+      tooMany: (n, max) => `Un quiz à ${n} réponses possibles est trop long ; indiquez-en au plus ${max} dans l’attribut options.`,
       model: (url, m) => `Le modèle n’a pas pu être chargé depuis ${url} : ${m}`,
       src: (url, m) => `La photo du cas n’a pas pu être chargée depuis ${url} : ${m}`,
       image: 'Ce fichier n’est pas une photo lisible par ce widget. Utilisez une image JPEG, PNG, WebP, GIF ou BMP.',
@@ -237,6 +270,10 @@ const STRINGS = {
     incorrect: (a) => `No exactamente: la respuesta es ${a}.`,
     notTruth: 'El modelo no es la verdad: puede equivocarse y no sabe nada del paciente.',
     modelSays: 'Las mejores coincidencias del modelo',
+    advice: {
+      standard: 'Consulta a un médico si la mancha es nueva, crece o cambia, tiene varios colores o un borde irregular, sangra, pica o no se cura en 4 semanas.',
+      strong: 'La coincidencia más cercana es un tipo de cáncer de piel o de lesión precancerosa. Esta herramienta se equivoca a menudo, pero enseña esta mancha a un médico pronto, en las próximas semanas.',
+    },
     consent: (host, repo) => `Un enlace pide a esta página cargar un modelo de ${host} (repositorio ${repo}). No es el modelo DermLIP de este widget; cárgalo solo si confías en quien lo publicó.`,
     consentLoad: (host) => `Cargar el modelo de ${host}`,
     thirdParty: (label) => `Modelo de terceros: ${label}`,
@@ -259,6 +296,10 @@ const STRINGS = {
       labels: (n) => `El atributo labels necesita al menos dos etiquetas separadas por punto y coma (recibidas: ${n}).`,
       templates: (t) => `Cada plantilla debe contener {c}, donde va la etiqueta («${t}» no lo contiene).`,
       answer: (a) => `La respuesta «${a}» no es una de las opciones.`,
+      options: (n) => `El atributo options necesita al menos dos clases de la lista, separadas por punto y coma (recibido ${n}).`,
+      optionsWithLabels: 'Usa options (una parte de la lista) o labels (tus propias clases), no ambos.',
+      optionsUnknown: (m) => `El atributo options: ${m}.`,
+      tooMany: (n, max) => `Un quiz con ${n} opciones es demasiado largo; indica como máximo ${max} en el atributo options.`,
       model: (url, m) => `No se pudo cargar el modelo desde ${url}: ${m}`,
       src: (url, m) => `No se pudo cargar la foto del caso desde ${url}: ${m}`,
       image: 'Este archivo no es una foto que este widget pueda leer. Usa una imagen JPEG, PNG, WebP, GIF o BMP.',
@@ -337,6 +378,10 @@ ol.predictions li { margin: 0.15em 0; }
   .row meter { grid-column: 1 / -1; grid-row: 2; }
 }
 li.chosen .label { font-weight: 700; }
+.label .medical { color: var(--dermlip-muted, #4a5360); font-size: 0.9em; font-weight: 400; }
+.description { margin: 0.2em 0; }
+.advice { border-left: 4px solid var(--dermlip-notice-border, #b88a00); background: var(--dermlip-notice-bg, #fff4d6); padding: 0.3em 0.6em; font-size: 0.9em; border-radius: 4px; }
+.advice-strong { border-left-color: var(--dermlip-banner-border, #a11a1a); background: var(--dermlip-banner-bg, #fde8e8); font-weight: 600; }
 li.chosen .label::after { content: " \\2190"; }
 .subtitle { font-weight: 600; margin: 0.7em 0 0.3em; }
 ul.tags { list-style: none; padding: 0; margin: 0.3em 0; display: flex; flex-wrap: wrap; gap: 0.4em; }
@@ -391,7 +436,7 @@ function parseCount(value, min) {
 // ---- the element -----------------------------------------------------------------------------------
 
 class DermlipClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer'];
+  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer', 'options'];
 
   /** (model URL, backend) → {key, url, backend, promise, model, refs, progress, textTower, failed} */
   static #models = new Map();
@@ -521,7 +566,9 @@ class DermlipClassifier extends HTMLElement {
     u.again = el('button', { type: 'button', className: 'secondary', part: 'button again', hidden: true });
     u.quizMsg = el('span', { className: 'hint', role: 'status' });
     u.feedback = el('div', { className: 'feedback', part: 'feedback', tabIndex: -1, hidden: true });
-    u.quiz = el('form', { part: 'quiz', hidden: true, noValidate: true }, u.fieldset, u.feedback, el('div', { className: 'quiz-actions' }, u.submit, u.again, u.quizMsg));
+    // The teacher's note (`<div slot="note">…</div>` inside the element), shown after the answer.
+    u.note = el('div', { className: 'teaching-note', part: 'note', hidden: true }, el('slot', { name: 'note' }));
+    u.quiz = el('form', { part: 'quiz', hidden: true, noValidate: true }, u.fieldset, u.feedback, u.note, el('div', { className: 'quiz-actions' }, u.submit, u.again, u.quizMsg));
     u.result = el('div', { className: 'result', part: 'result', 'aria-live': 'polite' });
     u.concepts = el('div', { className: 'concepts', part: 'concepts', 'aria-live': 'polite' });
     u.box.append(u.title, u.banner, u.notice, u.status, u.source, u.consent, u.ask, u.progress, u.error, u.picker, u.figure, u.quiz, u.result, u.concepts);
@@ -630,9 +677,20 @@ class DermlipClassifier extends HTMLElement {
       const bad = templates.find((x) => !x.includes('{c}'));
       if (bad !== undefined || !templates.length) throw new AttrError('templates', t.templates(bad ?? ''));
     }
+    let only;
+    if (attr('options') !== null) {
+      if (attr('labels') !== null) throw new AttrError('options', t.optionsWithLabels);
+      only = split(attr('options'));
+      if (only.length < 2) throw new AttrError('options', t.options(only.length));
+    }
+    if (mode === 'quiz') {
+      const builtin = this.info && !Array.isArray(labels) ? this.info.builtinLabelSets.find((s) => s.id === labels) : null;
+      const n = only ? only.length : Array.isArray(labels) ? labels.length : builtin ? builtin.classes : 0;
+      if (n > MAX_QUIZ_OPTIONS) throw new AttrError(only ? 'options' : 'label-set', t.tooMany(n, MAX_QUIZ_OPTIONS));
+    }
     const sets = this.info && this.info.labelSets;
     const needsText = Array.isArray(labels) || !!templates || (sets !== undefined && sets !== null && !sets.some((s) => s.id === labels));
-    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, needsText, src: attr('src'), answer: attr('answer') };
+    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, only, needsText, src: attr('src'), answer: attr('answer') };
   }
 
   #schedule() {
@@ -964,6 +1022,7 @@ class DermlipClassifier extends HTMLElement {
       topK: cfg.topK,
       templates: cfg.templates,
       concepts: cfg.mode === 'concepts' ? Math.max(cfg.concepts, cfg.topK) : cfg.concepts,
+      only: cfg.only,
     };
     // Only what changes the result (or the mode) classifies again; `lang` only re-renders.
     const signature = JSON.stringify([this.#entry.key, cfg.mode, cfg.labels, options]);
@@ -977,6 +1036,7 @@ class DermlipClassifier extends HTMLElement {
     this.#render(cfg);
     try {
       const result = await this.#entry.model.classify(image.blob, cfg.labels, options);
+      await WORDS_READY;
       if (gen !== this.#gen) return;
       this.#busy = false;
       this.#result = result;
@@ -988,6 +1048,10 @@ class DermlipClassifier extends HTMLElement {
       this.#busy = false;
       this.#result = null;
       this.#render(cfg);
+      // A class `options` names that the set lacks: the engine checks it (it holds the set).
+      if (cfg.only && /is not a class of|listed twice/.test(e.message)) {
+        return this.#fail('bad-attribute', this.#t.err.optionsUnknown(e.message.replace(/^Error: /, '')), 'options');
+      }
       const bad = /unrecognised image data|unsupported image format|corrupt or truncated/.test(e.message);
       this.#fail(bad ? 'image' : 'classify', bad ? this.#t.err.image : this.#t.err.classify(e.message), null);
     }
@@ -1108,6 +1172,7 @@ class DermlipClassifier extends HTMLElement {
     const status = (text) => el('p', { className: 'hint' }, text);
     u.quiz.hidden = mode !== 'quiz';
     u.feedback.hidden = true;
+    u.note.hidden = true;
     if (mode === 'quiz') return this.#renderQuiz(cfg, r, status);
     if (!r) {
       const msg = !cfg ? '' : this.#busy ? t.working : this.#image && !(entry && entry.model) ? t.waiting : !this.#image ? t.pickPhoto : '';
@@ -1143,28 +1208,42 @@ class DermlipClassifier extends HTMLElement {
 
   #predictionView(r, chosen) {
     const t = this.#t;
+    const lang = this.#lang;
     const list = el('ol', { className: 'predictions', part: 'predictions' });
     for (const p of r.predictions) {
-      const meter = el('meter', { min: 0, max: 1, value: p.probability, 'aria-label': `${p.label}: ${percent(p.probability)}` });
-      const row = el('div', { className: 'row' }, el('span', { className: 'label' }, p.label), meter, el('span', { className: 'value' }, percent(p.probability)));
+      const plain = WORDS.name(p.label, lang);
+      const label = el('span', { className: 'label', title: WORDS.description(p.label, lang) }, plain);
+      if (WORDS.knows(p.label) && plain.toLowerCase() !== p.label.toLowerCase()) label.append(el('span', { className: 'medical' }, ` (${p.label})`));
+      const meter = el('meter', { min: 0, max: 1, value: p.probability, 'aria-label': `${plain}: ${percent(p.probability)}` });
+      const row = el('div', { className: 'row' }, label, meter, el('span', { className: 'value' }, percent(p.probability)));
       const li = el('li', { part: p.label === chosen ? 'prediction chosen' : 'prediction' }, row);
       if (p.label === chosen) li.className = 'chosen';
       list.append(li);
     }
     const top = r.predictions[0];
-    const lead = el('p', { className: 'lead' }, t.lead(r.labelSetName, top.label, percent(top.probability)));
-    return [lead, list, el('p', { className: 'hint' }, t.hint)];
+    const lead = el('p', { className: 'lead' }, t.lead(r.labelSetName, WORDS.name(top.label, lang), percent(top.probability)));
+    const out = [lead];
+    const desc = WORDS.description(top.label, lang);
+    if (desc) out.push(el('p', { className: 'description', part: 'description' }, desc));
+    // In a quiz the advice would give the answer away; it is a teaching case, not the reader's skin.
+    if (chosen === null) {
+      const level = adviceLevel(r);
+      out.push(el('p', { className: `advice advice-${level}`, part: `advice advice-${level}`, role: level === 'strong' ? 'alert' : 'note' }, t.advice[level]));
+    }
+    return [...out, list, el('p', { className: 'hint' }, t.hint)];
   }
 
   #conceptView(r, n, asList) {
     const t = this.#t;
+    const lang = this.#lang;
     const tags = (r.concepts || []).slice(0, n);
     if (!n) return [];
     const head = el('p', { className: 'subtitle' }, t.tags);
     if (!tags.length) return [head, el('p', { className: 'hint' }, t.noTags)];
     const ul = el('ul', { className: 'tags', part: 'tags' });
     for (const c of tags) {
-      const li = el('li', { part: 'tag', title: `${c.score.toFixed(3)}` }, `${c.concept} ${Math.round(c.score * 100)}`);
+      const li = el('li', { part: 'tag', title: `${c.concept}: ${c.score.toFixed(3)}` }, WORDS.concept(c.concept, lang));
+      li.dataset.concept = c.concept;
       ul.append(li);
     }
     return asList ? [ul, el('p', { className: 'hint' }, t.hint)] : [head, ul];
@@ -1217,6 +1296,7 @@ class DermlipClassifier extends HTMLElement {
     u.feedback.replaceChildren(...lines);
     u.feedback.className = `feedback ${answer !== null ? (answer === this.#choice ? 'good' : 'bad') : top === this.#choice ? 'good' : ''}`;
     u.feedback.hidden = false;
+    u.note.hidden = false;
     u.result.replaceChildren(el('p', { className: 'subtitle' }, t.modelSays), ...this.#predictionView(r, this.#choice));
     u.concepts.replaceChildren(...this.#conceptView(r, cfg.concepts, false));
   }

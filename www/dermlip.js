@@ -99,10 +99,14 @@ export class DermLIP {
   /**
    * `labels`: a built-in label set id (`info.builtinLabelSets`: 'ham7', 'pad6', 'daffodil5', 'f17k',
    * 'snu134', 'sd128', 'derm1m'; default `info.defaultLabelSet`) or an array of class names.
-   * Options: topK (5), templates (default `info.templates`), concepts (number of tags).
+   * Options: topK (5), templates (default `info.templates`), concepts (number of tags), only
+   * (a subset of the label set's classes, with its precomputed embeddings: no text tower).
+   * The result also says which classes the ontology files under "malignant" (`malignant`, per
+   * label; `malignantProbability`) and which square of the photo the model saw (`crop`).
    */
-  async classify(image, labels, { topK = 5, templates, concepts = 0 } = {}) {
+  async classify(image, labels, { topK = 5, templates, concepts = 0, only } = {}) {
     const request = { topK, concepts };
+    if (only !== undefined) request.only = [...only].map(String);
     if (Array.isArray(labels)) request.labels = labels.map(String);
     else if (typeof labels === 'string') request.labelSet = labels;
     else if (labels !== undefined) throw new TypeError('labels must be a label set id or an array of class names');

@@ -411,6 +411,19 @@ impl Ontology {
         out
     }
 
+    /// Whether a name or alias sits under `ancestor` (or is it); false for an unknown name.
+    pub fn is_under(&self, name: &str, ancestor: &str) -> bool {
+        let Some(top) = self.find(ancestor) else { return false };
+        let mut at = self.find(name);
+        while let Some(i) = at {
+            if i == top {
+                return true;
+            }
+            at = self.nodes[i].parent;
+        }
+        false
+    }
+
     /// Names of the children of a node (of the root for [`ROOT`]); empty for a leaf or unknown name.
     pub fn children(&self, name: &str) -> Vec<&str> {
         self.find(name)

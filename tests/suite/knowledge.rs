@@ -434,3 +434,82 @@ fn ontology_json_errors() {
     assert!(matches!(Ontology::from_json("{"), Err(OntologyError::Json(_))));
     assert!(matches!(Ontology::from_json(r#"{"children": [{"name": " "}]}"#), Err(OntologyError::BlankName { .. })));
 }
+
+// ---------------------------------------------------------------- what the page tells a patient
+
+#[test]
+fn the_ontology_says_which_classes_are_cancers_or_pre_cancers() {
+    let o = Ontology::builtin();
+    // The classes of the two dermoscopy/phone sets, by hand from the Derm1M ontology (and from
+    // medicine: actinic keratosis is a pre-cancer, filed under "malignant" there).
+    let malignant = ["melanoma", "basal cell carcinoma", "squamous cell carcinoma", "actinic keratosis"];
+    let benign = ["nevus", "seborrheic keratosis", "benign keratosis", "dermatofibroma", "vascular"];
+    for c in malignant {
+        assert!(o.is_under(c, "malignant"), "{c}");
+    }
+    for c in benign {
+        assert!(!o.is_under(c, "malignant"), "{c}");
+    }
+    assert!(o.is_under("Malignant Melanoma", "skin cancer"), "aliases on both sides");
+    assert!(o.is_under("malignant", "malignant"));
+    assert!(!o.is_under("no such class", "malignant"));
+    assert!(!o.is_under("melanoma", "no such node"));
+    assert!(!o.is_under("malignant", "melanoma"), "an ancestor is not under its child");
+}
+
+/// `www/plain-language.json`: the page's plain names and one-line descriptions for every class of
+/// every built-in set and for every concept tag, in the widget's four languages.
+#[test]
+fn every_builtin_class_and_concept_has_plain_words_in_four_languages() {
+    const PLAIN: &str = include_str!("../../www/plain-language.json");
+    const LANGS: [&str; 4] = ["en", "de", "fr", "es"];
+    let doc: Value = serde_json::from_str(PLAIN).unwrap();
+    assert_eq!(doc["format"], "dermlip-plain-language/1");
+    assert!(doc["about"].as_str().is_some_and(|s| s.contains("not reviewed by a clinician")));
+    let classes = doc["classes"].as_object().unwrap();
+    let bad_chars = |s: &str| s.contains(['<', '>', '`']) || s.trim() != s || s.contains("  ");
+    let mut wanted = std::collections::BTreeSet::new();
+    for id in LabelSet::builtin_ids() {
+        for c in LabelSet::builtin(id).unwrap().classes() {
+            wanted.insert(c.trim().to_lowercase());
+        }
+    }
+    let have: std::collections::BTreeSet<String> = classes.keys().cloned().collect();
+    assert_eq!(have, wanted, "the keys are the built-in classes, lower-cased, no more, no less");
+    let mut problems = Vec::new();
+    for (key, entry) in classes {
+        for lang in LANGS {
+            let (name, desc) = (entry[lang]["name"].as_str(), entry[lang]["description"].as_str());
+            let (Some(name), Some(desc)) = (name, desc) else {
+                problems.push(format!("{key}/{lang}: missing"));
+                continue;
+            };
+            let (n, d) = (name.chars().count(), desc.chars().count());
+            if !(2..=40).contains(&n) || bad_chars(name) || name.chars().next().is_some_and(|c| c.is_lowercase()) {
+                problems.push(format!("{key}/{lang}: name {name:?}"));
+            }
+            if !(30..=160).contains(&d) || bad_chars(desc) || !desc.ends_with(['.', '!', '。']) {
+                problems.push(format!("{key}/{lang}: description {desc:?}"));
+            }
+        }
+        assert_eq!(entry.as_object().unwrap().len(), 4, "{key}: exactly the four languages");
+    }
+    let concepts = doc["concepts"].as_object().unwrap();
+    let names: Vec<&str> = dermlip::knowledge::concepts::concepts().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        concepts.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>(),
+        names.iter().copied().collect()
+    );
+    for (key, entry) in concepts {
+        for lang in LANGS {
+            match entry[lang].as_str() {
+                Some(t) if (2..=32).contains(&t.chars().count()) && !bad_chars(t) && !t.ends_with('.') => {}
+                other => problems.push(format!("concept {key}/{lang}: {other:?}")),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    // Spot checks a reader can verify: the everyday words, not the ontology's.
+    assert_eq!(classes["nevus"]["en"]["name"], "Mole");
+    assert!(classes["melanoma"]["en"]["description"].as_str().unwrap().to_lowercase().contains("cancer"));
+}

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use dermlip::input::preprocess::{
-    crop_rgb, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError, ResizeMode,
+    crop_box, crop_rgb, crop_rgb_with_box, load_rgb, preprocess, Interpolation, PreprocessConfig, PreprocessError,
+    ResizeMode,
 };
 
 fn fixtures() -> PathBuf {
@@ -210,4 +211,39 @@ fn damaged_app_segments_match_pil() {
         .map(|file| format!("{file}: PIL refuses it, dermlip decodes it"))
         .collect();
     assert!(accepted.is_empty(), "{}", accepted.join("\n"));
+}
+
+/// The square the model sees, mapped back to the photo (shown on the web page's preview): worked
+/// by hand from torchvision's `Resize(224)` (`int(224 * long / short)`) and `CenterCrop(224)`
+/// (`round((n - 224) / 2)`, half to even).
+#[test]
+fn crop_box_is_the_centre_crop_in_the_photos_pixels() {
+    let cfg = PreprocessConfig::default();
+    let cases = [
+        // 451x300 -> 336x224, x offset 56
+        ((451, 300), (56.0 * 451.0 / 336.0, 0.0, 224.0 * 451.0 / 336.0, 300.0)),
+        // 100x800 -> 224x1792, y offset 784
+        ((100, 800), (0.0, 350.0, 100.0, 100.0)),
+        // 225x224 -> 225x224, offset round(0.5) = 0 (half to even)
+        ((225, 224), (0.0, 0.0, 224.0, 224.0)),
+        // 227x224 -> offset round(1.5) = 2
+        ((227, 224), (2.0, 0.0, 224.0, 224.0)),
+        ((224, 224), (0.0, 0.0, 224.0, 224.0)),
+    ];
+    for ((w, h), (x, y, bw, bh)) in cases {
+        let b = crop_box(w, h, &cfg);
+        let got = (b.x, b.y, b.width, b.height);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(got.0, x) && close(got.1, y) && close(got.2, bw) && close(got.3, bh), "{w}x{h}: {got:?}");
+        assert_eq!((b.image_width, b.image_height), (w, h));
+    }
+    // Decoding agrees with the plan, EXIF orientation applied (stored 300x200, shown rotated).
+    for rel in ["images/chelsea_451x300_q95_444.jpg", "images/chelsea_exif6_300x200.jpg"] {
+        let bytes = read(rel);
+        let (rgb, b) = crop_rgb_with_box(&bytes, &cfg).unwrap();
+        assert_eq!(rgb.dimensions(), (224, 224));
+        let shown = load_rgb(&bytes, cfg.max_pixels).unwrap().dimensions();
+        assert_eq!((b.image_width, b.image_height), shown, "{rel}");
+        assert_eq!(b, crop_box(shown.0, shown.1, &cfg), "{rel}");
+    }
 }

@@ -65,16 +65,50 @@ pub fn load_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessErr
     Ok(decoded.to_rgb(Rect { x: 0, y: 0, w, h }))
 }
 
+/// The part of the image the model sees, in the decoded image's pixels (after its EXIF
+/// orientation, as a browser shows it): the centre crop mapped back through the resize. Shown on
+/// the web page's preview; `x + width <= image_width` and `y + height <= image_height`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CropBox {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub image_width: u32,
+    pub image_height: u32,
+}
+
 /// Returns the `size`×`size` RGB image that open_clip feeds to `ToTensor` (the output before `Normalize`).
 pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
+    crop_rgb_with_box(bytes, cfg).map(|(rgb, _)| rgb)
+}
+
+/// [`crop_rgb`] and where in the image the crop lies.
+pub fn crop_rgb_with_box(bytes: &[u8], cfg: &PreprocessConfig) -> Result<(RgbImage, CropBox), PreprocessError> {
     cfg.validate()?;
     let (decoded, _) = decode(bytes, cfg.max_pixels, true)?;
     Ok(resize_crop(decoded, cfg))
 }
 
+/// The crop box for an image of `width`×`height` pixels (no decoding; the same plan as the crop).
+pub fn crop_box(width: u32, height: u32, cfg: &PreprocessConfig) -> CropBox {
+    resize_plan(width, height, cfg).2
+}
+
 /// As [`crop_rgb`] for raw RGBA pixels (a canvas `ImageData`, a camera frame); alpha is dropped,
 /// as `convert("RGB")` of an opaque image would.
 pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
+    crop_rgba_with_box(rgba, width, height, cfg).map(|(rgb, _)| rgb)
+}
+
+/// [`crop_rgba`] and where in the image the crop lies.
+pub fn crop_rgba_with_box(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    cfg: &PreprocessConfig,
+) -> Result<(RgbImage, CropBox), PreprocessError> {
     cfg.validate()?;
     // The shape checks run first, so that no size derived from width and height is computed for
     // an image that is refused; the byte count in u64 (width * height * 4 overflows a 32-bit usize).
@@ -96,8 +130,8 @@ pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -
     Ok(resize_crop(Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false }, cfg))
 }
 
-fn resize_crop(decoded: Decoded, cfg: &PreprocessConfig) -> RgbImage {
-    let (w, h) = decoded.dims();
+/// The resized size and the crop in it, and the crop mapped back to the image.
+fn resize_plan(w: u32, h: u32, cfg: &PreprocessConfig) -> (u32, u32, CropBox, Rect) {
     let s = cfg.size;
     let (nw, nh) = match cfg.resize_mode {
         ResizeMode::Squash => (s, s),
@@ -113,11 +147,27 @@ fn resize_crop(decoded: Decoded, cfg: &PreprocessConfig) -> RgbImage {
         }
     };
     let crop = Rect { x: center_offset(nw, s), y: center_offset(nh, s), w: s, h: s };
+    let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
+    let boxed = CropBox {
+        x: crop.x as f64 * sx,
+        y: crop.y as f64 * sy,
+        width: (s as f64 * sx).min(w as f64),
+        height: (s as f64 * sy).min(h as f64),
+        image_width: w,
+        image_height: h,
+    };
+    (nw, nh, boxed, crop)
+}
+
+fn resize_crop(decoded: Decoded, cfg: &PreprocessConfig) -> (RgbImage, CropBox) {
+    let (w, h) = decoded.dims();
+    let s = cfg.size;
+    let (nw, nh, boxed, crop) = resize_plan(w, h, cfg);
     let filter = match cfg.interpolation {
         Interpolation::Bicubic => Filter::Bicubic,
         Interpolation::Bilinear => Filter::Bilinear,
     };
-    decoded.resize_crop(nw, nh, crop, filter).to_rgb(Rect { x: 0, y: 0, w: s, h: s })
+    (decoded.resize_crop(nw, nh, crop, filter).to_rgb(Rect { x: 0, y: 0, w: s, h: s }), boxed)
 }
 
 /// `ToTensor` + `Normalize`: CHW float32, `(v / 255 - mean) / std`, computed in f32 as torch does.
