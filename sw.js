@@ -18,6 +18,7 @@ const SHELL = [
   'www/model-card.js',
   'www/trusted-models.js',
   'www/plain-words.js',
+  'www/gallery.js',
   'www/plain-language.json',
   'www/style.css',
   'www/app.webmanifest',

@@ -70,10 +70,25 @@ pub struct Manifest {
     pub templates: Vec<String>,
     pub label_sets: Vec<LabelSetEntry>,
     pub files: Vec<FileEntry>,
+    /// The out-of-domain check's prompts ([`crate::knowledge::domain`]), whose embeddings are in
+    /// `label-embeddings.safetensors` as `domain.skin` and `domain.other`; absent in bundles
+    /// written before the check existed (then the page skips it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainPrompts>,
     /// What the bundle serves; absent in bundles written before it existed (then "unknown").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_card: Option<ModelCard>,
 }
+
+/// The prompt lists a bundle's out-of-domain embeddings were made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainPrompts {
+    pub skin: Vec<String>,
+    pub other: Vec<String>,
+}
+
+pub const DOMAIN_SKIN_KEY: &str = "domain.skin";
+pub const DOMAIN_OTHER_KEY: &str = "domain.other";
 
 /// Whether a bundle's weights are a trained model or a test fixture (random weights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,26 +213,46 @@ impl Manifest {
 
 /// Reads `label-embeddings.safetensors` against the manifest's label sets: `(entry, class weights)`.
 pub fn read_label_embeddings(manifest: &Manifest, bytes: Vec<u8>) -> Result<Vec<(LabelSetEntry, Vec<Vec<f32>>)>> {
+    Ok(read_embeddings(manifest, bytes)?.0)
+}
+
+/// [`read_label_embeddings`] and the out-of-domain check, when the bundle has one. A bundle whose
+/// prompts are not this build's ([`crate::knowledge::domain`]) has none: its embeddings would be
+/// read against the wrong prompts.
+#[allow(clippy::type_complexity)]
+pub fn read_embeddings(
+    manifest: &Manifest,
+    bytes: Vec<u8>,
+) -> Result<(Vec<(LabelSetEntry, Vec<Vec<f32>>)>, Option<crate::knowledge::domain::DomainCheck>)> {
     let mut sd = crate::weights::StateDict::from_safetensors_bytes(bytes)?;
-    let mut out = Vec::new();
-    for set in &manifest.label_sets {
-        let data = sd
-            .remove(&set.id)
-            .ok_or_else(|| Error::Weights(format!("{LABELS_FILE}: no embeddings for label set \"{}\"", set.id)))?;
+    // One `[n, embed_dim]` tensor as rows; `what` names it in errors.
+    let mut rows = |key: &str, what: &str, n: usize| -> Result<Vec<Vec<f32>>> {
+        let data = sd.remove(key).ok_or_else(|| Error::Weights(format!("{LABELS_FILE}: no embeddings for {what}")))?;
         let shape = data.shape().to_vec();
-        if shape != [set.classes.len(), manifest.embed_dim] {
+        if shape != [n, manifest.embed_dim] {
             return Err(Error::Weights(format!(
-                "{LABELS_FILE}: label set \"{}\" has shape {shape:?}, expected [{}, {}]",
-                set.id,
-                set.classes.len(),
+                "{LABELS_FILE}: {what} has shape {shape:?}, expected [{n}, {}]",
                 manifest.embed_dim
             )));
         }
         let flat =
             data.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Weights(format!("{LABELS_FILE}: {e:?}")))?;
-        out.push((set.clone(), flat.chunks(manifest.embed_dim).map(<[f32]>::to_vec).collect()));
+        Ok(flat.chunks(manifest.embed_dim).map(<[f32]>::to_vec).collect())
+    };
+    let domain = match &manifest.domain {
+        Some(p) if (p.skin.clone(), p.other.clone()) == crate::knowledge::domain::prompts() => {
+            let skin = rows(DOMAIN_SKIN_KEY, "the out-of-domain skin prompts", p.skin.len())?;
+            let other = rows(DOMAIN_OTHER_KEY, "the out-of-domain other prompts", p.other.len())?;
+            Some(crate::knowledge::domain::DomainCheck::new(skin, other)?)
+        }
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for set in &manifest.label_sets {
+        let weights = rows(&set.id, &format!("label set \"{}\"", set.id), set.classes.len())?;
+        out.push((set.clone(), weights));
     }
-    Ok(out)
+    Ok((out, domain))
 }
 
 #[cfg(not(target_family = "wasm"))]
@@ -335,6 +370,12 @@ mod writer {
             tensors.insert(id.clone(), TensorData::new(flat, [classifier.len(), lip.config.embed_dim]));
             sets.push(LabelSetEntry { id: id.clone(), name: set.name().to_string(), classes: set.classes().to_vec() });
         }
+        let domain = lip.domain_check()?;
+        let (skin, other) = crate::knowledge::domain::prompts();
+        for (key, rows) in [(DOMAIN_SKIN_KEY, domain.skin_rows()), (DOMAIN_OTHER_KEY, domain.other_rows())] {
+            let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+            tensors.insert(key.to_string(), TensorData::new(flat, [rows.len(), lip.config.embed_dim]));
+        }
         let scorer = lip.concept_scorer(
             crate::knowledge::concepts::concepts(),
             &ConceptPromptSet::monet(),
@@ -367,6 +408,7 @@ mod writer {
             text_weights: opts.text_weights,
             templates: opts.templates.clone(),
             label_sets: sets,
+            domain: Some(DomainPrompts { skin, other }),
             files,
             model_card: opts.model_card.clone(),
         };

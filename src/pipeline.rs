@@ -124,6 +124,14 @@ impl DermLip {
         images.iter().map(|b| Ok(preprocess::preprocess(b, &self.preprocess)?)).collect()
     }
 
+    /// The model input for the collection model check's probe picture
+    /// ([`crate::knowledge::retrieval::probe_rgba`]), preprocessed as any image.
+    pub fn probe_pixels(&self) -> Result<Vec<f32>> {
+        use crate::knowledge::retrieval::{probe_rgba, PROBE_SIDE};
+        let rgb = preprocess::crop_rgba(&probe_rgba(), PROBE_SIDE, PROBE_SIDE, &self.preprocess)?;
+        Ok(preprocess::normalize(&rgb, &self.preprocess))
+    }
+
     /// Normalised `3×size×size` CHW buffers → unnormalised image embeddings `[n, embed_dim]`.
     pub fn encode_pixels(&self, pixels: &[Vec<f32>]) -> Tensor<2> {
         self.encode_pixels_with(pixels, |batch| self.model.encode_image(batch))
@@ -318,6 +326,16 @@ impl DermLip {
     /// The class weights of [`DermLip::zero_shot_classifier`].
     pub fn zero_shot_weights(&self, labels: &[String], templates: &[String]) -> Result<Vec<Vec<f32>>> {
         Ok(self.zero_shot_classifier(labels, templates)?.weights)
+    }
+
+    /// The out-of-domain check's prompt embeddings ([`crate::knowledge::domain`]).
+    pub fn domain_check(&self) -> Result<crate::knowledge::domain::DomainCheck> {
+        let (skin, other) = crate::knowledge::domain::prompts();
+        let plain = ["{}".to_string()];
+        crate::knowledge::domain::DomainCheck::new(
+            self.zero_shot_weights(&skin, &plain)?,
+            self.zero_shot_weights(&other, &plain)?,
+        )
     }
 
     /// Embeds every concept prompt once; the scorer then needs only image embeddings.

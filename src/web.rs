@@ -15,7 +15,9 @@ use crate::config::ModelFileConfig;
 use crate::error::{Error, Result};
 use crate::input::preprocess::{self, CropBox};
 use crate::knowledge::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
+use crate::knowledge::domain::{DomainCheck, DomainVerdict};
 use crate::knowledge::labels::LabelSet;
+use crate::knowledge::retrieval::{EmbeddingStore, Hit, ItemKind};
 use crate::knowledge::zero_shot::{zero_shot_templates, Prediction, ZeroShotClassifier};
 use crate::model::clip::Towers;
 use crate::pipeline::{rows_async, DermLip};
@@ -64,7 +66,16 @@ struct ClassifyRequest {
     /// Only these classes of the label set (a quiz on a subset): their precomputed embeddings,
     /// no text tower; at least two, each in the set.
     only: Option<Vec<String>>,
+    /// How many similar cases of a loaded gallery to return (images only; 0 or absent: none).
+    similar: Option<usize>,
+    /// Which loaded gallery (its name in `setGallery`); may be left out when only one is loaded.
+    gallery: Option<String>,
 }
+
+/// The most similar cases a request may ask for.
+const MAX_SIMILAR: usize = 50;
+/// Galleries one engine keeps at once (widgets on a page share the engine).
+const MAX_GALLERIES: usize = 8;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +97,23 @@ struct ClassifyResult {
     malignant_probability: f32,
     /// The part of the photo the model saw (its centre crop), in the photo's pixels.
     crop: CropBox,
+    /// Whether the photo looks like skin at all (null when the bundle has no out-of-domain check).
+    domain: Option<DomainVerdict>,
+    /// The gallery's most similar image cases, best first (when the request asked for them).
+    similar: Vec<Hit>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GallerySummary {
+    model: String,
+    images: usize,
+    captions: usize,
+    /// The cosine between this model's and the gallery's embedding of the probe picture.
+    probe_cosine: f32,
+    /// Every image case's thumbnail path (relative to the gallery file), so that a page can fetch
+    /// them all before any search: which ones it shows then reveals nothing about the photo.
+    thumbnails: Vec<String>,
 }
 
 fn js_err(e: Error) -> JsError {
@@ -101,6 +129,10 @@ pub struct Engine {
     /// The last custom label list, so a second image with the same labels costs no text pass.
     custom: Option<(Vec<String>, Vec<String>, ClassSet)>,
     concepts: Option<ConceptScorer>,
+    /// The is-this-skin check, from the bundle (absent in bundles written before it existed).
+    domain: Option<DomainCheck>,
+    /// Teachers' case galleries (`dermlip index`) by name, searched for similar cases.
+    galleries: BTreeMap<String, EmbeddingStore>,
     max_pixels: u64,
 }
 
@@ -233,6 +265,8 @@ impl Engine {
             sets: BTreeMap::new(),
             custom: None,
             concepts: None,
+            domain: None,
+            galleries: BTreeMap::new(),
             max_pixels: (DEFAULT_MAX_MEGAPIXELS * 1e6) as u64,
         })
     }
@@ -296,12 +330,50 @@ impl Engine {
                 manifest.embed_dim, self.lip.config.embed_dim
             )));
         }
-        for (entry, weights) in bundle::read_label_embeddings(&manifest, bytes).map_err(js_err)? {
+        let (sets, domain) = bundle::read_embeddings(&manifest, bytes).map_err(js_err)?;
+        self.domain = domain;
+        for (entry, weights) in sets {
             let classifier = ZeroShotClassifier::new(entry.classes, weights).map_err(js_err)?;
             let set = ClassSet { id: entry.id, name: entry.name, classifier, precomputed: true };
             self.sets.insert(set.id.clone(), set);
         }
         Ok(())
+    }
+
+    /// A case gallery (a `.dlemb` file written by `dermlip index`) under a name (its URL, say),
+    /// checked to be this model's: the gallery's embedding of a fixed probe picture must match
+    /// this model's. Replaces a gallery of the same name.
+    #[wasm_bindgen(js_name = setGallery)]
+    pub async fn set_gallery(&mut self, name: String, bytes: Vec<u8>) -> Result<JsValue, JsError> {
+        self.lip.require_image().map_err(js_err)?;
+        if !self.galleries.contains_key(&name) && self.galleries.len() >= MAX_GALLERIES {
+            return Err(JsError::new(&format!("at most {MAX_GALLERIES} galleries can be loaded at once")));
+        }
+        let store = EmbeddingStore::from_bytes(&bytes).map_err(js_err)?;
+        let probe = self.lip.probe_pixels().map_err(js_err)?;
+        let embedding = rows_async(self.lip.encode_pixels(&[probe])).await.map_err(js_err)?.remove(0);
+        let probe_cosine = store.check_probe(&embedding).map_err(js_err)?;
+        let count = |k: ItemKind| store.items().iter().filter(|i| i.kind == k).count();
+        let summary = GallerySummary {
+            model: store.model.clone(),
+            images: count(ItemKind::Image),
+            captions: count(ItemKind::Text),
+            probe_cosine,
+            thumbnails: store.items().iter().filter_map(|i| i.thumbnail.clone()).collect(),
+        };
+        if summary.images == 0 {
+            return Err(JsError::new("the gallery holds no image cases"));
+        }
+        self.galleries.insert(name, store);
+        summary
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&format!("cannot return the gallery summary: {e}")))
+    }
+
+    /// Forgets a loaded gallery.
+    #[wasm_bindgen(js_name = clearGallery)]
+    pub fn clear_gallery(&mut self, name: String) {
+        self.galleries.remove(&name);
     }
 
     /// The bundle's `concepts.json`.
@@ -512,6 +584,23 @@ impl Engine {
         if n_concepts > 0 {
             self.concept_scorer().await?;
         }
+        let n_similar = req.similar.unwrap_or(0);
+        if n_similar > MAX_SIMILAR {
+            return Err(Error::Input(format!("similar: at most {MAX_SIMILAR} cases can be asked for")));
+        }
+        let gallery = match (n_similar, &req.gallery) {
+            (0, _) => None,
+            (_, Some(name)) => Some(
+                self.galleries
+                    .get(name)
+                    .ok_or_else(|| Error::Input(format!("no gallery \"{name}\" is loaded (loadGallery first)")))?,
+            ),
+            (_, None) if self.galleries.len() == 1 => self.galleries.values().next(),
+            (_, None) if self.galleries.is_empty() => {
+                return Err(Error::Input("similar cases need a gallery: load one first (loadGallery)".into()))
+            }
+            (_, None) => return Err(Error::Input("several galleries are loaded: name one (gallery)".into())),
+        };
         let subset = match &req.only {
             Some(only) => Some(subset(self.class_set(&key), only)?),
             None => None,
@@ -534,6 +623,8 @@ impl Engine {
             malignant: Vec::new(),
             malignant_probability: 0.0,
             crop,
+            domain: self.domain.as_ref().map(|d| d.check(&embedding, classifier)),
+            similar: Vec::new(),
         };
         let ontology = crate::knowledge::ontology::Ontology::builtin();
         let malignant: Vec<bool> = result.labels.iter().map(|l| ontology.is_under(l, MALIGNANT)).collect();
@@ -544,7 +635,11 @@ impl Engine {
             (Some(c), n) if n > 0 => c.top(&embedding, n),
             _ => Vec::new(),
         };
-        let result = ClassifyResult { concepts, ..result };
+        let similar = match gallery {
+            Some(g) => g.search(&embedding, n_similar, Some(ItemKind::Image))?,
+            None => Vec::new(),
+        };
+        let result = ClassifyResult { concepts, similar, ..result };
         result
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| Error::Input(format!("cannot return the result: {e}")))

@@ -3,12 +3,16 @@
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
-import { adviceLevel, loadPlainWords } from './plain-words.js';
+import { adviceLevel, loadPlainWords, notSkin } from './plain-words.js';
+import { prefetchThumbnails, releaseThumbnails, similarView } from './gallery.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
 const $ = (id) => document.getElementById(id);
-const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null };
+const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null, gallery: null };
+const EXAMPLE_GALLERY = 'www/galleries/example/gallery.dlemb';
+/** How many similar cases a result shows when a gallery is loaded. */
+const SIMILAR_CASES = 4;
 
 // Where the model comes from decides whether the visitor is asked first (docs/deploy.md, "Which
 // models load without asking"): `?model=` comes from a link anyone can write; the settings form
@@ -223,6 +227,9 @@ async function loadModel({ clicked = false } = {}) {
     const model = await loading;
     if (state.loading !== loading) return model.dispose();
     state.model = model;
+    releaseThumbnails(state.gallery?.thumbs);
+    state.gallery = null; // a new model: a gallery is checked against the model that loads it
+    $('similar').replaceChildren();
     const i = model.info;
     showCard(i.modelCard ? modelCard({ model: i.model, model_card: i.modelCard }) : look ? look.card : unknownCard(i.model), trust.url);
     const where = i.backend === 'webgpu' ? `WebGPU (graphics card${i.precision === 'f16' ? ', half precision' : ''})` : 'the CPU';
@@ -233,7 +240,9 @@ async function loadModel({ clicked = false } = {}) {
     document.body.dataset.backend = i.backend;
     fillLabelSets(i);
     fillTemplates(i.templates);
-    if (state.image) await classify();
+    const galleryParam = new URLSearchParams(location.search).get('gallery');
+    if (galleryParam) await loadGallery(galleryParam);
+    else if (state.image) await classify();
   } catch (e) {
     if (state.loading !== loading) return;
     document.body.dataset.state = 'error';
@@ -268,12 +277,14 @@ function fillTemplates(templates) {
 function request() {
   const set = $('label-set').value || state.model.info.defaultLabelSet;
   const topK = Math.max(1, Math.min(500, Number($('top-k').value) || 5));
-  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5 } };
+  const similar = state.gallery ? SIMILAR_CASES : undefined;
+  const gallery = state.gallery?.name;
+  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery } };
   const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
   const labels = lines('custom-labels');
   if (labels.length < 2) throw new Error('Type at least two custom labels, one per line.');
   const templates = lines('custom-templates');
-  return { labels, options: { topK, concepts: 5, templates: templates.length ? templates : undefined } };
+  return { labels, options: { topK, concepts: 5, similar, gallery, templates: templates.length ? templates : undefined } };
 }
 
 async function classify() {
@@ -299,6 +310,7 @@ async function classify() {
     state.result = result;
     renderResult(result);
     showCrop(result.crop);
+    renderSimilar(result);
   } catch (e) {
     state.result = null;
     $('results').replaceChildren();
@@ -380,7 +392,19 @@ function renderResult(r) {
   about.textContent = r.labelSet === 'pad6'
     ? 'Compared with 6 common kinds of skin spot photographed with smartphones (the PAD-UFES-20 list). Teachers can choose another list under "For educators".'
     : `Compared with the ${r.labelSetName} list (chosen under "For educators").`;
-  $('results').replaceChildren(...[lead, what, advice, list, about, note].filter((e) => e.textContent));
+  const odd = document.createElement('div');
+  if (notSkin(r)) {
+    odd.id = 'not-skin';
+    odd.className = 'not-skin';
+    odd.setAttribute('role', 'alert');
+    const h = document.createElement('p');
+    h.className = 'not-skin-title';
+    h.textContent = 'This does not look like a skin photo.';
+    const p = document.createElement('p');
+    p.textContent = `It matches "${r.domain.closestOther}" better than anything about skin. If it is a photo of skin, try a sharper, well-lit close-up of the spot. The matches below are what the model says all the same.`;
+    odd.append(h, p);
+  }
+  $('results').replaceChildren(...[odd, lead, what, advice, list, about, note].filter((e) => e.textContent));
 
   const tags = r.concepts || [];
   if (tags.length) {
@@ -449,6 +473,33 @@ async function copy(text) {
   }
 }
 
+function renderSimilar(r) {
+  const strings = { heading: 'Similar cases in the gallery', similarity: (s) => `similarity ${s.toFixed(2)}` };
+  $('similar').replaceChildren(...similarView(r, state.gallery?.thumbs, strings));
+}
+
+/** Loads a case gallery into the model (the engine checks that this model made it). */
+async function loadGallery(url) {
+  const status = $('gallery-status');
+  if (!state.model) {
+    status.textContent = 'Load the model first; the gallery is checked against it.';
+    return;
+  }
+  status.textContent = 'Loading the gallery…';
+  try {
+    const summary = await state.model.loadGallery(url);
+    const thumbs = await prefetchThumbnails(summary);
+    releaseThumbnails(state.gallery?.thumbs);
+    if (state.gallery && state.gallery.name !== summary.name) await state.model.clearGallery(state.gallery.name);
+    state.gallery = { ...summary, thumbs };
+    $('gallery-url').value = url;
+    status.textContent = `Gallery loaded: ${summary.images} cases${summary.captions ? ` and ${summary.captions} captions` : ''} (${thumbs.size} pictures). Every result now shows the ${SIMILAR_CASES} most similar cases.`;
+  } catch (e) {
+    status.textContent = `The gallery could not be loaded: ${e.message}`;
+  }
+  if (state.image) await classify();
+}
+
 /** Draws the square the model saw (`result.crop`, in the photo's pixels) on the preview, in
  * percent of the image so it follows the preview's size. */
 function showCrop(crop) {
@@ -513,6 +564,12 @@ function wire() {
   $('show-all').addEventListener('change', () => state.result && renderAll(state.result));
   $('copy-json').addEventListener('click', () => state.result && copy(JSON.stringify({ image: state.imageName, ...state.result }, null, 2)));
   $('copy-csv').addEventListener('click', () => state.result && copy(csv(state.result)));
+  $('gallery-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const url = $('gallery-url').value.trim();
+    if (url) loadGallery(url);
+  });
+  $('gallery-example').addEventListener('click', () => loadGallery(EXAMPLE_GALLERY));
   $('model-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const url = new URL(location.href);

@@ -11,7 +11,8 @@
 import { DermLIP } from './dermlip.js';
 import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
-import { PlainWords, adviceLevel, loadPlainWords } from './plain-words.js';
+import { PlainWords, adviceLevel, loadPlainWords, notSkin } from './plain-words.js';
+import { prefetchThumbnails, similarView } from './gallery.js';
 
 // Everyday names for the built-in classes and concept tags (www/plain-language.json), one copy
 // for every widget on the page; labels it does not know are shown as they are.
@@ -31,6 +32,8 @@ const REVEALS = ['interaction', 'auto'];
 const MODEL_CARD_PAGE = new URL('./model-card.html', import.meta.url).href;
 const DEFAULT_TOP_K = 3;
 const DEFAULT_CONCEPTS = 5;
+const DEFAULT_SIMILAR = 3; // similar cases shown when a gallery attribute is set
+const MAX_SIMILAR = 20;
 // A quiz lists every class as a radio button: past this many it is no longer a question a student
 // can answer (derm1m has 407). The `options` attribute picks a subset.
 const MAX_QUIZ_OPTIONS = 20;
@@ -55,6 +58,7 @@ const STRINGS = {
     lead: (set, label, pct) => `Against the ${set} list, the photo looks most like ${label} (${pct} of the match, relative to the others in the list).`,
     hint: 'These numbers compare descriptions with each other; they are not the chance of having a condition. Only a clinician can diagnose.',
     tags: 'Visible features (concept tags)',
+    similar: { heading: 'Similar cases in the gallery', similarity: (s) => `similarity ${s.toFixed(2)}` },
     noTags: 'No concept tags for this photo.',
     pickPhoto: 'Choose a photo to start.',
     yourAnswer: 'Your answer',
@@ -73,6 +77,7 @@ const STRINGS = {
       standard: 'See a doctor if the spot is new, growing or changing, has several colours or an uneven edge, bleeds, itches or does not heal within 4 weeks.',
       strong: 'The closest match is a kind of skin cancer or pre-cancer. This tool is often wrong, but please show this spot to a doctor soon, within a few weeks.',
     },
+    notSkin: (what) => `This does not look like a skin photo: it matches "${what}" better than anything about skin. The matches below are what the model says all the same.`,
     consent: (host, repo) => `A link asks this page to load a model from ${host} (repository ${repo}). It is not this widget's DermLIP model; load it only if you trust whoever published it.`,
     consentLoad: (host) => `Load the model from ${host}`,
     thirdParty: (label) => `Third-party model: ${label}`,
@@ -103,6 +108,8 @@ const STRINGS = {
       src: (url, m) => `The case photo could not be loaded from ${url}: ${m}`,
       image: 'This file is not a photo this widget can read. Use a JPEG, PNG, WebP, GIF or BMP image.',
       classify: (m) => `The photo could not be classified: ${m}`,
+      gallery: (url, m) => `The case gallery could not be loaded from ${url}: ${m}`,
+      similar: (v) => `The similar attribute must be a whole number from 0 to 20, not "${v}".`,
     },
   },
   de: {
@@ -122,6 +129,7 @@ const STRINGS = {
     lead: (set, label, pct) => `Verglichen mit der Liste ${set} ähnelt das Foto am meisten ${label} (${pct} der Übereinstimmung, relativ zu den anderen Einträgen).`,
     hint: 'Diese Zahlen vergleichen Beschreibungen miteinander; sie sind nicht die Wahrscheinlichkeit einer Erkrankung. Nur eine Ärztin oder ein Arzt kann eine Diagnose stellen.',
     tags: 'Sichtbare Merkmale (Konzept-Tags)',
+    similar: { heading: 'Ähnliche Fälle aus der Sammlung', similarity: (s) => `Ähnlichkeit ${s.toFixed(2)}` },
     noTags: 'Keine Konzept-Tags für dieses Foto.',
     pickPhoto: 'Wählen Sie ein Foto, um zu beginnen.',
     yourAnswer: 'Ihre Antwort',
@@ -140,6 +148,7 @@ const STRINGS = {
       standard: 'Gehen Sie zum Arzt, wenn die Stelle neu ist, wächst oder sich verändert, mehrere Farben oder einen unregelmäßigen Rand hat, blutet, juckt oder nicht innerhalb von 4 Wochen abheilt.',
       strong: 'Die nächste Übereinstimmung ist eine Art Hautkrebs oder Krebsvorstufe. Dieses Werkzeug irrt sich oft, aber zeigen Sie diese Stelle bitte bald, innerhalb weniger Wochen, einer Ärztin oder einem Arzt.',
     },
+    notSkin: (what) => `Das sieht nicht wie ein Hautfoto aus: Es passt besser zu „${what}“ als zu allem, was Haut betrifft. Darunter steht trotzdem, was das Modell sagt.`,
     consent: (host, repo) => `Ein Link verlangt, dass diese Seite ein Modell von ${host} lädt (Repository ${repo}). Es ist nicht das DermLIP-Modell dieses Widgets; laden Sie es nur, wenn Sie der Person vertrauen, die es veröffentlicht hat.`,
     consentLoad: (host) => `Modell von ${host} laden`,
     thirdParty: (label) => `Modell eines Dritten: ${label}`,
@@ -170,6 +179,8 @@ const STRINGS = {
       src: (url, m) => `Das Foto zum Fall konnte nicht von ${url} geladen werden: ${m}`,
       image: 'Diese Datei ist kein Foto, das dieses Widget lesen kann. Verwenden Sie ein JPEG-, PNG-, WebP-, GIF- oder BMP-Bild.',
       classify: (m) => `Das Foto konnte nicht eingeordnet werden: ${m}`,
+      gallery: (url, m) => `Die Fallsammlung konnte nicht von ${url} geladen werden: ${m}`,
+      similar: (v) => `Das Attribut similar muss eine ganze Zahl von 0 bis 20 sein, nicht „${v}“.`,
     },
   },
   fr: {
@@ -189,6 +200,7 @@ const STRINGS = {
     lead: (set, label, pct) => `Par rapport à la liste ${set}, la photo ressemble le plus à ${label} (${pct} de la correspondance, par rapport aux autres éléments de la liste).`,
     hint: 'Ces nombres comparent des descriptions entre elles ; ce ne sont pas des probabilités d’avoir une maladie. Seul un médecin peut poser un diagnostic.',
     tags: 'Caractéristiques visibles (étiquettes de concepts)',
+    similar: { heading: 'Cas semblables de la collection', similarity: (s) => `similarité ${s.toFixed(2)}` },
     noTags: 'Aucune étiquette de concept pour cette photo.',
     pickPhoto: 'Choisissez une photo pour commencer.',
     yourAnswer: 'Votre réponse',
@@ -207,6 +219,7 @@ const STRINGS = {
       standard: 'Consultez un médecin si la tache est nouvelle, grandit ou change, a plusieurs couleurs ou un bord irrégulier, saigne, démange ou ne guérit pas en 4 semaines.',
       strong: 'La correspondance la plus proche est une forme de cancer de la peau ou de lésion précancéreuse. Cet outil se trompe souvent, mais montrez cette tache à un médecin bientôt, dans les prochaines semaines.',
     },
+    notSkin: (what) => `Cela ne ressemble pas à une photo de peau : elle correspond mieux à « ${what} » qu’à tout ce qui concerne la peau. Voici tout de même ce que dit le modèle.`,
     consent: (host, repo) => `Un lien demande à cette page de charger un modèle depuis ${host} (dépôt ${repo}). Ce n’est pas le modèle DermLIP de ce widget ; ne le chargez que si vous faites confiance à son auteur.`,
     consentLoad: (host) => `Charger le modèle depuis ${host}`,
     thirdParty: (label) => `Modèle tiers : ${label}`,
@@ -237,6 +250,8 @@ const STRINGS = {
       src: (url, m) => `La photo du cas n’a pas pu être chargée depuis ${url} : ${m}`,
       image: 'Ce fichier n’est pas une photo lisible par ce widget. Utilisez une image JPEG, PNG, WebP, GIF ou BMP.',
       classify: (m) => `La photo n’a pas pu être classée : ${m}`,
+      gallery: (url, m) => `La collection de cas n’a pas pu être chargée depuis ${url} : ${m}`,
+      similar: (v) => `L’attribut similar doit être un nombre entier de 0 à 20, pas « ${v} ».`,
     },
   },
   es: {
@@ -256,6 +271,7 @@ const STRINGS = {
     lead: (set, label, pct) => `Frente a la lista ${set}, la foto se parece más a ${label} (${pct} de la coincidencia, en relación con las demás de la lista).`,
     hint: 'Estos números comparan descripciones entre sí; no son la probabilidad de tener una enfermedad. Solo un profesional médico puede diagnosticar.',
     tags: 'Rasgos visibles (etiquetas de conceptos)',
+    similar: { heading: 'Casos parecidos de la colección', similarity: (s) => `similitud ${s.toFixed(2)}` },
     noTags: 'No hay etiquetas de conceptos para esta foto.',
     pickPhoto: 'Elige una foto para empezar.',
     yourAnswer: 'Tu respuesta',
@@ -274,6 +290,7 @@ const STRINGS = {
       standard: 'Consulta a un médico si la mancha es nueva, crece o cambia, tiene varios colores o un borde irregular, sangra, pica o no se cura en 4 semanas.',
       strong: 'La coincidencia más cercana es un tipo de cáncer de piel o de lesión precancerosa. Esta herramienta se equivoca a menudo, pero enseña esta mancha a un médico pronto, en las próximas semanas.',
     },
+    notSkin: (what) => `Esto no parece una foto de piel: se parece más a «${what}» que a cualquier cosa de la piel. Debajo está igualmente lo que dice el modelo.`,
     consent: (host, repo) => `Un enlace pide a esta página cargar un modelo de ${host} (repositorio ${repo}). No es el modelo DermLIP de este widget; cárgalo solo si confías en quien lo publicó.`,
     consentLoad: (host) => `Cargar el modelo de ${host}`,
     thirdParty: (label) => `Modelo de terceros: ${label}`,
@@ -304,6 +321,8 @@ const STRINGS = {
       src: (url, m) => `No se pudo cargar la foto del caso desde ${url}: ${m}`,
       image: 'Este archivo no es una foto que este widget pueda leer. Usa una imagen JPEG, PNG, WebP, GIF o BMP.',
       classify: (m) => `No se pudo clasificar la foto: ${m}`,
+      gallery: (url, m) => `No se pudo cargar la colección de casos desde ${url}: ${m}`,
+      similar: (v) => `El atributo similar debe ser un número entero de 0 a 20, no «${v}».`,
     },
   },
 };
@@ -380,10 +399,14 @@ ol.predictions li { margin: 0.15em 0; }
 li.chosen .label { font-weight: 700; }
 .label .medical { color: var(--dermlip-muted, #4a5360); font-size: 0.9em; font-weight: 400; }
 .description { margin: 0.2em 0; }
+.not-skin { border: 2px solid var(--dermlip-banner-border, #a11a1a); background: var(--dermlip-banner-bg, #fde8e8); padding: 0.3em 0.6em; border-radius: 4px; font-weight: 600; }
 .advice { border-left: 4px solid var(--dermlip-notice-border, #b88a00); background: var(--dermlip-notice-bg, #fff4d6); padding: 0.3em 0.6em; font-size: 0.9em; border-radius: 4px; }
 .advice-strong { border-left-color: var(--dermlip-banner-border, #a11a1a); background: var(--dermlip-banner-bg, #fde8e8); font-weight: 600; }
 li.chosen .label::after { content: " \\2190"; }
 .subtitle { font-weight: 600; margin: 0.7em 0 0.3em; }
+ul.similar-cases { list-style: none; padding: 0; margin: 0.3em 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(6em, 1fr)); gap: 0.5em; }
+ul.similar-cases li { display: flex; flex-direction: column; gap: 0.15em; font-size: 0.85em; }
+ul.similar-cases img { width: 100%; height: auto; border-radius: 4px; }
 ul.tags { list-style: none; padding: 0; margin: 0.3em 0; display: flex; flex-wrap: wrap; gap: 0.4em; }
 ul.tags li { border: 1px solid var(--dermlip-border, #c9ced4); border-radius: 999px; padding: 0.1em 0.6em; font-size: 0.9em; }
 .feedback { border-radius: calc(var(--dermlip-radius, 10px) * 0.6); padding: 0.4em 0.7em; margin: 0.6em 0;
@@ -436,7 +459,7 @@ function parseCount(value, min) {
 // ---- the element -----------------------------------------------------------------------------------
 
 class DermlipClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer', 'options'];
+  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer', 'options', 'gallery', 'similar'];
 
   /** (model URL, backend) → {key, url, backend, promise, model, refs, progress, textTower, failed} */
   static #models = new Map();
@@ -454,6 +477,7 @@ class DermlipClassifier extends HTMLElement {
   #root;
   #ui = {};
   #entry = null; // the shared model entry this widget uses
+  #gallery = null; // {summary, thumbs} of the gallery attribute's gallery, once loaded
   #image = null; // {blob, name, fromSrc}
   #srcLoaded = null; // the `src` URL whose image is in #image (or loading)
   #srcLoading = null;
@@ -690,7 +714,10 @@ class DermlipClassifier extends HTMLElement {
     }
     const sets = this.info && this.info.labelSets;
     const needsText = Array.isArray(labels) || !!templates || (sets !== undefined && sets !== null && !sets.some((s) => s.id === labels));
-    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, only, needsText, src: attr('src'), answer: attr('answer') };
+    const gallery = attr('gallery') && attr('gallery').trim() ? new URL(attr('gallery').trim(), document.baseURI).href : null;
+    const similar = attr('similar') === null ? (gallery ? DEFAULT_SIMILAR : 0) : parseCount(attr('similar'), 0);
+    if (Number.isNaN(similar) || similar > MAX_SIMILAR) throw new AttrError('similar', t.similar(attr('similar')));
+    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, only, needsText, gallery, similar, src: attr('src'), answer: attr('answer') };
   }
 
   #schedule() {
@@ -741,6 +768,22 @@ class DermlipClassifier extends HTMLElement {
         await entry.textTower;
       } catch (e) {
         return this.#fail('model-load', this.#t.err.model(entry.url, e.message), 'model');
+      }
+    }
+    this.#gallery = null;
+    if (cfg.gallery && cfg.similar > 0 && cfg.mode !== 'quiz') {
+      // One load per model and gallery, shared by the widgets on the page; thumbnails are all
+      // fetched before any search (www/gallery.js), so which ones show reveals nothing.
+      entry.galleries ??= new Map();
+      if (!entry.galleries.has(cfg.gallery)) {
+        const loading = entry.model.loadGallery(cfg.gallery).then(async (summary) => ({ summary, thumbs: await prefetchThumbnails(summary) }));
+        loading.catch(() => entry.galleries.delete(cfg.gallery));
+        entry.galleries.set(cfg.gallery, loading);
+      }
+      try {
+        this.#gallery = await entry.galleries.get(cfg.gallery);
+      } catch (e) {
+        return this.#fail('bad-attribute', this.#t.err.gallery(cfg.gallery, e.message), 'gallery');
       }
     }
     if (this.#readyFired !== entry) {
@@ -1023,6 +1066,8 @@ class DermlipClassifier extends HTMLElement {
       templates: cfg.templates,
       concepts: cfg.mode === 'concepts' ? Math.max(cfg.concepts, cfg.topK) : cfg.concepts,
       only: cfg.only,
+      similar: this.#gallery ? cfg.similar : undefined,
+      gallery: this.#gallery ? this.#gallery.summary.name : undefined,
     };
     // Only what changes the result (or the mode) classifies again; `lang` only re-renders.
     const signature = JSON.stringify([this.#entry.key, cfg.mode, cfg.labels, options]);
@@ -1186,7 +1231,8 @@ class DermlipClassifier extends HTMLElement {
       return;
     }
     u.result.replaceChildren(...this.#predictionView(r, null));
-    u.concepts.replaceChildren(...this.#conceptView(r, cfg.concepts, false));
+    const similar = el('div', { part: 'similar' }, ...similarView(r, this.#gallery?.thumbs, t.similar));
+    u.concepts.replaceChildren(...this.#conceptView(r, cfg.concepts, false), ...(r.similar?.length ? [similar] : []));
   }
 
   /** The persistent banner for a fixture or an unverified model, with the model card's link. */
@@ -1226,6 +1272,9 @@ class DermlipClassifier extends HTMLElement {
     const desc = WORDS.description(top.label, lang);
     if (desc) out.push(el('p', { className: 'description', part: 'description' }, desc));
     // In a quiz the advice would give the answer away; it is a teaching case, not the reader's skin.
+    if (chosen === null && notSkin(r)) {
+      out.unshift(el('p', { className: 'not-skin', part: 'not-skin', role: 'alert' }, t.notSkin(r.domain.closestOther)));
+    }
     if (chosen === null) {
       const level = adviceLevel(r);
       out.push(el('p', { className: `advice advice-${level}`, part: `advice advice-${level}`, role: level === 'strong' ? 'alert' : 'note' }, t.advice[level]));

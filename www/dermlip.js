@@ -102,17 +102,42 @@ export class DermLIP {
    * Options: topK (5), templates (default `info.templates`), concepts (number of tags), only
    * (a subset of the label set's classes, with its precomputed embeddings: no text tower).
    * The result also says which classes the ontology files under "malignant" (`malignant`, per
-   * label; `malignantProbability`) and which square of the photo the model saw (`crop`).
+   * label; `malignantProbability`), which square of the photo the model saw (`crop`), whether the
+   * photo looks like skin at all (`domain`), and with similar (a number, after loadGallery) the
+   * gallery's most similar cases (`similar`).
    */
-  async classify(image, labels, { topK = 5, templates, concepts = 0, only } = {}) {
+  async classify(image, labels, { topK = 5, templates, concepts = 0, only, similar, gallery } = {}) {
     const request = { topK, concepts };
     if (only !== undefined) request.only = [...only].map(String);
+    if (similar !== undefined) request.similar = similar;
+    if (gallery !== undefined) request.gallery = String(gallery);
     if (Array.isArray(labels)) request.labels = labels.map(String);
     else if (typeof labels === 'string') request.labelSet = labels;
     else if (labels !== undefined) throw new TypeError('labels must be a label set id or an array of class names');
     if (templates) request.templates = templates.map(String);
     const { msg, transfer } = await toImageMessage(image);
     return this.#call({ type: 'classify', image: msg, request }, transfer || (msg.data instanceof ArrayBuffer ? [msg.data] : []));
+  }
+
+  /**
+   * Loads a case gallery (a `.dlemb` file written by `dermlip index`): a URL, or a Blob/File or
+   * ArrayBuffer. The engine checks that this model made it (the gallery's embedding of a probe
+   * picture). Then `classify(…, { similar: k, gallery: name })` returns the k most similar image
+   * cases as `result.similar`: [{ id, source, caption, thumbnail, thumbnailUrl, score, index }],
+   * best first (`gallery` may be left out while one gallery is loaded). Resolves to { name (the
+   * absolute URL, or `file:` and the file's name), model, images, captions, probeCosine,
+   * thumbnails, thumbnailUrls, url }. Up to 8 galleries at once.
+   */
+  async loadGallery(source) {
+    if (typeof source === 'string') return this.#call({ type: 'gallery', url: new URL(source, document.baseURI).href });
+    const data = source instanceof ArrayBuffer ? source.slice(0) : source instanceof Blob ? await source.arrayBuffer() : null;
+    if (!data) throw new TypeError('loadGallery takes a URL, a Blob/File or an ArrayBuffer');
+    return this.#call({ type: 'gallery', data, name: `file:${source.name || 'gallery'}` }, [data]);
+  }
+
+  /** Forgets a loaded case gallery (by the name loadGallery returned). */
+  async clearGallery(name) {
+    return this.#call({ type: 'clearGallery', name: String(name) });
   }
 
   /** The image embedding (unnormalised, like open_clip's encode_image) as a Float32Array. */

@@ -53,10 +53,18 @@ export class PlainWords {
   }
 }
 
+/** Whether the engine's out-of-domain check says the photo does not look like skin
+ * (`result.domain`, null for bundles without the check; src/knowledge/domain.rs). */
+export function notSkin(result) {
+  return result?.domain?.notSkin === true;
+}
+
 /** How firmly to advise a doctor's visit: 'strong' when a cancer or pre-cancer class is the top
  * match or the classes the ontology files under "malignant" hold at least a third of the match;
- * else 'standard'. The engine marks those classes (`result.malignant`). */
+ * else 'standard' (also for a photo that does not look like skin). The engine marks those
+ * classes (`result.malignant`). */
 export function adviceLevel(result) {
+  if (notSkin(result)) return 'standard';
   const m = Array.isArray(result?.malignant) ? result.malignant : [];
   const top = result?.predictions?.[0];
   const topMalignant = top && m[top.index] === true;

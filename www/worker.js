@@ -1,11 +1,14 @@
 // The Web Worker that owns the wasm engine. Messages in: {id, type, ...}; out: {id, ok, result|error}
 // plus {type: 'progress'|'event', ...} notifications. Requests run one at a time, in order.
 
-import { getManifest, getUnverified, getVerified, sha256Hex } from './model-store.js';
+import { download, getManifest, getUnverified, getVerified, sha256Hex } from './model-store.js';
 
 let engine = null;
 let bundle = null; // {base, manifest} when loaded from a web bundle
 let lastLoad = null; // the last load request, to rebuild an f16 engine in f32
+const galleries = new Map(); // name → {bytes, url} of the loaded case galleries, to load them again into a rebuilt engine
+// A case gallery (`dermlip index`) larger than this is refused before it is read in full.
+const MAX_GALLERY_BYTES = 64 << 20;
 let queue = Promise.resolve();
 
 const post = (msg) => self.postMessage(msg);
@@ -137,9 +140,22 @@ async function withF16Retry(run) {
     const { nonFiniteMessage } = await loadModule('webgpu'); // f16 engines come from it: loaded
     if (!String(err?.message ?? err).includes(nonFiniteMessage())) throw err;
     event({ type: 'fallback', from: 'webgpu/f16', reason: 'f16 overflowed on this image; computing in f32 from now on' });
+    const kept = [...galleries];
     await handlers.load({ ...lastLoad, precision: 'f32' });
+    for (const [name, g] of kept) {
+      await engine.setGallery(name, g.bytes);
+      galleries.set(name, g);
+    }
     return run(requireEngine());
   }
+}
+
+// The gallery's similar cases with their thumbnails as URLs (relative to the gallery file).
+function withThumbnailUrls(result, request) {
+  if (!result || !Array.isArray(result.similar) || !result.similar.length) return result;
+  const url = (request.gallery ? galleries.get(request.gallery) : [...galleries.values()][0])?.url;
+  for (const hit of result.similar) hit.thumbnailUrl = hit.thumbnail && url ? new URL(hit.thumbnail, url).href : null;
+  return result;
 }
 
 function isCheckpointUrl(source) {
@@ -150,6 +166,7 @@ const handlers = {
   async load({ source, backend = 'auto', precision = 'auto', maxMegapixels, manifestSha256 }) {
     const started = performance.now();
     lastLoad = { source, backend, maxMegapixels, manifestSha256 };
+    galleries.clear(); // made by another model, perhaps
     if (engine) {
       engine.free();
       engine = null;
@@ -231,9 +248,32 @@ const handlers = {
     const input = image.kind === 'bytes' ? new Uint8Array(image.data) : toRgba(image);
     return withF16Retry(async (eng) => {
       await ensureTextTower(request);
-      if (image.kind === 'bytes') return eng.classify(input, request);
-      return eng.classifyRgba(input.rgba, input.width, input.height, request);
+      if (image.kind === 'bytes') return withThumbnailUrls(await eng.classify(input, request), request);
+      return withThumbnailUrls(await eng.classifyRgba(input.rgba, input.width, input.height, request), request);
     });
+  },
+
+  // A case gallery from a URL or as bytes (a chosen file); the engine checks that this model made it.
+  async gallery({ url, data, name }) {
+    requireEngine();
+    name = url || name;
+    let bytes;
+    if (data) {
+      if (data.byteLength > MAX_GALLERY_BYTES) throw new Error(`the gallery is ${data.byteLength} bytes; at most ${MAX_GALLERY_BYTES} are accepted`);
+      bytes = new Uint8Array(data);
+    } else {
+      bytes = new Uint8Array(await download(url, { maxBytes: MAX_GALLERY_BYTES, name: 'the gallery' }));
+    }
+    const summary = await withF16Retry((eng) => eng.setGallery(name, bytes));
+    galleries.set(name, { bytes, url: url || null });
+    const thumbnailUrls = url ? summary.thumbnails.map((t) => new URL(t, url).href) : [];
+    return { ...summary, thumbnailUrls, name, url: url || null };
+  },
+
+  async clearGallery({ name }) {
+    requireEngine().clearGallery(name);
+    galleries.delete(name);
+    return true;
   },
 
   async embedImage({ image }) {

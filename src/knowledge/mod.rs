@@ -1,7 +1,8 @@
 //! Dermatology knowledge and what is built on the embeddings: label sets and templates, the
-//! Derm1M ontology, clinical concepts, zero-shot classification and retrieval.
+//! Derm1M ontology, clinical concepts, the is-this-skin check, zero-shot classification and retrieval.
 
 pub mod concepts;
+pub mod domain;
 pub mod labels;
 pub mod ontology;
 pub mod retrieval;

@@ -27,6 +27,12 @@ pub struct Item {
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The teacher's caption for an image (shown with a similar case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// A small picture of an image item, relative to the collection file (`dermlip index --thumbnails`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,33 @@ struct Header {
     count: usize,
     dtype: Precision,
     items: Vec<Item>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe: Option<Vec<f32>>,
+}
+
+/// The side of the [`probe_rgba`] image.
+pub const PROBE_SIDE: u32 = 224;
+/// How close (cosine) a model's probe embedding must be to the collection's to count as the same
+/// model: f16 and int8 weights stay above 0.999, two different models land far below.
+pub const PROBE_MIN_COSINE: f32 = 0.99;
+
+/// A fixed synthetic picture (smooth colour ramps and a disc) whose image embedding identifies the
+/// model that made a collection: the reader embeds it too and compares ([`EmbeddingStore::check_probe`]).
+/// RGBA, [`PROBE_SIDE`]² pixels, no decoding involved.
+pub fn probe_rgba() -> Vec<u8> {
+    let n = PROBE_SIDE;
+    let mut out = Vec::with_capacity((n * n * 4) as usize);
+    for y in 0..n {
+        for x in 0..n {
+            let (dx, dy) = (x as i64 - 140, y as i64 - 90);
+            let disc = dx * dx + dy * dy < 50 * 50;
+            let r = if disc { 120 } else { (x * 255 / (n - 1)) as u8 };
+            let g = if disc { 60 } else { (y * 255 / (n - 1)) as u8 };
+            let b = (((x + y) * 255) / (2 * (n - 1))) as u8;
+            out.extend([r, g, b, 255]);
+        }
+    }
+    out
 }
 
 /// L2-normalised embeddings with their items; cosine similarity is a dot product.
@@ -53,6 +86,8 @@ pub struct EmbeddingStore {
     pub dim: usize,
     items: Vec<Item>,
     vectors: Vec<f32>,
+    /// The model's embedding of [`probe_rgba`] (unit length), when the writer stored it.
+    probe: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,12 +98,56 @@ pub struct Hit {
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
     pub score: f32,
 }
 
 impl EmbeddingStore {
     pub fn new(model: impl Into<String>, dim: usize) -> Self {
-        EmbeddingStore { model: model.into(), dim, items: Vec::new(), vectors: Vec::new() }
+        EmbeddingStore { model: model.into(), dim, items: Vec::new(), vectors: Vec::new(), probe: None }
+    }
+
+    /// Stores the model's embedding of [`probe_rgba`], so readers can tell whether their model made
+    /// this collection.
+    pub fn set_probe(&mut self, embedding: &[f32]) -> Result<()> {
+        if embedding.len() != self.dim || embedding.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Input(format!("the probe embedding is not {} finite values", self.dim)));
+        }
+        self.probe = Some(l2_normalize(embedding));
+        Ok(())
+    }
+
+    pub fn has_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// Whether `embedding` (a model's embedding of [`probe_rgba`]) says this collection was made by
+    /// that model: an error naming the collection's model when not, or when there is no probe.
+    pub fn check_probe(&self, embedding: &[f32]) -> Result<f32> {
+        let Some(probe) = &self.probe else {
+            return Err(Error::Input(format!(
+                "the collection (made by {}) has no model check; write it again with this dermlip's `dermlip index`",
+                self.model
+            )));
+        };
+        if embedding.len() != self.dim {
+            return Err(Error::Input(format!(
+                "the collection holds {}-d vectors, this model makes {}-d ones",
+                self.dim,
+                embedding.len()
+            )));
+        }
+        let cos: f32 = probe.iter().zip(l2_normalize(embedding)).map(|(a, b)| a * b).sum();
+        if cos.is_nan() || cos < PROBE_MIN_COSINE {
+            return Err(Error::Input(format!(
+                "the collection was made by another model ({}): its vectors are not comparable with this one's",
+                self.model
+            )));
+        }
+        Ok(cos)
     }
 
     pub fn len(&self) -> usize {
@@ -133,6 +212,8 @@ impl EmbeddingStore {
                     kind: it.kind,
                     source: it.source.clone(),
                     label: it.label.clone(),
+                    caption: it.caption.clone(),
+                    thumbnail: it.thumbnail.clone(),
                     score,
                 }
             })
@@ -146,6 +227,7 @@ impl EmbeddingStore {
             count: self.len(),
             dtype: precision,
             items: self.items.clone(),
+            probe: self.probe.clone(),
         };
         let json = serde_json::to_vec(&header).expect("plain data serialises");
         let mut out = Vec::with_capacity(16 + json.len() + self.vectors.len() * 4);
@@ -201,6 +283,9 @@ impl EmbeddingStore {
                 .map(|c| half::f16::from_le_bytes(c.try_into().expect("2 bytes")).to_f32())
                 .collect(),
         };
-        Ok(EmbeddingStore { model: header.model, dim: header.dim, items: header.items, vectors })
+        if header.probe.as_ref().is_some_and(|p| p.len() != header.dim || p.iter().any(|x| !x.is_finite())) {
+            return Err(bad("the model check (probe) is not dim finite values"));
+        }
+        Ok(EmbeddingStore { model: header.model, dim: header.dim, items: header.items, vectors, probe: header.probe })
     }
 }

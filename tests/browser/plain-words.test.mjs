@@ -1,11 +1,12 @@
 // Plain words for patients (issue 16): everyday names for every built-in class, concept tags as
 // words, the patient view on PAD-6 (smartphone photos), the advice next to the result (firmer
-// when a cancer or pre-cancer ranks first), and the square the model sees drawn on the preview.
+// when a cancer or pre-cancer ranks first), the square the model sees drawn on the preview, and the
+// "this does not look like a skin photo" answer.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, fixtureBytes, launch, newPage, openSite, startServer } from './harness.mjs';
+import { ROOT, fixtureBytes, launch, nativeClassify, newPage, openSite, startServer } from './harness.mjs';
 
 const PLAIN = JSON.parse(readFileSync(join(ROOT, 'www/plain-language.json'), 'utf8'));
 const IMAGE = 'images/chelsea_451x300_q95_444.jpg';
@@ -22,7 +23,8 @@ after(async () => {
 });
 
 async function choose(page, rel) {
-  await page.setInputFiles('#file', { name: rel.split('/').pop(), mimeType: 'image/jpeg', buffer: Buffer.from(fixtureBytes(rel)) });
+  const mimeType = rel.endsWith('.png') ? 'image/png' : 'image/jpeg';
+  await page.setInputFiles('#file', { name: rel.split('/').pop(), mimeType, buffer: Buffer.from(fixtureBytes(rel)) });
   await page.waitForFunction(() => document.querySelector('#results ol.predictions') && document.body.dataset.busy === 'false');
 }
 
@@ -83,10 +85,13 @@ describe('the patient view', () => {
     const context = await browser.newContext();
     const page = await newPage(context);
     await openSite(page, server.url, 'nosw');
-    await choose(page, IMAGE);
+    // A photo the fixture model does not flag as "not skin" against these two labels (a flagged
+    // photo gets the standard advice whatever ranks first).
+    await choose(page, 'images/camera_gray16_full_256.png');
     // Whatever ranks first among two cancers is a cancer; among two benign classes it is not.
     await customLabels(page, ['melanoma', 'basal cell carcinoma']);
     let r = await page.evaluate(() => window.dermlipApp.state.result);
+    assert.equal(r.domain.notSkin, false);
     assert.deepEqual(r.malignant, [true, true]);
     assert.ok(Math.abs(r.malignantProbability - 1) < 1e-5);
     assert.equal(await page.getAttribute('#advice', 'data-level'), 'strong');
@@ -173,6 +178,54 @@ describe('the widget in plain words', () => {
     const top = result.predictions[0].label;
     assert.ok(shown.labels[0].startsWith(PLAIN.classes[top].de.name), `${shown.labels[0]} vs ${PLAIN.classes[top].de.name}`);
     assert.match(shown.advice, /Arzt/);
+    await context.close();
+  });
+});
+
+describe('a photo that is not skin', () => {
+  // On the fixture model (random weights) which photo is "not skin" means nothing; what is tested is
+  // that the page gives the check's answer and that it is the native CLI's (docs/fidelity.md lists the
+  // fixture's margins: coffee is flagged by 0.012, the retina photo passes by 0.07).
+  const NOT_SKIN = 'images/coffee_600x400_progressive.jpg';
+  const SKIN_SIDE = 'images/retina_1600x1200_q80.jpg';
+  test('is flagged above the result, as the CLI flags it; the page keeps the matches and the standard advice', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await openSite(page, server.url, 'nosw');
+    const native = nativeClassify([NOT_SKIN, SKIN_SIDE], ['--label-set', 'pad6']);
+    assert.equal(native[0].domain.notSkin, true);
+    assert.equal(native[1].domain.notSkin, false);
+    for (const [i, img] of [NOT_SKIN, SKIN_SIDE].entries()) {
+      await choose(page, img);
+      const r = await page.evaluate(() => window.dermlipApp.state.result);
+      const want = native[i].domain;
+      assert.equal(r.domain.notSkin, want.notSkin, img);
+      assert.equal(r.domain.closestOther, want.closestOther, img);
+      assert.equal(r.domain.closestSkin, want.closestSkin, img);
+      assert.ok(Math.abs(r.domain.otherSimilarity - want.otherSimilarity) < 1e-4, img);
+      assert.ok(Math.abs(r.domain.skinSimilarity - want.skinSimilarity) < 1e-4, img);
+      const shown = await page.locator('#not-skin').count();
+      assert.equal(shown, want.notSkin ? 1 : 0, img);
+      if (want.notSkin) {
+        assert.match(await page.textContent('#not-skin'), /does not look like a skin photo/);
+        assert.ok((await page.textContent('#not-skin')).includes(want.closestOther));
+        assert.equal(await page.getAttribute('#advice', 'data-level'), 'standard');
+        assert.equal(await page.locator('#results ol.predictions li').count(), 5, 'the matches are still shown');
+      }
+    }
+    await context.close();
+  });
+
+  test('is flagged by the widget in its language', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await page.goto(`${server.url}www/embed-example.html?nosw`);
+    await page.evaluate((src) => {
+      document.body.insertAdjacentHTML('beforeend', `<dermlip-classifier id="w" lang="de" loading="eager" reveal="auto" src="${src}"></dermlip-classifier>`);
+    }, `/tests/fixtures/${NOT_SKIN}`);
+    const part = page.locator('#w').locator('[part~="not-skin"]');
+    await part.waitFor({ timeout: 120000 });
+    assert.match(await part.textContent(), /Das sieht nicht wie ein Hautfoto aus/);
     await context.close();
   });
 });

@@ -513,3 +513,42 @@ fn every_builtin_class_and_concept_has_plain_words_in_four_languages() {
     assert_eq!(classes["nevus"]["en"]["name"], "Mole");
     assert!(classes["melanoma"]["en"]["description"].as_str().unwrap().to_lowercase().contains("cancer"));
 }
+
+/// The is-this-skin rule on vectors whose cosines are known by hand.
+#[test]
+fn the_out_of_domain_check_compares_the_best_of_each_side() {
+    use dermlip::knowledge::domain::{DomainCheck, MARGIN, OTHER_PROMPTS, SKIN_PROMPTS};
+    use dermlip::knowledge::zero_shot::ZeroShotClassifier;
+    let e = |i: usize| {
+        let mut v = vec![0.0f32; 4];
+        v[i] = 1.0;
+        v
+    };
+    // Skin prompts all along e0, other prompts along e1 except "a photo of food" along e2 (scaled:
+    // rows are normalised by the check).
+    let skin = vec![e(0); SKIN_PROMPTS.len()];
+    let mut other = vec![e(1); OTHER_PROMPTS.len()];
+    let food = OTHER_PROMPTS.iter().position(|p| *p == "a photo of food").unwrap();
+    other[food] = vec![0.0, 0.0, 5.0, 0.0];
+    let check = DomainCheck::new(skin, other).unwrap();
+    let classes = ZeroShotClassifier::new(vec!["melanoma".into(), "nevus".into()], vec![e(3), e(0)]).unwrap();
+    assert_eq!(MARGIN, 0.0, "the documented provisional margin");
+
+    // Image (3, 0, 4, 0)/5: cos 0.6 with skin prompts and nevus, 0.8 with food: not skin.
+    let v = check.check(&[3.0, 0.0, 4.0, 0.0], &classes);
+    assert!(v.not_skin);
+    assert!((v.other_similarity - 0.8).abs() < 1e-6 && (v.skin_similarity - 0.6).abs() < 1e-6);
+    assert_eq!(v.closest_other, "a photo of food");
+    assert_eq!(v.closest_skin, "nevus", "a class comes before the prompts on a tie");
+    // Image (0, 0, 3, 4)/5: melanoma (e3) 0.8 beats food 0.6: skin.
+    let v = check.check(&[0.0, 0.0, 3.0, 4.0], &classes);
+    assert!(!v.not_skin);
+    assert_eq!(v.closest_skin, "melanoma");
+    // A tie is skin (the rule is strictly better by more than the margin).
+    let v = check.check(&[0.0, 0.0, 1.0, 1.0], &classes);
+    assert!(!v.not_skin);
+
+    assert!(DomainCheck::new(vec![e(0)], vec![e(1); OTHER_PROMPTS.len()]).is_err());
+    assert!(DomainCheck::new(vec![e(0); SKIN_PROMPTS.len()], vec![vec![1.0; 3]; OTHER_PROMPTS.len()]).is_err());
+    assert!(DomainCheck::new(vec![vec![f32::NAN; 4]; SKIN_PROMPTS.len()], vec![e(1); OTHER_PROMPTS.len()]).is_err());
+}

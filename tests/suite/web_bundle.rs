@@ -321,3 +321,44 @@ fn the_released_model_cards_parse_and_agree_with_the_model_card_page() {
         }
     }
 }
+
+/// The bundle's out-of-domain prompt embeddings are the text tower's, and a bundle without them
+/// (written before the check existed) or with other prompts has no check rather than a wrong one.
+#[test]
+fn the_bundle_carries_the_out_of_domain_check() {
+    use dermlip::knowledge::domain::{self, OTHER_PROMPTS, SKIN_PROMPTS};
+    let (dir, m) = convert("tiny-gelu", WeightFormat::F32, WeightFormat::F32);
+    let prompts = m.domain.clone().expect("the manifest lists the prompts");
+    assert_eq!((prompts.skin.clone(), prompts.other.clone()), domain::prompts());
+    let lip = load_bundle(&dir, &m);
+    let native = lip.domain_check().unwrap();
+    let (_, from_bundle) = bundle::read_embeddings(&m, read(&dir, &m, "label-embeddings")).unwrap();
+    let from_bundle = from_bundle.expect("a check");
+    assert_eq!(from_bundle.skin_rows().len(), SKIN_PROMPTS.len());
+    assert_eq!(from_bundle.other_rows().len(), OTHER_PROMPTS.len());
+    for (a, b) in from_bundle
+        .skin_rows()
+        .iter()
+        .chain(from_bundle.other_rows())
+        .zip(native.skin_rows().iter().chain(native.other_rows()))
+    {
+        assert!(max_abs_diff(a, b) < 1e-6);
+    }
+    // Each prompt row is the text tower's embedding of the bare prompt, normalised.
+    let raw = lip.embed_texts(&[SKIN_PROMPTS[0], OTHER_PROMPTS[0]]).unwrap();
+    let norm = |v: &[f32]| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    assert!(max_abs_diff(&norm(&raw[0]), &from_bundle.skin_rows()[0]) < 1e-6);
+    assert!(max_abs_diff(&norm(&raw[1]), &from_bundle.other_rows()[0]) < 1e-6);
+
+    let mut old = m.clone();
+    old.domain = None;
+    assert!(bundle::read_embeddings(&old, read(&dir, &m, "label-embeddings")).unwrap().1.is_none());
+    let mut other = m.clone();
+    other.domain.as_mut().unwrap().other[0] = "a photo of a teapot".into();
+    assert!(bundle::read_embeddings(&other, read(&dir, &m, "label-embeddings")).unwrap().1.is_none());
+    let old_json = serde_json::to_string(&old).unwrap();
+    assert!(!old_json.contains("\"domain\""), "absent, not null, in older bundles' manifests");
+}

@@ -328,7 +328,14 @@ fn embed_listed(
             Ok(v) => {
                 if let (Some(k), None) = (&key, cache.items().iter().position(|it| Some(&it.id) == key.as_ref())) {
                     cache.push(
-                        Item { id: k.clone(), kind: ItemKind::Image, source: full.display().to_string(), label: None },
+                        Item {
+                            id: k.clone(),
+                            kind: ItemKind::Image,
+                            source: full.display().to_string(),
+                            label: None,
+                            caption: None,
+                            thumbnail: None,
+                        },
                         &v,
                     )?;
                     fresh += 1;

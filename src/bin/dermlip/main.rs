@@ -35,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Zero-shot classification of images against a list of labels.
+    /// Zero-shot classification of images against a list of labels; says so when an image looks
+    /// more like something else (a cat, food, text) than like skin (provisional thresholds).
     Classify(ClassifyArgs),
     /// Image embeddings (one row per image, open_clip `encode_image`).
     EmbedImage(EmbedImageArgs),
@@ -254,6 +255,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     }
     let model = load_model(&a.model)?;
     let classifier = model.zero_shot_classifier(&labels, &templates)?;
+    let domain = model.domain_check()?;
     let embeddings = embed_each(&model, &a.images)?;
     let ontology = Ontology::builtin();
     let mut out = Vec::new();
@@ -268,18 +270,26 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             }
             None => None,
         };
-        out.push((path.display().to_string(), scored.predictions, chain));
+        out.push((path.display().to_string(), scored.predictions, chain, domain.check(e, &classifier)));
     }
     if a.json {
         let items: Vec<_> = out
             .iter()
-            .map(|(image, preds, chain)| serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain}))
+            .map(|(image, preds, chain, domain)| {
+                serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain, "domain": domain})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&items).expect("plain data serialises"));
         return Ok(());
     }
-    for (image, preds, chain) in &out {
+    for (image, preds, chain, domain) in &out {
         println!("{image}");
+        if domain.not_skin {
+            println!(
+                "  this does not look like a skin photo: closest to \"{}\" ({:.3}) rather than \"{}\" ({:.3})",
+                domain.closest_other, domain.other_similarity, domain.closest_skin, domain.skin_similarity
+            );
+        }
         for p in preds {
             println!("  {:>6.2}%  {}", p.probability * 100.0, p.label);
         }
