@@ -53,6 +53,8 @@ pub enum PreprocessError {
     Decode { format: &'static str, message: String },
     #[error("invalid preprocessing config: {0}")]
     Config(String),
+    #[error("the chosen region {x},{y} {width}x{height} is not inside the {image_width}x{image_height} image")]
+    RegionOutside { x: u32, y: u32, width: u32, height: u32, image_width: u32, image_height: u32 },
 }
 
 /// Text that cannot be tokenised, or a tokenizer that cannot be built.

@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use crate::bundle::{self, Manifest};
 use crate::config::ModelFileConfig;
 use crate::error::{Error, Result};
-use crate::input::preprocess::{self, CropBox};
+use crate::input::preprocess::{self, CropBox, Region};
 use crate::knowledge::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
 use crate::knowledge::domain::{DomainCheck, DomainVerdict};
 use crate::knowledge::labels::LabelSet;
@@ -70,6 +70,8 @@ struct ClassifyRequest {
     similar: Option<usize>,
     /// Which loaded gallery (its name in `setGallery`); may be left out when only one is loaded.
     gallery: Option<String>,
+    /// The part of the photo to look at (in its pixels, after EXIF orientation); default: all of it.
+    region: Option<Region>,
 }
 
 /// The most similar cases a request may ask for.
@@ -418,7 +420,7 @@ impl Engine {
     /// Classifies an image file's bytes (JPEG, PNG, WebP, GIF, BMP).
     pub async fn classify(&mut self, image: Vec<u8>, request: JsValue) -> Result<JsValue, JsError> {
         let req = parse_request(request)?;
-        let (pixels, crop) = self.preprocess_bytes(&image)?;
+        let (pixels, crop) = self.preprocess_bytes(&image, req.region)?;
         self.classify_pixels(pixels, crop, req).await.map_err(js_err)
     }
 
@@ -432,21 +434,21 @@ impl Engine {
         request: JsValue,
     ) -> Result<JsValue, JsError> {
         let req = parse_request(request)?;
-        let (pixels, crop) = self.preprocess_rgba(&rgba, width, height)?;
+        let (pixels, crop) = self.preprocess_rgba(&rgba, width, height, req.region)?;
         self.classify_pixels(pixels, crop, req).await.map_err(js_err)
     }
 
     /// The image embedding (unnormalised, open_clip `encode_image`).
     #[wasm_bindgen(js_name = embedImage)]
     pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, JsError> {
-        let (pixels, _) = self.preprocess_bytes(&image)?;
+        let (pixels, _) = self.preprocess_bytes(&image, None)?;
         let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
         Ok(rows.remove(0))
     }
 
     #[wasm_bindgen(js_name = embedImageRgba)]
     pub async fn embed_image_rgba(&self, rgba: Vec<u8>, width: u32, height: u32) -> Result<Vec<f32>, JsError> {
-        let (pixels, _) = self.preprocess_rgba(&rgba, width, height)?;
+        let (pixels, _) = self.preprocess_rgba(&rgba, width, height, None)?;
         let mut rows = rows_async(self.lip.encode_pixels(&[pixels])).await.map_err(js_err)?;
         Ok(rows.remove(0))
     }
@@ -504,17 +506,24 @@ impl Engine {
         cfg
     }
 
-    fn preprocess_bytes(&self, image: &[u8]) -> Result<(Vec<f32>, CropBox), JsError> {
+    fn preprocess_bytes(&self, image: &[u8], region: Option<Region>) -> Result<(Vec<f32>, CropBox), JsError> {
         self.lip.require_image().map_err(js_err)?;
         let cfg = self.preprocess_cfg();
-        let (rgb, crop) = preprocess::crop_rgb_with_box(image, &cfg).map_err(|e| js_err(e.into()))?;
+        let (rgb, crop) = preprocess::crop_rgb_region(image, &cfg, region).map_err(|e| js_err(e.into()))?;
         Ok((preprocess::normalize(&rgb, &cfg), crop))
     }
 
-    fn preprocess_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<(Vec<f32>, CropBox), JsError> {
+    fn preprocess_rgba(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        region: Option<Region>,
+    ) -> Result<(Vec<f32>, CropBox), JsError> {
         self.lip.require_image().map_err(js_err)?;
         let cfg = self.preprocess_cfg();
-        let (rgb, crop) = preprocess::crop_rgba_with_box(rgba, width, height, &cfg).map_err(|e| js_err(e.into()))?;
+        let (rgb, crop) =
+            preprocess::crop_rgba_with_box(rgba, width, height, &cfg, region).map_err(|e| js_err(e.into()))?;
         Ok((preprocess::normalize(&rgb, &cfg), crop))
     }
 

@@ -9,7 +9,7 @@ import { prefetchThumbnails, releaseThumbnails, similarView } from './gallery.js
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
 const $ = (id) => document.getElementById(id);
-const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null, gallery: null };
+const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null, gallery: null, region: null, imageSize: null };
 const EXAMPLE_GALLERY = 'www/galleries/example/gallery.dlemb';
 /** How many similar cases a result shows when a gallery is loaded. */
 const SIMILAR_CASES = 4;
@@ -279,12 +279,13 @@ function request() {
   const topK = Math.max(1, Math.min(500, Number($('top-k').value) || 5));
   const similar = state.gallery ? SIMILAR_CASES : undefined;
   const gallery = state.gallery?.name;
-  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery } };
+  const region = state.region || undefined;
+  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery, region } };
   const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
   const labels = lines('custom-labels');
   if (labels.length < 2) throw new Error('Type at least two custom labels, one per line.');
   const templates = lines('custom-templates');
-  return { labels, options: { topK, concepts: 5, similar, gallery, templates: templates.length ? templates : undefined } };
+  return { labels, options: { topK, concepts: 5, similar, gallery, region, templates: templates.length ? templates : undefined } };
 }
 
 async function classify() {
@@ -504,13 +505,94 @@ async function loadGallery(url) {
  * percent of the image so it follows the preview's size. */
 function showCrop(crop) {
   const box = $('crop-box');
-  box.hidden = $('crop-note').hidden = !crop;
+  box.hidden = $('crop-controls').hidden = !crop;
   if (!crop) return;
+  state.imageSize = { width: crop.imageWidth, height: crop.imageHeight };
   const pct = (v, of) => `${(100 * v) / of}%`;
   box.style.left = pct(crop.x, crop.imageWidth);
   box.style.top = pct(crop.y, crop.imageHeight);
   box.style.width = pct(crop.width, crop.imageWidth);
   box.style.height = pct(crop.height, crop.imageHeight);
+}
+
+// ---- moving and zooming the crop ----------------------------------------------------------------
+// The visitor's square (state.region, in the photo's pixels) is sent with the request; the engine
+// answers with the box it used (result.crop), which showCrop draws.
+
+/** The square of side min(w, h) / zoom, centred on (cx, cy), kept inside the photo. */
+function squareAt(cx, cy, zoom) {
+  const { width: w, height: h } = state.imageSize;
+  const side = Math.max(16, Math.round(Math.min(w, h) / zoom));
+  const x = Math.round(Math.min(Math.max(cx - side / 2, 0), w - side));
+  const y = Math.round(Math.min(Math.max(cy - side / 2, 0), h - side));
+  return { x, y, width: side, height: side };
+}
+
+function currentCentre() {
+  const c = state.region || state.result?.crop;
+  return c ? [c.x + c.width / 2, c.y + c.height / 2] : [state.imageSize.width / 2, state.imageSize.height / 2];
+}
+
+function drawRegion(r) {
+  showCrop({ ...r, imageWidth: state.imageSize.width, imageHeight: state.imageSize.height });
+}
+
+function setRegion(r) {
+  state.region = r;
+  drawRegion(r);
+  classify();
+}
+
+function wireCrop() {
+  const box = $('crop-box');
+  let drag = null;
+  box.addEventListener('pointerdown', (e) => {
+    if (!state.imageSize) return;
+    box.setPointerCapture(e.pointerId);
+    const [cx, cy] = currentCentre();
+    drag = { x0: e.clientX, y0: e.clientY, cx, cy, scale: state.imageSize.width / $('preview-img').clientWidth, moved: null };
+  });
+  box.addEventListener('pointermove', (e) => {
+    if (!drag) return;
+    const zoom = Number($('crop-zoom').value);
+    drag.moved = squareAt(drag.cx + (e.clientX - drag.x0) * drag.scale, drag.cy + (e.clientY - drag.y0) * drag.scale, zoom);
+    drawRegion(drag.moved);
+  });
+  const end = () => {
+    if (drag?.moved) setRegion(drag.moved);
+    drag = null;
+  };
+  box.addEventListener('pointerup', end);
+  box.addEventListener('pointercancel', end);
+  box.addEventListener('keydown', (e) => {
+    if (!state.imageSize) return;
+    const step = Math.max(1, Math.round(Math.min(state.imageSize.width, state.imageSize.height) * 0.05));
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    const zoom = $('crop-zoom');
+    let [cx, cy] = currentCentre();
+    if (moves[e.key]) {
+      cx += moves[e.key][0];
+      cy += moves[e.key][1];
+    } else if (e.key === '+' || e.key === '=') {
+      zoom.value = String(Math.min(Number(zoom.max), Number(zoom.value) + Number(zoom.step)));
+    } else if (e.key === '-' || e.key === '−') {
+      zoom.value = String(Math.max(Number(zoom.min), Number(zoom.value) - Number(zoom.step)));
+    } else {
+      return;
+    }
+    e.preventDefault();
+    setRegion(squareAt(cx, cy, Number(zoom.value)));
+  });
+  $('crop-zoom').addEventListener('change', () => {
+    if (!state.imageSize) return;
+    const [cx, cy] = currentCentre();
+    setRegion(squareAt(cx, cy, Number($('crop-zoom').value)));
+  });
+  $('crop-reset').addEventListener('click', () => {
+    $('crop-zoom').value = '1';
+    state.region = null;
+    classify();
+  });
 }
 
 // ---- input -------------------------------------------------------------------------------------
@@ -524,6 +606,9 @@ function setImage(file) {
   img.onload = img.onerror = () => URL.revokeObjectURL(url);
   img.src = url;
   $('preview-caption').textContent = `${state.imageName} (${formatBytes(file.size)})`;
+  state.region = null;
+  state.imageSize = null;
+  $('crop-zoom').value = '1';
   showCrop(null);
   $('preview').hidden = false;
   classify();
@@ -599,5 +684,6 @@ if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('n
   navigator.serviceWorker.register('sw.js').catch(() => {});
 }
 wire();
+wireCrop();
 loadPlainWords(); // now, so that classifying later makes no network request
 loadModel();

@@ -104,10 +104,15 @@ export class DermLIP {
    * The result also says which classes the ontology files under "malignant" (`malignant`, per
    * label; `malignantProbability`), which square of the photo the model saw (`crop`), whether the
    * photo looks like skin at all (`domain`), and with similar (a number, after loadGallery) the
-   * gallery's most similar cases (`similar`).
+   * gallery's most similar cases (`similar`). `region` ({x, y, width, height}, whole pixels of
+   * the photo as shown, EXIF orientation applied): look only at that part (the site's movable crop).
    */
-  async classify(image, labels, { topK = 5, templates, concepts = 0, only, similar, gallery } = {}) {
+  async classify(image, labels, { topK = 5, templates, concepts = 0, only, similar, gallery, region } = {}) {
     const request = { topK, concepts };
+    if (region !== undefined) {
+      const { x, y, width, height } = region;
+      request.region = { x, y, width, height };
+    }
     if (only !== undefined) request.only = [...only].map(String);
     if (similar !== undefined) request.similar = similar;
     if (gallery !== undefined) request.gallery = String(gallery);

@@ -144,6 +144,7 @@ describe('the square the model sees', () => {
       near(drawn.box.w, want.width * sx, 'width');
       near(drawn.box.h, want.height * sy, 'height');
       assert.ok(await page.isVisible('#crop-note'));
+      assert.ok(await page.isVisible('#crop-zoom'));
     }
     // An EXIF-rotated photo: the box is in the orientation the browser shows.
     await choose(page, 'images/chelsea_exif6_300x200.jpg');
@@ -152,6 +153,74 @@ describe('the square the model sees', () => {
       return [window.dermlipApp.state.result.crop, [n.naturalWidth, n.naturalHeight]];
     });
     assert.deepEqual([crop.imageWidth, crop.imageHeight], natural);
+    await context.close();
+  });
+
+  test('can be moved and zoomed (keys, mouse, slider), and the page then classifies that part as the CLI does', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await openSite(page, server.url, 'nosw');
+    const image = 'images/chelsea_451x300_q95_444.jpg';
+    await choose(page, image);
+    const first = await page.evaluate(() => window.dermlipApp.state.result);
+    const settled = (want) => page.waitForFunction((w) => {
+      const r = window.dermlipApp.state.result;
+      return document.body.dataset.busy === 'false' && r && r.crop.x === w.x && r.crop.y === w.y && r.crop.width === w.width;
+    }, want);
+    // Zoom with the keyboard: the centre (225.5, 150, within rounding) stays, the side is 300 / 1.25 = 240.
+    await page.focus('#crop-box');
+    await page.keyboard.press('+');
+    let want = { x: 105, y: 30, width: 240, height: 240 };
+    await settled(want);
+    assert.equal(await page.inputValue('#crop-zoom'), '1.25');
+    // Move right by 5 % of the short side (15 px).
+    await page.keyboard.press('ArrowRight');
+    want = { x: 120, y: 30, width: 240, height: 240 };
+    await settled(want);
+    let r = await page.evaluate(() => window.dermlipApp.state.result);
+    const native = nativeClassify([image], ['--label-set', 'pad6', '--top-k', '6', '--region', '120,30,240,240'])[0];
+    for (const p of native.predictions) {
+      const got = r.probabilities[r.labels.indexOf(p.label)];
+      assert.ok(Math.abs(got - p.probability) < 1e-4, `${p.label}: ${got} vs ${p.probability}`);
+    }
+    assert.notDeepEqual(r.probabilities, first.probabilities, 'another part of the photo, another answer');
+    // Drag with the mouse: 40 displayed pixels to the left.
+    const box = await page.locator('#crop-box').boundingBox();
+    const scale = await page.evaluate(() => 451 / document.querySelector('#preview-img').clientWidth);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 - 20, box.y + box.height / 2, { steps: 2 });
+    await page.mouse.move(box.x + box.width / 2 - 40, box.y + box.height / 2, { steps: 2 });
+    await page.mouse.up();
+    await page.waitForFunction(() => document.body.dataset.busy === 'false' && window.dermlipApp.state.result.crop.x < 120);
+    r = await page.evaluate(() => window.dermlipApp.state.result);
+    assert.ok(Math.abs(r.crop.x - (120 - 40 * scale)) <= 1.5, `dragged to ${r.crop.x}`);
+    assert.equal(r.crop.width, 240);
+    // The slider, all the way: a square of 300 / 4 = 75 around the same centre.
+    await page.fill('#crop-zoom', '4');
+    await page.dispatchEvent('#crop-zoom', 'change');
+    await page.waitForFunction(() => document.body.dataset.busy === 'false' && window.dermlipApp.state.result.crop.width === 75);
+    // Back to the centre crop.
+    await page.click('#crop-reset');
+    await page.waitForFunction((w) => document.body.dataset.busy === 'false' && Math.abs(window.dermlipApp.state.result.crop.x - w) < 1e-6, first.crop.x);
+    r = await page.evaluate(() => window.dermlipApp.state.result);
+    assert.deepEqual(r.probabilities, first.probabilities);
+    await context.close();
+  });
+
+  test('a region outside the photo is refused with a clear error by the API', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await openSite(page, server.url, 'nosw');
+    const err = await page.evaluate(async (bytes) => {
+      try {
+        await window.dermlipApp.state.model.classify(new Uint8Array(bytes), 'pad6', { region: { x: 400, y: 0, width: 100, height: 100 } });
+        return 'answered';
+      } catch (e) {
+        return e.message;
+      }
+    }, [...fixtureBytes('images/chelsea_451x300_q95_444.jpg')]);
+    assert.match(err, /not inside the 451x300 image/);
     await context.close();
   });
 });

@@ -121,9 +121,24 @@ struct ClassifyArgs {
     /// the most specific group whose probability reaches THRESHOLD (default 0.5).
     #[arg(long, value_name = "THRESHOLD", num_args = 0..=1, default_missing_value = "0.5")]
     hierarchy: Option<f32>,
+    /// Look only at this part of each image: X,Y,WIDTH,HEIGHT in its pixels (after EXIF
+    /// orientation), as the web page's movable crop sends it; then preprocessed as a whole photo.
+    #[arg(long, value_name = "X,Y,W,H", value_parser = parse_region)]
+    region: Option<dermlip::input::preprocess::Region>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_region(s: &str) -> std::result::Result<dermlip::input::preprocess::Region, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("\"{p}\" is not a whole number of pixels")))
+        .collect::<std::result::Result<_, _>>()?;
+    match v[..] {
+        [x, y, width, height] => Ok(dermlip::input::preprocess::Region { x, y, width, height }),
+        _ => Err(format!("expected X,Y,WIDTH,HEIGHT (four numbers), got {} of them", v.len())),
+    }
 }
 
 #[derive(Args)]
@@ -256,7 +271,18 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let model = load_model(&a.model)?;
     let classifier = model.zero_shot_classifier(&labels, &templates)?;
     let domain = model.domain_check()?;
-    let embeddings = embed_each(&model, &a.images)?;
+    let embeddings = match a.region {
+        None => embed_each(&model, &a.images)?,
+        Some(region) => {
+            let mut pixels = Vec::with_capacity(a.images.len());
+            for (p, b) in a.images.iter().zip(read_images(&a.images)?) {
+                let (rgb, _) = dermlip::input::preprocess::crop_rgb_region(&b, &model.preprocess, Some(region))
+                    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+                pixels.push(dermlip::input::preprocess::normalize(&rgb, &model.preprocess));
+            }
+            dermlip::pipeline::rows(model.encode_pixels(&pixels))?
+        }
+    };
     let ontology = Ontology::builtin();
     let mut out = Vec::new();
     for (path, e) in a.images.iter().zip(&embeddings) {

@@ -86,9 +86,50 @@ pub fn crop_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage, Prepro
 
 /// [`crop_rgb`] and where in the image the crop lies.
 pub fn crop_rgb_with_box(bytes: &[u8], cfg: &PreprocessConfig) -> Result<(RgbImage, CropBox), PreprocessError> {
+    crop_rgb_region(bytes, cfg, None)
+}
+
+/// A rectangle of an image that the user chose (in the decoded image's pixels, after its EXIF
+/// orientation, as a browser shows it): the model then sees this part, preprocessed as if it were
+/// the whole photo (PIL: `img.crop(box)` before the transform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Region {
+    /// Inside an image of `image_width`×`image_height`, and a shape the model accepts.
+    fn check(&self, image_width: u32, image_height: u32, cfg: &PreprocessConfig) -> Result<Rect, PreprocessError> {
+        let inside = |at: u32, len: u32, of: u32| at.checked_add(len).is_some_and(|end| end <= of);
+        if !inside(self.x, self.width, image_width) || !inside(self.y, self.height, image_height) {
+            let Region { x, y, width, height } = *self;
+            return Err(PreprocessError::RegionOutside { x, y, width, height, image_width, image_height });
+        }
+        check_dims(self.width, self.height, cfg.max_pixels, true)?;
+        Ok(Rect { x: self.x, y: self.y, w: self.width, h: self.height })
+    }
+}
+
+/// [`crop_rgb_with_box`] of a chosen region (the whole image for `None`); the crop box is in the
+/// whole image's pixels.
+pub fn crop_rgb_region(
+    bytes: &[u8],
+    cfg: &PreprocessConfig,
+    region: Option<Region>,
+) -> Result<(RgbImage, CropBox), PreprocessError> {
     cfg.validate()?;
     let (decoded, _) = decode(bytes, cfg.max_pixels, true)?;
-    Ok(resize_crop(decoded, cfg))
+    let Some(region) = region else { return Ok(resize_crop(decoded, cfg)) };
+    let (w, h) = decoded.dims();
+    let rect = region.check(w, h, cfg)?;
+    let (rgb, inner) = resize_crop(decoded.crop(rect), cfg);
+    let boxed =
+        CropBox { x: inner.x + rect.x as f64, y: inner.y + rect.y as f64, image_width: w, image_height: h, ..inner };
+    Ok((rgb, boxed))
 }
 
 /// The crop box for an image of `width`×`height` pixels (no decoding; the same plan as the crop).
@@ -99,15 +140,17 @@ pub fn crop_box(width: u32, height: u32, cfg: &PreprocessConfig) -> CropBox {
 /// As [`crop_rgb`] for raw RGBA pixels (a canvas `ImageData`, a camera frame); alpha is dropped,
 /// as `convert("RGB")` of an opaque image would.
 pub fn crop_rgba(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Result<RgbImage, PreprocessError> {
-    crop_rgba_with_box(rgba, width, height, cfg).map(|(rgb, _)| rgb)
+    crop_rgba_with_box(rgba, width, height, cfg, None).map(|(rgb, _)| rgb)
 }
 
-/// [`crop_rgba`] and where in the image the crop lies.
+/// [`crop_rgba`] of a chosen region (the whole image for `None`), and where in the image the
+/// crop lies.
 pub fn crop_rgba_with_box(
     rgba: &[u8],
     width: u32,
     height: u32,
     cfg: &PreprocessConfig,
+    region: Option<Region>,
 ) -> Result<(RgbImage, CropBox), PreprocessError> {
     cfg.validate()?;
     // The shape checks run first, so that no size derived from width and height is computed for
@@ -127,7 +170,18 @@ pub fn crop_rgba_with_box(
     }
     let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
     let img = RgbImage::from_raw(width, height, rgb).ok_or_else(length_error)?;
-    Ok(resize_crop(Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false }, cfg))
+    let decoded = Decoded::U8 { img: DynamicImage::ImageRgb8(img), nearest: false };
+    let Some(region) = region else { return Ok(resize_crop(decoded, cfg)) };
+    let rect = region.check(width, height, cfg)?;
+    let (rgb, inner) = resize_crop(decoded.crop(rect), cfg);
+    let boxed = CropBox {
+        x: inner.x + rect.x as f64,
+        y: inner.y + rect.y as f64,
+        image_width: width,
+        image_height: height,
+        ..inner
+    };
+    Ok((rgb, boxed))
 }
 
 /// The resized size and the crop in it, and the crop mapped back to the image.
