@@ -19,6 +19,7 @@ const SHELL = [
   'www/trusted-models.js',
   'www/plain-words.js',
   'www/gallery.js',
+  'www/heatmap.js',
   'www/plain-language.json',
   'www/style.css',
   'www/app.webmanifest',

@@ -137,6 +137,16 @@ impl DermLip {
         self.encode_pixels_with(pixels, |batch| self.model.encode_image(batch))
     }
 
+    /// One image's embedding `[1, embed_dim]` and its projected patch tokens `[patches, embed_dim]`
+    /// (for [`crate::knowledge::heatmap`]); the last block computes every row.
+    pub fn encode_pixels_with_patches(&self, pixels: Vec<f32>) -> (Tensor<2>, Tensor<2>) {
+        let size = self.preprocess.size as usize;
+        let batch = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, size, size]), &self.device);
+        let (embedding, patches) = self.model.encode_image_with_patches(batch);
+        let [_, n, d] = patches.dims();
+        (embedding, patches.reshape([n, d]))
+    }
+
     /// The linear-probe features of the images (PanDerm: the pre-head `width`-d feature; ViT: the
     /// embedding); see [`Clip::encode_image_features`].
     pub fn encode_pixel_features(&self, pixels: &[Vec<f32>]) -> Tensor<2> {

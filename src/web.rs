@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::input::preprocess::{self, CropBox, Region};
 use crate::knowledge::concepts::{ConceptPromptSet, ConceptScore, ConceptScorer};
 use crate::knowledge::domain::{DomainCheck, DomainVerdict};
+use crate::knowledge::heatmap::{heat_map, HeatMap};
 use crate::knowledge::labels::LabelSet;
 use crate::knowledge::retrieval::{EmbeddingStore, Hit, ItemKind};
 use crate::knowledge::zero_shot::{zero_shot_templates, Prediction, ZeroShotClassifier};
@@ -72,6 +73,8 @@ struct ClassifyRequest {
     gallery: Option<String>,
     /// The part of the photo to look at (in its pixels, after EXIF orientation); default: all of it.
     region: Option<Region>,
+    /// Also return where the photo agrees with the top class (`heatMap`).
+    heat_map: Option<bool>,
 }
 
 /// The most similar cases a request may ask for.
@@ -103,6 +106,8 @@ struct ClassifyResult {
     domain: Option<DomainVerdict>,
     /// The gallery's most similar image cases, best first (when the request asked for them).
     similar: Vec<Hit>,
+    /// Where the photo agrees with the top class, over the patch grid (when asked for).
+    heat_map: Option<HeatMap>,
 }
 
 #[derive(Serialize)]
@@ -614,13 +619,25 @@ impl Engine {
             Some(only) => Some(subset(self.class_set(&key), only)?),
             None => None,
         };
-        let embedding = rows_async(self.lip.encode_pixels(&[pixels])).await?.remove(0);
+        let (embedding, patches) = if req.heat_map.unwrap_or(false) {
+            let (embedding, patches) = self.lip.encode_pixels_with_patches(pixels);
+            (rows_async(embedding).await?.remove(0), Some(rows_async(patches).await?))
+        } else {
+            (rows_async(self.lip.encode_pixels(&[pixels])).await?.remove(0), None)
+        };
         let set = self.class_set(&key);
         let (classifier, name) = match &subset {
             Some(c) => (c, format!("{}, {} of them", set.name, c.labels.len())),
             None => (&set.classifier, set.name.clone()),
         };
         let scored = classifier.classify_all(&embedding, top_k);
+        let heat = match &patches {
+            Some(p) => {
+                let top = &scored.predictions[0];
+                Some(heat_map(&top.label, p, &classifier.weights[top.index])?)
+            }
+            None => None,
+        };
         let result = ClassifyResult {
             label_set: set.id.clone(),
             label_set_name: name,
@@ -634,6 +651,7 @@ impl Engine {
             crop,
             domain: self.domain.as_ref().map(|d| d.check(&embedding, classifier)),
             similar: Vec::new(),
+            heat_map: heat,
         };
         let ontology = crate::knowledge::ontology::Ontology::builtin();
         let malignant: Vec<bool> = result.labels.iter().map(|l| ontology.is_under(l, MALIGNANT)).collect();

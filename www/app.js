@@ -5,6 +5,7 @@ import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
 import { adviceLevel, loadPlainWords, notSkin } from './plain-words.js';
 import { prefetchThumbnails, releaseThumbnails, similarView } from './gallery.js';
+import { paintHeatMap, peakPercent, placeOver } from './heatmap.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
@@ -280,12 +281,13 @@ function request() {
   const similar = state.gallery ? SIMILAR_CASES : undefined;
   const gallery = state.gallery?.name;
   const region = state.region || undefined;
-  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery, region } };
+  const heatMap = $('heat-map-toggle').checked || undefined;
+  if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery, region, heatMap } };
   const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
   const labels = lines('custom-labels');
   if (labels.length < 2) throw new Error('Type at least two custom labels, one per line.');
   const templates = lines('custom-templates');
-  return { labels, options: { topK, concepts: 5, similar, gallery, region, templates: templates.length ? templates : undefined } };
+  return { labels, options: { topK, concepts: 5, similar, gallery, region, heatMap, templates: templates.length ? templates : undefined } };
 }
 
 async function classify() {
@@ -311,6 +313,7 @@ async function classify() {
     state.result = result;
     renderResult(result);
     showCrop(result.crop);
+    showHeatMap(result);
     renderSimilar(result);
   } catch (e) {
     state.result = null;
@@ -474,6 +477,18 @@ async function copy(text) {
   }
 }
 
+/** The heat-map over the square the model saw, with its legend; hidden when not asked for. */
+function showHeatMap(r) {
+  const canvas = $('heat-map');
+  const note = $('heat-map-note');
+  canvas.hidden = note.hidden = !r?.heatMap;
+  if (!r?.heatMap) return;
+  paintHeatMap(canvas, r.heatMap);
+  placeOver(canvas, r.crop);
+  const name = state.words.name(r.heatMap.label);
+  note.textContent = `Heat-map: the redder a part of the square, the more it agrees with "${name}" (its ${r.heatMap.rows}×${r.heatMap.cols} patches; the reddest holds ${peakPercent(r.heatMap)} % of the agreement). A teaching aid: the model's answer does not come from these patches alone.`;
+}
+
 function renderSimilar(r) {
   const strings = { heading: 'Similar cases in the gallery', similarity: (s) => `similarity ${s.toFixed(2)}` };
   $('similar').replaceChildren(...similarView(r, state.gallery?.thumbs, strings));
@@ -610,6 +625,7 @@ function setImage(file) {
   state.imageSize = null;
   $('crop-zoom').value = '1';
   showCrop(null);
+  showHeatMap(null);
   $('preview').hidden = false;
   classify();
 }
@@ -647,6 +663,7 @@ function wire() {
     classify();
   });
   $('show-all').addEventListener('change', () => state.result && renderAll(state.result));
+  $('heat-map-toggle').addEventListener('change', () => classify());
   $('copy-json').addEventListener('click', () => state.result && copy(JSON.stringify({ image: state.imageName, ...state.result }, null, 2)));
   $('copy-csv').addEventListener('click', () => state.result && copy(csv(state.result)));
   $('gallery-form').addEventListener('submit', (e) => {

@@ -13,6 +13,7 @@ import { modelTrust } from './model-trust.js';
 import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './model-info.js';
 import { PlainWords, adviceLevel, loadPlainWords, notSkin } from './plain-words.js';
 import { prefetchThumbnails, similarView } from './gallery.js';
+import { paintHeatMap, placeOver } from './heatmap.js';
 
 // Everyday names for the built-in classes and concept tags (www/plain-language.json), one copy
 // for every widget on the page; labels it does not know are shown as they are.
@@ -377,6 +378,8 @@ button.secondary { background: transparent; color: var(--dermlip-accent, #0b5cad
 .drop-hint { color: var(--dermlip-muted, #4a5360); font-size: 0.88em; }
 .box.over { outline: 3px dashed var(--dermlip-accent, #0b5cad); outline-offset: -6px; }
 figure { margin: 0.5em 0; }
+.frame { position: relative; display: inline-block; max-width: 100%; }
+canvas.heat-map { position: absolute; max-width: none; max-height: none; border-radius: 0; pointer-events: none; }
 canvas { display: block; max-width: 100%; max-height: var(--dermlip-image-height, 16em); width: auto; height: auto; border-radius: calc(var(--dermlip-radius, 10px) * 0.6); }
 fieldset { border: 1px solid var(--dermlip-border, #c9ced4); border-radius: calc(var(--dermlip-radius, 10px) * 0.6); margin: 0.6em 0; padding: 0.3em 0.7em 0.5em; min-width: 0; }
 legend { font-weight: 600; padding: 0 0.3em; }
@@ -459,7 +462,7 @@ function parseCount(value, min) {
 // ---- the element -----------------------------------------------------------------------------------
 
 class DermlipClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer', 'options', 'gallery', 'similar'];
+  static observedAttributes = ['model', 'model-from', 'backend', 'loading', 'reveal', 'label-set', 'labels', 'templates', 'top-k', 'concepts', 'mode', 'lang', 'src', 'answer', 'options', 'gallery', 'similar', 'heat-map'];
 
   /** (model URL, backend) → {key, url, backend, promise, model, refs, progress, textTower, failed} */
   static #models = new Map();
@@ -582,7 +585,10 @@ class DermlipClassifier extends HTMLElement {
     u.picker = el('div', { className: 'picker', part: 'picker' }, u.pick, u.dropHint, u.file);
     u.canvas = el('canvas', { role: 'img', width: 1, height: 1 });
     u.caption = el('figcaption');
-    u.figure = el('figure', { part: 'image', hidden: true }, u.canvas, u.caption);
+    u.heat = el('canvas', { className: 'heat-map', part: 'heat-map', hidden: true, width: 1, height: 1 });
+    u.heat.setAttribute('aria-hidden', 'true');
+    u.frame = el('div', { className: 'frame' }, u.canvas, u.heat);
+    u.figure = el('figure', { part: 'image', hidden: true }, u.frame, u.caption);
     u.legend = el('legend');
     u.options = el('div', { className: 'options', part: 'options' });
     u.fieldset = el('fieldset', {}, u.legend, u.options);
@@ -717,7 +723,8 @@ class DermlipClassifier extends HTMLElement {
     const gallery = attr('gallery') && attr('gallery').trim() ? new URL(attr('gallery').trim(), document.baseURI).href : null;
     const similar = attr('similar') === null ? (gallery ? DEFAULT_SIMILAR : 0) : parseCount(attr('similar'), 0);
     if (Number.isNaN(similar) || similar > MAX_SIMILAR) throw new AttrError('similar', t.similar(attr('similar')));
-    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, only, needsText, gallery, similar, src: attr('src'), answer: attr('answer') };
+    const heatMap = attr('heat-map') !== null && attr('heat-map').trim().toLowerCase() !== 'false';
+    return { mode, backend, loading, reveal, modelUrl, topK, concepts, labels, templates, only, needsText, gallery, similar, heatMap, src: attr('src'), answer: attr('answer') };
   }
 
   #schedule() {
@@ -1067,6 +1074,7 @@ class DermlipClassifier extends HTMLElement {
       concepts: cfg.mode === 'concepts' ? Math.max(cfg.concepts, cfg.topK) : cfg.concepts,
       only: cfg.only,
       similar: this.#gallery ? cfg.similar : undefined,
+      heatMap: cfg.heatMap && cfg.mode !== 'quiz' ? true : undefined,
       gallery: this.#gallery ? this.#gallery.summary.name : undefined,
     };
     // Only what changes the result (or the mode) classifies again; `lang` only re-renders.
@@ -1218,6 +1226,7 @@ class DermlipClassifier extends HTMLElement {
     u.quiz.hidden = mode !== 'quiz';
     u.feedback.hidden = true;
     u.note.hidden = true;
+    u.heat.hidden = true;
     if (mode === 'quiz') return this.#renderQuiz(cfg, r, status);
     if (!r) {
       const msg = !cfg ? '' : this.#busy ? t.working : this.#image && !(entry && entry.model) ? t.waiting : !this.#image ? t.pickPhoto : '';
@@ -1231,6 +1240,11 @@ class DermlipClassifier extends HTMLElement {
       return;
     }
     u.result.replaceChildren(...this.#predictionView(r, null));
+    u.heat.hidden = !r.heatMap;
+    if (r.heatMap) {
+      paintHeatMap(u.heat, r.heatMap);
+      placeOver(u.heat, r.crop);
+    }
     const similar = el('div', { part: 'similar' }, ...similarView(r, this.#gallery?.thumbs, t.similar));
     u.concepts.replaceChildren(...this.#conceptView(r, cfg.concepts, false), ...(r.similar?.length ? [similar] : []));
   }

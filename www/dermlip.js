@@ -106,9 +106,13 @@ export class DermLIP {
    * photo looks like skin at all (`domain`), and with similar (a number, after loadGallery) the
    * gallery's most similar cases (`similar`). `region` ({x, y, width, height}, whole pixels of
    * the photo as shown, EXIF orientation applied): look only at that part (the site's movable crop).
+   * `heatMap: true`: also `result.heatMap` = { label (the top match), rows, cols, cosine, share }, per
+   * patch of the model's square (row-major): the cosine with the top class and its softmax share
+   * (sums to 1).
    */
-  async classify(image, labels, { topK = 5, templates, concepts = 0, only, similar, gallery, region } = {}) {
+  async classify(image, labels, { topK = 5, templates, concepts = 0, only, similar, gallery, region, heatMap } = {}) {
     const request = { topK, concepts };
+    if (heatMap) request.heatMap = true;
     if (region !== undefined) {
       const { x, y, width, height } = region;
       request.region = { x, y, width, height };

@@ -3,6 +3,7 @@
 
 pub mod concepts;
 pub mod domain;
+pub mod heatmap;
 pub mod labels;
 pub mod ontology;
 pub mod retrieval;

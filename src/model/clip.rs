@@ -68,6 +68,15 @@ impl VisionTower {
         }
     }
 
+    /// The embedding and the projected patch tokens `[batch, patches, embed_dim]` (see each tower's
+    /// `forward_with_patches`).
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        match self {
+            VisionTower::Vit(v) => v.forward_with_patches(images),
+            VisionTower::PanDerm(v) => v.forward_with_patches(images),
+        }
+    }
+
     /// The open_clip ViT, if this is one.
     pub fn vit(&self) -> Option<&VisionTransformer> {
         match self {
@@ -231,6 +240,11 @@ impl Clip {
     /// `[batch, 3, size, size]` normalised images → unnormalised `[batch, embed_dim]`.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
         self.visual.forward(images)
+    }
+
+    /// [`Clip::encode_image`] and the projected patch tokens (see [`VisionTower::forward_with_patches`]).
+    pub fn encode_image_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        self.visual.forward_with_patches(images)
     }
 
     /// The linear-probe image feature: see [`VisionTower::forward_features`].

@@ -178,6 +178,26 @@ impl PanDermVisionTransformer {
         self.norm.forward(pooled)
     }
 
+    /// As [`PanDermVisionTransformer::forward`], and every patch token through the same final
+    /// `norm` (twice, as the pooled feature passes it before and after the mean) and `head`:
+    /// `[batch, grid², embed_dim]`, row-major patches.
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        let x = self.patch_embed.forward(images);
+        let [batch, width, gh, gw] = x.dims();
+        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let cls = self.cls_token.val().reshape([1, 1, width]).expand([batch, 1, width]);
+        let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val().unsqueeze_dim::<3>(0);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = self.norm.forward(x);
+        let seq = x.dims()[1];
+        let tokens = x.narrow(1, 1, seq - 1);
+        let pooled = self.norm.forward(tokens.clone().mean_dim(1).reshape([batch, width]));
+        let patches = token_linear(&self.head, self.norm.forward(tokens));
+        (self.head.forward(pooled), patches)
+    }
+
     /// The tensors under the Derm1M fork's names (`visual.…`), for loading and saving alike;
     /// `cls_token` and `pos_embed` carry PyTorch's leading 1-dimensions in the checkpoint.
     pub fn visit_tensors(&mut self, v: &mut impl TensorVisitor) -> Result<()> {

@@ -81,6 +81,24 @@ impl VisionTransformer {
         pooled.matmul(self.proj.val())
     }
 
+    /// As [`VisionTransformer::forward`], and every patch token through the same `ln_post` and
+    /// `proj` as the pooled token: `[batch, grid², embed_dim]` (row-major patches), for a map of
+    /// where the image agrees with a text. The last block then computes every row.
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        let x = self.conv1.forward(images);
+        let [batch, width, gh, gw] = x.dims();
+        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
+        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
+        let x = self.transformer.forward(self.ln_pre.forward(x), false);
+        let seq = x.dims()[1];
+        let normed = self.ln_post.forward(x.clone());
+        let pooled =
+            if self.final_ln_after_pool { self.ln_post.forward(self.pool(x)) } else { self.pool(normed.clone()) };
+        let patches = normed.narrow(1, 1, seq - 1).matmul(self.proj.val().unsqueeze_dim::<3>(0));
+        (pooled.matmul(self.proj.val()), patches)
+    }
+
     fn pool(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, seq, width] = x.dims();
         if self.avg_pool {

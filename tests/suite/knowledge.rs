@@ -552,3 +552,23 @@ fn the_out_of_domain_check_compares_the_best_of_each_side() {
     assert!(DomainCheck::new(vec![e(0); SKIN_PROMPTS.len()], vec![vec![1.0; 3]; OTHER_PROMPTS.len()]).is_err());
     assert!(DomainCheck::new(vec![vec![f32::NAN; 4]; SKIN_PROMPTS.len()], vec![e(1); OTHER_PROMPTS.len()]).is_err());
 }
+
+/// The heat-map's arithmetic on vectors whose cosines are known by hand.
+#[test]
+fn the_heat_map_is_the_cosine_per_patch_and_its_softmax_share() {
+    use dermlip::knowledge::heatmap::heat_map;
+    // 4 patches (2×2) in 2-d: cosines with (1, 0) are 1, 0, -1 and 0.6.
+    let patches = vec![vec![2.0, 0.0], vec![0.0, 3.0], vec![-1.0, 0.0], vec![3.0, 4.0]];
+    let h = heat_map("nevus", &patches, &[5.0, 0.0]).unwrap();
+    assert_eq!((h.rows, h.cols, h.label.as_str()), (2, 2, "nevus"));
+    for (got, want) in h.cosine.iter().zip([1.0f32, 0.0, -1.0, 0.6]) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    // share = softmax(100·cos): e^100 : e^0 : e^-100 : e^60, i.e. patch 0 holds all but e^-40.
+    let total: f32 = h.share.iter().sum();
+    assert!((total - 1.0).abs() < 1e-6);
+    assert!((h.share[3] / h.share[0] - (-40f32).exp()).abs() < 1e-20);
+    assert!(h.share[0] > 0.999_999);
+    assert!(heat_map("x", &patches[..3], &[1.0, 0.0]).unwrap_err().to_string().contains("square grid"));
+    assert!(heat_map("x", &patches, &[1.0, 0.0, 0.0]).is_err());
+}

@@ -142,3 +142,40 @@ fn wgpu_matches_open_clip() {
     let model = load("tiny-gelu", None, device);
     check_embeddings(&model, &r, "tiny-gelu on wgpu");
 }
+
+/// The heat-map pass (every row through the last block, patch tokens projected) gives the same
+/// image embedding as open_clip (ViT fixtures) and as the normal pass (PanDerm), and one projected
+/// token per patch of the grid.
+#[test]
+fn the_heat_map_pass_keeps_the_embedding_and_yields_the_patch_grid() {
+    for name in ["tiny-gelu", "tiny-quickgelu"] {
+        let model = load(name, None, Device::flex());
+        let r = reference(name);
+        for im in r.images.iter().take(6) {
+            let px = dermlip::input::preprocess::normalize(&reference_crop(&im.reference), &model.preprocess);
+            let (e, p) = model.encode_pixels_with_patches(px);
+            let e = rows(e).unwrap().remove(0);
+            assert!(max_abs_diff(&e, &im.embedding) <= TOL, "{name} {}", im.file);
+            let p = rows(p).unwrap();
+            let grid = (model.preprocess.size / model.config.vision.patch_size as u32) as usize;
+            assert_eq!(p.len(), grid * grid, "{name}");
+            assert!(p.iter().all(|row| row.len() == model.config.embed_dim && row.iter().all(|v| v.is_finite())));
+            // Patches differ from each other (the map is not a constant).
+            assert!(max_abs_diff(&p[0], &p[p.len() - 1]) > 1e-3);
+        }
+    }
+    let model = DermLip::load(&model_dir("tiny-panderm"), Device::flex()).unwrap();
+    let crop = reference_crop("images/chelsea_451x300_q95_444.jpg");
+    let crop = image::imageops::resize(
+        &crop,
+        model.preprocess.size,
+        model.preprocess.size,
+        image::imageops::FilterType::Triangle,
+    );
+    let px = dermlip::input::preprocess::normalize(&crop, &model.preprocess);
+    let plain = rows(model.encode_pixels(std::slice::from_ref(&px))).unwrap().remove(0);
+    let (e, p) = model.encode_pixels_with_patches(px);
+    assert!(max_abs_diff(&rows(e).unwrap().remove(0), &plain) < 1e-5, "panderm");
+    let grid = (model.preprocess.size / model.config.vision.patch_size as u32) as usize;
+    assert_eq!(rows(p).unwrap().len(), grid * grid, "panderm");
+}

@@ -125,6 +125,10 @@ struct ClassifyArgs {
     /// orientation), as the web page's movable crop sends it; then preprocessed as a whole photo.
     #[arg(long, value_name = "X,Y,W,H", value_parser = parse_region)]
     region: Option<dermlip::input::preprocess::Region>,
+    /// With --json: also where each image agrees with its top class over the patch grid
+    /// (`heatMap`: cosine and share per patch, row-major), as the web page's heat-map shows it.
+    #[arg(long, requires = "json")]
+    heat_map: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -271,22 +275,39 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let model = load_model(&a.model)?;
     let classifier = model.zero_shot_classifier(&labels, &templates)?;
     let domain = model.domain_check()?;
-    let embeddings = match a.region {
-        None => embed_each(&model, &a.images)?,
-        Some(region) => {
-            let mut pixels = Vec::with_capacity(a.images.len());
-            for (p, b) in a.images.iter().zip(read_images(&a.images)?) {
-                let (rgb, _) = dermlip::input::preprocess::crop_rgb_region(&b, &model.preprocess, Some(region))
-                    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
-                pixels.push(dermlip::input::preprocess::normalize(&rgb, &model.preprocess));
+    // Per image: its embedding and, with --heat-map, its patch tokens.
+    let (embeddings, patches): (Vec<Vec<f32>>, Vec<Option<Vec<Vec<f32>>>>) = if a.region.is_none() && !a.heat_map {
+        (embed_each(&model, &a.images)?, vec![None; a.images.len()])
+    } else {
+        let mut pixels = Vec::with_capacity(a.images.len());
+        for (p, b) in a.images.iter().zip(read_images(&a.images)?) {
+            let (rgb, _) = dermlip::input::preprocess::crop_rgb_region(&b, &model.preprocess, a.region)
+                .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+            pixels.push(dermlip::input::preprocess::normalize(&rgb, &model.preprocess));
+        }
+        if a.heat_map {
+            let mut out = (Vec::new(), Vec::new());
+            for px in pixels {
+                let (e, p) = model.encode_pixels_with_patches(px);
+                out.0.push(dermlip::pipeline::rows(e)?.remove(0));
+                out.1.push(Some(dermlip::pipeline::rows(p)?));
             }
-            dermlip::pipeline::rows(model.encode_pixels(&pixels))?
+            out
+        } else {
+            (dermlip::pipeline::rows(model.encode_pixels(&pixels))?, vec![None; a.images.len()])
         }
     };
     let ontology = Ontology::builtin();
     let mut out = Vec::new();
-    for (path, e) in a.images.iter().zip(&embeddings) {
+    for ((path, e), patches) in a.images.iter().zip(&embeddings).zip(&patches) {
         let scored = classifier.classify_all(e, a.top_k as usize);
+        let heat = match patches {
+            Some(p) => {
+                let top = &scored.predictions[0];
+                Some(dermlip::knowledge::heatmap::heat_map(&top.label, p, &classifier.weights[top.index])?)
+            }
+            None => None,
+        };
         let chain = match a.hierarchy {
             Some(threshold) => {
                 let nodes = ontology
@@ -296,19 +317,24 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             }
             None => None,
         };
-        out.push((path.display().to_string(), scored.predictions, chain, domain.check(e, &classifier)));
+        out.push((path.display().to_string(), scored.predictions, chain, domain.check(e, &classifier), heat));
     }
     if a.json {
         let items: Vec<_> = out
             .iter()
-            .map(|(image, preds, chain, domain)| {
-                serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain, "domain": domain})
+            .map(|(image, preds, chain, domain, heat)| {
+                let mut item =
+                    serde_json::json!({"image": image, "predictions": preds, "hierarchy": chain, "domain": domain});
+                if let Some(h) = heat {
+                    item["heatMap"] = serde_json::to_value(h).expect("plain data serialises");
+                }
+                item
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&items).expect("plain data serialises"));
         return Ok(());
     }
-    for (image, preds, chain, domain) in &out {
+    for (image, preds, chain, domain, _) in &out {
         println!("{image}");
         if domain.not_skin {
             println!(
