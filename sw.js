@@ -20,6 +20,7 @@ const SHELL = [
   'www/plain-words.js',
   'www/gallery.js',
   'www/heatmap.js',
+  'www/site-i18n.js',
   'www/plain-language.json',
   'www/style.css',
   'www/app.webmanifest',

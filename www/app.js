@@ -6,12 +6,25 @@ import { formatBytes, inspectModel, modelCard, saveData, unknownCard } from './m
 import { adviceLevel, loadPlainWords, notSkin } from './plain-words.js';
 import { prefetchThumbnails, releaseThumbnails, similarView } from './gallery.js';
 import { paintHeatMap, peakPercent, placeOver } from './heatmap.js';
+import { applyStatic, pickLanguage, storeLanguage, translate } from './site-i18n.js';
 
 const DEFAULT_MODEL = 'www/models/default/';
 const CONSENT_KEY = 'dermlip-model-consent';
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, imageName: '', result: null, loading: null, source: null, words: null, gallery: null, region: null, imageSize: null };
 const EXAMPLE_GALLERY = 'www/galleries/example/gallery.dlemb';
+/** The page's language (www/site-i18n.js) and its strings. */
+let lang = pickLanguage();
+const t = (key, args) => translate(lang, key, args);
+/** Sets an element's text from a function of the language, rerun when the language changes. */
+const sayings = new Map();
+function say(id, text) {
+  sayings.set(id, text);
+  $(id).textContent = text();
+}
+function setStatus(key, args) {
+  say('model-status', typeof key === 'function' ? key : () => t(key, args));
+}
 /** How many similar cases a result shows when a gallery is loaded. */
 const SIMILAR_CASES = 4;
 
@@ -51,12 +64,12 @@ function rememberConsent(url) {
 /** Shows the consent step for a third-party model; resolves to true (load it) or false. */
 function askConsent(trust) {
   const box = $('consent');
-  $('consent-text').textContent = `It comes from ${trust.host}, repository ${trust.repository} (${trust.url}).`;
+  say('consent-text', () => t('consent.from', { host: trust.host, repo: trust.repository, url: trust.url }));
   $('consent-text').style.overflowWrap = 'anywhere';
-  $('consent-yes').textContent = `Load the model from ${trust.host}`;
+  say('consent-yes', () => t('consent.load', { host: trust.host }));
   box.hidden = false;
   document.body.dataset.state = 'consent';
-  $('model-status').textContent = 'Waiting for your answer before loading a model.';
+  setStatus('status.consent');
   box.focus();
   return new Promise((resolve) => {
     const answer = (yes) => {
@@ -73,7 +86,7 @@ function askConsent(trust) {
 function showSource(trust) {
   const note = $('model-source');
   note.hidden = !trust || trust.kind !== 'third-party';
-  note.textContent = note.hidden ? '' : `Third-party model: ${trust.label} — not this site's DermLIP model; its results are its publisher's.`;
+  say('model-source', () => (note.hidden ? '' : t('third-party', { label: trust.label })));
   note.style.overflowWrap = 'anywhere';
   if (note.hidden) delete document.body.dataset.thirdParty;
   else document.body.dataset.thirdParty = trust.label;
@@ -81,12 +94,7 @@ function showSource(trust) {
 
 // ---- what the model is (its card) and what it costs (consent before bytes) -------------------
 
-const BANNERS = {
-  fixture: ['Demo model — random weights — results are meaningless.',
-    'This site is serving a test fixture, not the trained DermLIP model: every percentage below is noise.'],
-  unknown: ['Unverified model — results may be meaningless.',
-    'This model does not say what it is (no model card in its bundle), so this page cannot vouch for it.'],
-};
+const BANNERS = { fixture: 'banner.fixture', unknown: 'banner.unknown' };
 
 /** The persistent banner (fixture or unknown model) and the "Model: …" line with the card link. */
 function showCard(card, url) {
@@ -94,13 +102,15 @@ function showCard(card, url) {
   const banner = BANNERS[card.weights];
   $('model-banner').hidden = !banner;
   if (banner) {
-    $('model-banner-title').textContent = banner[0];
-    $('model-banner-text').textContent = banner[1];
+    say('model-banner-title', () => t(`${banner}.title`));
+    say('model-banner-text', () => t(`${banner}.text`));
   }
-  const parts = [`Model: ${card.name || 'unknown'}`];
-  if (card.source) parts.push(`from ${card.source}`);
-  parts.push(card.licence ? `licence ${card.licence}` : 'licence unknown');
-  $('model-about-text').textContent = `${parts.join(' · ')}. `;
+  say('model-about-text', () => {
+    const parts = [t('about.model', { name: card.name || t('about.unknown') })];
+    if (card.source) parts.push(t('about.from', { source: card.source }));
+    parts.push(card.licence ? t('about.licence', { licence: card.licence }) : t('about.no-licence'));
+    return `${parts.join(' · ')}. `;
+  });
   $('model-about').style.overflowWrap = 'anywhere';
   $('model-about').hidden = false;
   const href = `www/model-card.html?model=${encodeURIComponent(url)}`;
@@ -109,15 +119,14 @@ function showCard(card, url) {
 
 /** Shows the model's size and resolves when the visitor clicks "Download". */
 function askDownload(look) {
-  const size = look.bytes === null ? 'of unknown size (a plain checkpoint has no manifest)' : formatBytes(look.bytes);
-  $('download-text').textContent = look.bytes === null
-    ? `The model is ${size}. It is downloaded once, then kept on this device; nothing is downloaded until you ask.`
-    : `The model is ${size} (the text tower, ${formatBytes(look.textBytes)}, only if you use custom labels). It is downloaded once, then kept on this device; nothing is downloaded until you ask.`;
+  say('download-text', () => (look.bytes === null
+    ? t('download.unknown-size')
+    : t('download.size', { size: formatBytes(look.bytes), text: formatBytes(look.textBytes) })));
   $('save-data-note').hidden = !saveData();
-  $('download-button').textContent = look.bytes === null ? 'Download the model' : `Download the model (${formatBytes(look.bytes)})`;
+  say('download-button', () => (look.bytes === null ? t('download') : t('download.button', { size: formatBytes(look.bytes) })));
   $('download').hidden = false;
   document.body.dataset.state = 'ask';
-  $('model-status').textContent = 'The model has not been downloaded yet.';
+  setStatus('status.not-downloaded');
   return new Promise((resolve) => {
     $('download-button').onclick = () => {
       $('download-button').onclick = null;
@@ -153,8 +162,8 @@ function onProgress({ file, loaded, total, fromCache }) {
   const [label, bar] = row.children;
   bar.max = total || 1;
   bar.value = loaded;
-  const what = fromCache ? 'from this device' : total ? `${formatBytes(loaded)} of ${formatBytes(total)}` : formatBytes(loaded);
-  label.textContent = `${file}: ${what}`;
+  const what = fromCache ? t('progress.cached') : total ? t('progress.of', { loaded: formatBytes(loaded), total: formatBytes(total) }) : formatBytes(loaded);
+  label.textContent = t('progress', { file, what });
 }
 
 /**
@@ -174,7 +183,7 @@ async function loadModel({ clicked = false } = {}) {
   } catch (e) {
     showSource(null);
     document.body.dataset.state = 'error';
-    $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+    setStatus('status.failed', { message: e.message });
     return;
   }
   if (trust.kind === 'third-party' && fromLink && !consented().includes(trust.url)) {
@@ -201,14 +210,14 @@ async function loadModel({ clicked = false } = {}) {
   // itself is downloaded only when cached already or on a click.
   let look = null;
   if (!clicked) {
-    $('model-status').textContent = 'Looking up the model…';
+    setStatus('status.looking');
     document.body.dataset.state = 'checking';
     try {
       look = await inspectModel(trust.url);
     } catch (e) {
       if (state.loading !== turn) return;
       document.body.dataset.state = 'error';
-      $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+      setStatus('status.failed', { message: e.message });
       return;
     }
     if (state.loading !== turn) return;
@@ -220,7 +229,7 @@ async function loadModel({ clicked = false } = {}) {
   }
   bars.clear();
   $('progress').replaceChildren();
-  $('model-status').textContent = 'Loading the model…';
+  setStatus('status.loading');
   document.body.dataset.state = 'loading';
   const loading = DermLIP.load(trust.url, { onProgress, backend, manifestSha256: trust.manifestSha256 });
   state.loading = loading;
@@ -233,10 +242,12 @@ async function loadModel({ clicked = false } = {}) {
     $('similar').replaceChildren();
     const i = model.info;
     showCard(i.modelCard ? modelCard({ model: i.model, model_card: i.modelCard }) : look ? look.card : unknownCard(i.model), trust.url);
-    const where = i.backend === 'webgpu' ? `WebGPU (graphics card${i.precision === 'f16' ? ', half precision' : ''})` : 'the CPU';
-    const fallback = i.fallbackReason ? ` WebGPU is not used (${i.fallbackReason}); the CPU gives the same results.` : '';
-    const cached = i.bytesDownloaded === 0 ? ' Loaded from this device; nothing was downloaded.' : ` Downloaded ${formatBytes(i.bytesDownloaded)}.`;
-    $('model-status').textContent = `Model ready, running on ${where} (${(i.loadMs / 1000).toFixed(1)} s).${cached}${fallback}`;
+    setStatus(() => {
+      const where = i.backend === 'webgpu' ? t(i.precision === 'f16' ? 'status.where.gpu16' : 'status.where.gpu') : t('status.where.cpu');
+      const fallback = i.fallbackReason ? ` ${t('status.fallback', { reason: i.fallbackReason })}` : '';
+      const cached = i.bytesDownloaded === 0 ? ` ${t('status.cached')}` : ` ${t('status.downloaded', { size: formatBytes(i.bytesDownloaded) })}`;
+      return `${t('status.ready', { where, seconds: (i.loadMs / 1000).toFixed(1) })}${cached}${fallback}`;
+    });
     document.body.dataset.state = 'ready';
     document.body.dataset.backend = i.backend;
     fillLabelSets(i);
@@ -247,7 +258,7 @@ async function loadModel({ clicked = false } = {}) {
   } catch (e) {
     if (state.loading !== loading) return;
     document.body.dataset.state = 'error';
-    $('model-status').textContent = `The model could not be loaded: ${e.message}`;
+    setStatus('status.failed', { message: e.message });
   }
 }
 
@@ -259,8 +270,8 @@ function fillLabelSets(info) {
   const precomputed = info.labelSets;
   const ready = new Set((precomputed || []).map((s) => s.id));
   select.replaceChildren(
-    ...info.builtinLabelSets.map(({ id, title }) => new Option(precomputed && !ready.has(id) ? `${title} — needs text tower` : title, id)),
-    new Option('Custom labels…', 'custom'),
+    ...info.builtinLabelSets.map(({ id, title }) => new Option(precomputed && !ready.has(id) ? t('set.needs-text', { title }) : title, id)),
+    new Option(t('set.custom'), 'custom'),
   );
   select.value = current;
 }
@@ -285,7 +296,7 @@ function request() {
   if (set !== 'custom') return { labels: set, options: { topK, concepts: 5, similar, gallery, region, heatMap } };
   const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
   const labels = lines('custom-labels');
-  if (labels.length < 2) throw new Error('Type at least two custom labels, one per line.');
+  if (labels.length < 2) throw new Error(t('error.two-labels'));
   const templates = lines('custom-templates');
   return { labels, options: { topK, concepts: 5, similar, gallery, region, heatMap, templates: templates.length ? templates : undefined } };
 }
@@ -294,7 +305,7 @@ async function classify() {
   if (!state.image) return;
   showError('');
   if (!state.model) {
-    $('results').textContent = 'The photo will be classified as soon as the model has loaded.';
+    $('results').textContent = t('results.waiting');
     return;
   }
   let req;
@@ -304,7 +315,7 @@ async function classify() {
     return showError(e.message);
   }
   document.body.dataset.busy = 'true';
-  $('results').textContent = 'Looking at the photo…';
+  $('results').textContent = t('results.working');
   try {
     const started = performance.now();
     const result = await state.model.classify(state.image, req.labels, req.options);
@@ -338,11 +349,7 @@ function percent(p) {
   return p >= 0.995 ? '>99%' : p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`;
 }
 
-// The advice beside every result; the strong one when a cancer or pre-cancer ranks high.
-const ADVICE = {
-  standard: 'Whatever this page shows: see a doctor if the spot is new, growing or changing, has several colours or an uneven edge, bleeds, itches or does not heal within 4 weeks.',
-  strong: 'The closest match here is a kind of skin cancer or pre-cancer. This page cannot tell, and it is often wrong — but please show this spot to a doctor or dermatologist soon, within the next few weeks.',
-};
+// The advice beside every result ('advice.standard'); 'advice.strong' when a cancer or pre-cancer ranks high.
 
 function renderResult(r) {
   const words = state.words;
@@ -352,7 +359,7 @@ function renderResult(r) {
     const li = document.createElement('li');
     const name = document.createElement('span');
     name.className = 'label';
-    const plain = words.name(p.label);
+    const plain = words.name(p.label, lang);
     name.textContent = plain;
     if (words.knows(p.label) && plain.toLowerCase() !== p.label.toLowerCase()) {
       const medical = document.createElement('span');
@@ -360,7 +367,7 @@ function renderResult(r) {
       medical.textContent = ` (${p.label})`;
       name.append(medical);
     }
-    const desc = words.description(p.label);
+    const desc = words.description(p.label, lang);
     if (desc) name.title = desc;
     const meter = document.createElement('meter');
     meter.min = 0;
@@ -376,26 +383,24 @@ function renderResult(r) {
   const lead = document.createElement('p');
   lead.className = 'lead';
   const top = r.predictions[0];
-  lead.textContent = `Against the ${r.labelSetName} list, the photo looks most like ${words.name(top.label)} (${percent(top.probability)} of the match, relative to the others in the list).`;
+  lead.textContent = t('lead', { set: r.labelSetName, name: words.name(top.label, lang), percent: percent(top.probability) });
   const what = document.createElement('p');
   what.className = 'description';
-  what.textContent = words.description(top.label);
+  what.textContent = words.description(top.label, lang);
   const level = adviceLevel(r);
   const advice = document.createElement('p');
   advice.className = `advice advice-${level}`;
   advice.id = 'advice';
   advice.dataset.level = level;
   advice.setAttribute('role', level === 'strong' ? 'alert' : 'note');
-  advice.textContent = ADVICE[level];
+  advice.textContent = t(`advice.${level}`);
   const note = document.createElement('p');
   note.className = 'hint';
-  note.textContent = 'These numbers compare descriptions with each other; they are not the chance of having a condition. Only a clinician can diagnose.';
+  note.textContent = t('results.note');
   const about = document.createElement('p');
   about.className = 'hint';
   about.id = 'label-set-note';
-  about.textContent = r.labelSet === 'pad6'
-    ? 'Compared with 6 common kinds of skin spot photographed with smartphones (the PAD-UFES-20 list). Teachers can choose another list under "For educators".'
-    : `Compared with the ${r.labelSetName} list (chosen under "For educators").`;
+  about.textContent = r.labelSet === 'pad6' ? t('set.pad6') : t('set.other', { set: r.labelSetName });
   const odd = document.createElement('div');
   if (notSkin(r)) {
     odd.id = 'not-skin';
@@ -403,9 +408,9 @@ function renderResult(r) {
     odd.setAttribute('role', 'alert');
     const h = document.createElement('p');
     h.className = 'not-skin-title';
-    h.textContent = 'This does not look like a skin photo.';
+    h.textContent = t('not-skin.title');
     const p = document.createElement('p');
-    p.textContent = `It matches "${r.domain.closestOther}" better than anything about skin. If it is a photo of skin, try a sharper, well-lit close-up of the spot. The matches below are what the model says all the same.`;
+    p.textContent = t('not-skin.text', { what: r.domain.closestOther });
     odd.append(h, p);
   }
   $('results').replaceChildren(...[odd, lead, what, advice, list, about, note].filter((e) => e.textContent));
@@ -413,12 +418,12 @@ function renderResult(r) {
   const tags = r.concepts || [];
   if (tags.length) {
     const h = document.createElement('h3');
-    h.textContent = 'Visible features';
+    h.textContent = t('tags.h');
     const ul = document.createElement('ul');
     ul.className = 'tags';
     for (const c of tags) {
       const li = document.createElement('li');
-      li.textContent = words.concept(c.concept);
+      li.textContent = words.concept(c.concept, lang);
       li.dataset.concept = c.concept;
       li.title = `${c.concept}: presence score ${c.score.toFixed(3)}`;
       ul.append(li);
@@ -434,12 +439,12 @@ function renderAll(r) {
   if (!$('show-all').checked) return $('all-probs').replaceChildren();
   const table = document.createElement('table');
   const cap = document.createElement('caption');
-  cap.textContent = `All ${r.labels.length} classes of ${r.labelSetName}`;
+  cap.textContent = t('table.caption', { n: r.labels.length, set: r.labelSetName });
   const head = table.createTHead().insertRow();
-  for (const t of ['Class', 'In plain words', 'Probability']) {
+  for (const key of ['table.class', 'table.plain', 'table.probability']) {
     const th = document.createElement('th');
     th.scope = 'col';
-    th.textContent = t;
+    th.textContent = t(key);
     head.append(th);
   }
   const body = table.createTBody();
@@ -449,7 +454,7 @@ function renderAll(r) {
     .forEach(([l, p]) => {
       const row = body.insertRow();
       row.insertCell().textContent = l;
-      row.insertCell().textContent = state.words.knows(l) ? state.words.name(l) : '';
+      row.insertCell().textContent = state.words.knows(l) ? state.words.name(l, lang) : '';
       row.insertCell().textContent = p.toFixed(4);
     });
   table.prepend(cap);
@@ -466,9 +471,9 @@ function csv(r) {
 async function copy(text) {
   try {
     await navigator.clipboard.writeText(text);
-    $('copy-status').textContent = 'Copied.';
+    $('copy-status').textContent = t('copy.done');
   } catch {
-    $('copy-status').textContent = 'Copying is blocked here; the text is selected below instead.';
+    $('copy-status').textContent = t('copy.blocked');
     const pre = document.createElement('pre');
     pre.textContent = text;
     pre.tabIndex = 0;
@@ -485,12 +490,12 @@ function showHeatMap(r) {
   if (!r?.heatMap) return;
   paintHeatMap(canvas, r.heatMap);
   placeOver(canvas, r.crop);
-  const name = state.words.name(r.heatMap.label);
-  note.textContent = `Heat-map: the redder a part of the square, the more it agrees with "${name}" (its ${r.heatMap.rows}×${r.heatMap.cols} patches; the reddest holds ${peakPercent(r.heatMap)} % of the agreement). A teaching aid: the model's answer does not come from these patches alone.`;
+  const name = state.words.name(r.heatMap.label, lang);
+  note.textContent = t('heat.note', { name, rows: r.heatMap.rows, cols: r.heatMap.cols, peak: peakPercent(r.heatMap) });
 }
 
 function renderSimilar(r) {
-  const strings = { heading: 'Similar cases in the gallery', similarity: (s) => `similarity ${s.toFixed(2)}` };
+  const strings = { heading: t('similar.h'), similarity: (s) => t('similar.score', { score: s.toFixed(2) }) };
   $('similar').replaceChildren(...similarView(r, state.gallery?.thumbs, strings));
 }
 
@@ -498,10 +503,10 @@ function renderSimilar(r) {
 async function loadGallery(url) {
   const status = $('gallery-status');
   if (!state.model) {
-    status.textContent = 'Load the model first; the gallery is checked against it.';
+    status.textContent = t('gallery.need-model');
     return;
   }
-  status.textContent = 'Loading the gallery…';
+  status.textContent = t('gallery.loading');
   try {
     const summary = await state.model.loadGallery(url);
     const thumbs = await prefetchThumbnails(summary);
@@ -509,9 +514,9 @@ async function loadGallery(url) {
     if (state.gallery && state.gallery.name !== summary.name) await state.model.clearGallery(state.gallery.name);
     state.gallery = { ...summary, thumbs };
     $('gallery-url').value = url;
-    status.textContent = `Gallery loaded: ${summary.images} cases${summary.captions ? ` and ${summary.captions} captions` : ''} (${thumbs.size} pictures). Every result now shows the ${SIMILAR_CASES} most similar cases.`;
+    status.textContent = t('gallery.loaded', { images: summary.images, pictures: thumbs.size, k: SIMILAR_CASES });
   } catch (e) {
-    status.textContent = `The gallery could not be loaded: ${e.message}`;
+    status.textContent = t('gallery.failed', { message: e.message });
   }
   if (state.image) await classify();
 }
@@ -700,6 +705,25 @@ window.dermlipApp = {
 if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) {
   navigator.serviceWorker.register('sw.js').catch(() => {});
 }
+/** Shows the page in `next` (en, de, fr, es): the static text, the status lines, the result. */
+function setLanguage(next) {
+  lang = next;
+  $('lang').value = lang;
+  applyStatic(lang);
+  for (const [id, text] of sayings) $(id).textContent = text();
+  if (state.result) {
+    renderResult(state.result);
+    showHeatMap(state.result);
+    renderSimilar(state.result);
+  }
+  if (state.model) fillLabelSets(state.model.info);
+}
+
+setLanguage(lang);
+$('lang').addEventListener('change', () => {
+  storeLanguage($('lang').value);
+  setLanguage($('lang').value);
+});
 wire();
 wireCrop();
 loadPlainWords(); // now, so that classifying later makes no network request
