@@ -3,18 +3,13 @@
 // model byte is downloaded here.
 
 import { inspectModel } from './model-info.js';
+import { applyStatic, pickLanguage, translate } from './site-i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
-const WEIGHTS = {
-  real: 'trained weights (as the bundle states)',
-  fixture: 'a test fixture with random weights: every result is meaningless',
-  unknown: 'unknown: the bundle does not say, so treat it as not verified',
-};
-const BANNERS = {
-  fixture: ['Demo model — random weights — results are meaningless.', 'This bundle is a test fixture, not the trained DermLIP model.'],
-  unknown: ['Unverified model — results may be meaningless.', 'This bundle does not say what it is.'],
-};
+// The site's language (www/site-i18n.js: ?lang=, the visitor's choice on the site, the browser's).
+const lang = pickLanguage();
+const t = (key, args) => translate(lang, key, args);
 
 async function show() {
   let url;
@@ -22,41 +17,41 @@ async function show() {
     url = new URL(new URLSearchParams(location.search).get('model') || DEFAULT_MODEL, location.href);
     if (!/^https?:$/.test(url.protocol)) throw new Error('only http(s) model URLs');
   } catch (e) {
-    $('card-status').textContent = `No model to describe: ${e.message}`;
+    $('card-status').textContent = t('card.none', { message: e.message });
     return;
   }
   let look;
   try {
     look = await inspectModel(url.href);
   } catch (e) {
-    $('card-status').textContent = `The model's manifest could not be read: ${e.message}`;
+    $('card-status').textContent = t('card.unreadable', { message: e.message });
     document.body.dataset.card = 'error';
     return;
   }
   const c = look.card;
-  $('card-name').textContent = c.name || 'unknown';
-  $('card-source').textContent = c.source || 'unknown';
-  $('card-licence').textContent = c.licence || 'unknown';
-  $('card-weights').textContent = WEIGHTS[c.weights];
+  $('card-name').textContent = c.name || t('card.unknown');
+  $('card-source').textContent = c.source || t('card.unknown');
+  $('card-licence').textContent = c.licence || t('card.unknown');
+  $('card-weights').textContent = t(`card.w.${c.weights}`);
   $('card-url').textContent = url.href;
   $('card-fields').hidden = false;
   $('card-status').textContent = look.kind === 'checkpoint'
-    ? 'This model is a plain checkpoint without a manifest: nothing is known about it.'
-    : `As its manifest states it${look.bytes ? ` (${(look.bytes / 1e6).toFixed(1)} MB before the first result)` : ''}:`;
-  const banner = BANNERS[c.weights];
+    ? t('card.checkpoint')
+    : look.bytes ? t('card.as-stated.size', { size: (look.bytes / 1e6).toFixed(1) }) : t('card.as-stated');
+  const banner = c.weights === 'real' ? null : c.weights;
   $('model-banner').hidden = !banner;
   if (banner) {
-    $('model-banner-title').textContent = banner[0];
-    $('model-banner-text').textContent = banner[1];
+    $('model-banner-title').textContent = t(`banner.${banner}.title`);
+    $('model-banner-text').textContent = t(`card.banner.${banner}.text`);
   }
   if (c.accuracy.length) {
     const table = document.createElement('table');
-    table.createCaption().textContent = "Expected accuracy (from the bundle's model card)";
+    table.createCaption().textContent = t('card.exp.caption');
     const head = table.createTHead().insertRow();
-    for (const t of ['Benchmark', 'Metric', 'Value', 'Reference']) {
+    for (const key of ['card.exp.benchmark', 'card.exp.metric', 'card.exp.value', 'card.exp.reference']) {
       const th = document.createElement('th');
       th.scope = 'col';
-      th.textContent = t;
+      th.textContent = t(key);
       head.append(th);
     }
     const body = table.createTBody();
@@ -69,4 +64,6 @@ async function show() {
   document.body.dataset.card = c.weights;
 }
 
+applyStatic(lang);
+document.title = t('card.doc.title');
 show();

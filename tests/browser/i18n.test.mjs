@@ -49,9 +49,12 @@ async function choose(page) {
   await page.waitForFunction(() => document.querySelector('#results ol.predictions') && document.body.dataset.busy === 'false');
 }
 
-// English strings of some length that the other language spells differently must not be on the page.
-function englishLeftovers(text, lang) {
+// English strings of some length that the other language spells differently must not be on the
+// page (the site's own strings on the site, the card's on the card page: the engine's label-set
+// titles, e.g. "PAD-6 (smartphone photos: …)", are English on purpose).
+function englishLeftovers(text, lang, card = false) {
   return Object.entries(STRINGS.en)
+    .filter(([k]) => k.startsWith('card.') === card)
     .filter(([k, en]) => !/\{/.test(en) && plain(en).length >= 16 && STRINGS[lang][k] !== en)
     .map(([, en]) => plain(en))
     .filter((en) => text.includes(en));
@@ -83,6 +86,20 @@ describe('the site in another language', () => {
     });
   }
 
+  test('the model card page follows: ?lang=es, or the language chosen on the site', async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await page.goto(`${server.url}www/model-card.html?lang=es`);
+    await page.waitForFunction(() => document.body.dataset.card);
+    assert.equal(await page.getAttribute('html', 'lang'), 'es');
+    assert.equal(await page.textContent('h1'), STRINGS.es['card.h1']);
+    assert.equal(await page.textContent('#card-weights'), STRINGS.es['card.w.fixture']);
+    assert.equal(await page.textContent('#model-banner-title'), STRINGS.es['banner.fixture.title']);
+    const text = await page.evaluate(() => document.body.innerText);
+    assert.deepEqual(englishLeftovers(text, 'es', true), [], 'no English left on the card page');
+    await context.close();
+  });
+
   test('the picker switches the page and the result at once, and the choice is remembered', async () => {
     const context = await browser.newContext();
     const page = await newPage(context);
@@ -99,6 +116,9 @@ describe('the site in another language', () => {
     await openSite(page, server.url, 'nosw');
     assert.equal(await page.getAttribute('html', 'lang'), 'fr');
     assert.equal(await page.textContent('h1'), STRINGS.fr.title);
+    await page.goto(`${server.url}www/model-card.html`);
+    await page.waitForFunction(() => document.body.dataset.card);
+    assert.equal(await page.textContent('h1'), STRINGS.fr['card.h1']);
     await context.close();
   });
 });

@@ -315,7 +315,8 @@ fn the_released_model_cards_parse_and_agree_with_the_model_card_page() {
             let row =
                 html.split(&format!("<th scope=\"row\">{name}</th>")).nth(1).unwrap_or_else(|| panic!("no {name} row"));
             let cells: Vec<&str> =
-                row.split("<td>").skip(1).map(|c| c.split("</td>").next().unwrap()).take(4).collect();
+                // `<td …>value</td>` cells; the first may carry a `data-i18n` attribute.
+                row.split("<td").skip(1).map(|c| c.split_once('>').unwrap().1.split("</td>").next().unwrap()).take(4).collect();
             let page: f64 = cells[2 + column].parse().unwrap();
             assert!((page - a.value).abs() < 1e-9, "{file}: {name} is {} in the card, {page} on the page", a.value);
         }
