@@ -379,6 +379,8 @@ button.secondary { background: transparent; color: var(--dermlip-accent, #0b5cad
 .box.over { outline: 3px dashed var(--dermlip-accent, #0b5cad); outline-offset: -6px; }
 figure { margin: 0.5em 0; }
 .frame { position: relative; display: inline-block; max-width: 100%; }
+.crop-box { position: absolute; border: 2px dashed var(--dermlip-accent, #0b5cad); box-shadow: 0 0 0 9999px rgb(0 0 0 / 0.3); pointer-events: none; box-sizing: border-box; }
+.frame { overflow: hidden; }
 canvas.heat-map { position: absolute; max-width: none; max-height: none; border-radius: 0; pointer-events: none; }
 canvas { display: block; max-width: 100%; max-height: var(--dermlip-image-height, 16em); width: auto; height: auto; border-radius: calc(var(--dermlip-radius, 10px) * 0.6); }
 fieldset { border: 1px solid var(--dermlip-border, #c9ced4); border-radius: calc(var(--dermlip-radius, 10px) * 0.6); margin: 0.6em 0; padding: 0.3em 0.7em 0.5em; min-width: 0; }
@@ -587,7 +589,9 @@ class DermlipClassifier extends HTMLElement {
     u.caption = el('figcaption');
     u.heat = el('canvas', { className: 'heat-map', part: 'heat-map', hidden: true, width: 1, height: 1 });
     u.heat.setAttribute('aria-hidden', 'true');
-    u.frame = el('div', { className: 'frame' }, u.canvas, u.heat);
+    // The square the model sees (result.crop), dashed, over the photo.
+    u.cropBox = el('div', { className: 'crop-box', part: 'crop-box', hidden: true });
+    u.frame = el('div', { className: 'frame' }, u.canvas, u.heat, u.cropBox);
     u.figure = el('figure', { part: 'image', hidden: true }, u.frame, u.caption);
     u.legend = el('legend');
     u.options = el('div', { className: 'options', part: 'options' });
@@ -1227,6 +1231,7 @@ class DermlipClassifier extends HTMLElement {
     u.feedback.hidden = true;
     u.note.hidden = true;
     u.heat.hidden = true;
+    u.cropBox.hidden = true;
     if (mode === 'quiz') return this.#renderQuiz(cfg, r, status);
     if (!r) {
       const msg = !cfg ? '' : this.#busy ? t.working : this.#image && !(entry && entry.model) ? t.waiting : !this.#image ? t.pickPhoto : '';
@@ -1240,6 +1245,8 @@ class DermlipClassifier extends HTMLElement {
       return;
     }
     u.result.replaceChildren(...this.#predictionView(r, null));
+    u.cropBox.hidden = !r.crop;
+    if (r.crop) placeOver(u.cropBox, r.crop);
     u.heat.hidden = !r.heatMap;
     if (r.heatMap) {
       paintHeatMap(u.heat, r.heatMap);

@@ -1,6 +1,6 @@
 // The heat-map (issue 16): where the photo agrees with the top match, per patch of the model's
 // square, equal to the CLI's (`dermlip classify --json --heat-map`), drawn over the square on the
-// site (educator view) and in the widget (`heat-map` attribute).
+// site (educator view) and in the widget (`heat-map` attribute), over the square the model saw.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fixtureBytes, launch, nativeClassify, newPage, openSite, startServer } from './harness.mjs';
@@ -81,6 +81,21 @@ describe('the heat-map', () => {
       const c = document.getElementById('h').shadowRoot.querySelector('[part~="heat-map"]');
       return c && !c.hidden && c.width === 7 && c.getBoundingClientRect().width > 10;
     });
+    // The square the model saw is drawn over the photo too, where the engine says it is.
+    const [photo, box, heat] = await page.evaluate(() => {
+      const root = document.getElementById('h').shadowRoot;
+      const r = (sel) => {
+        const b = root.querySelector(sel).getBoundingClientRect();
+        return [b.x, b.y, b.width, b.height];
+      };
+      return [r('canvas[role="img"]'), r('[part~="crop-box"]'), r('[part~="heat-map"]')];
+    });
+    const c = result.crop;
+    const sx = photo[2] / c.imageWidth;
+    const sy = photo[3] / c.imageHeight;
+    const want = [photo[0] + c.x * sx, photo[1] + c.y * sy, c.width * sx, c.height * sy];
+    box.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= 1, `crop box ${box} vs ${want}`));
+    heat.forEach((v, i) => assert.ok(Math.abs(v - box[i]) <= 1, `heat-map ${heat} over the crop box ${box}`));
     await context.close();
   });
 });
