@@ -8,13 +8,14 @@
 //   (or, without Python: cargo run --release --example random_checkpoint -- vit-b-16|panderm DIR;
 //   PanDerm converted into benches/out/panderm-int8 likewise)
 //   node benches/browser_bench.mjs [--runs 10] [--only dermlip-webgpu,ort-webgpu,...] [--cold-only] [--text-runs 5]
+//     [--kernels burn,dermlip] [--bundle /benches/out/bundle-2l/] [--onnx /benches/out/vit-2l-visual.onnx]
 //   (CHROMIUM_FLAGS="--enable-features=Vulkan --ignore-gpu-blocklist" for a real GPU on Linux; the
 //   table names the adapter it ran on)
 //
 // For each case: cold load (fresh profile: download + compile + warm-up), cached load (same
 // profile, second visit), first and warm-median image-embedding latency, and the bytes the page
 // transferred before its first prediction (page, scripts, wasm, weights; compressed sizes).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, launch, startServer } from '../tests/browser/harness.mjs';
 
@@ -29,18 +30,33 @@ const only = opt('--only', '');
 const coldOnly = args.includes('--cold-only');
 // dermlip only: also time the text tower on 56 custom-label prompts (first call fetches it).
 const textRuns = Number(opt('--text-runs', 0));
+// Whose WebGPU kernels dermlip runs (setKernels in src/web.rs): e.g. `burn,dermlip` (before/after).
+const kernels = opt('--kernels', '');
+// Another bundle for the dermlip-webgpu-f16 case, e.g. a 2-block proxy for SwiftShader
+// (random_checkpoint --vision-layers 2): /benches/out/bundle-2l/
+const bundle = opt('--bundle', '');
+// Another ONNX file for the ORT cases, e.g. the same proxy's (benches/onnx_from_checkpoint.py):
+// /benches/out/vit-2l-visual.onnx (its check reads FILE.reference.json when there is one).
+const onnx = opt('--onnx', '');
 const OUT = 'benches/out';
 const image = 'tests/fixtures/images/astronaut_exact_224.png';
 
 const CASES = [
   { id: 'dermlip-webgpu-f16', engine: 'dermlip', backend: 'webgpu', model: `/${OUT}/bundle-f16/` },
   { id: 'dermlip-webgpu-int8', engine: 'dermlip', backend: 'webgpu', model: `/${OUT}/bundle-int8/` },
-  { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', model: `/${OUT}/vit-b16-visual.onnx` },
+  { id: 'ort-webgpu', engine: 'ort', ep: 'webgpu', ortBundle: 'ort.min.mjs', model: `/${OUT}/vit-b16-visual.onnx` },
+  // onnxruntime-web's native C++ WebGPU EP (the one ORT and transformers.js are moving to).
+  { id: 'ort-webgpu-native', engine: 'ort', ep: 'webgpu', ortBundle: 'ort.webgpu.min.mjs', model: `/${OUT}/vit-b16-visual.onnx` },
   { id: 'dermlip-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `/${OUT}/bundle-int8/` },
   { id: 'ort-wasm', engine: 'ort', ep: 'wasm', model: `/${OUT}/vit-b16-visual.onnx` },
   // DermLIP PanDerm-base + PubMedBERT-256 (random weights: cargo run --release --example random_checkpoint -- panderm DIR).
   { id: 'panderm-cpu-int8', engine: 'dermlip', backend: 'cpu', model: `/${OUT}/panderm-int8/` },
-].filter((c) => !only || only.split(',').includes(c.id));
+]
+  .filter((c) => !only || only.split(',').includes(c.id))
+  .map((c) => (bundle && c.id === 'dermlip-webgpu-f16' ? { ...c, model: bundle } : c))
+  .map((c) => (onnx && c.engine === 'ort' ? { ...c, model: onnx } : c))
+  // --kernels burn,dermlip: each dermlip WebGPU case once per kernel choice, in this run.
+  .flatMap((c) => (kernels && c.engine === 'dermlip' && c.backend === 'webgpu' ? kernels.split(',').map((k) => ({ ...c, id: `${c.id}:${k}`, kernels: k })) : [c]));
 
 async function runCase(browser, base, c) {
   const context = await browser.newContext();
@@ -85,7 +101,10 @@ try {
 }
 
 // PyTorch's output for the ONNX export (benches/export_onnx.py), read only when ORT ran.
-const ortReference = () => JSON.parse(readFileSync(join(ROOT, OUT, 'vit-b16-visual.onnx.reference.json'), 'utf8')).embedding;
+const ortReference = (model) => {
+  const file = join(ROOT, `${model.replace(/^\//, '')}.reference.json`);
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).embedding : null;
+};
 const s = (ms) => (ms / 1000).toFixed(2);
 console.log(`\nViT-B/16 image tower, headless Chromium ${browser.version?.() ?? ''} (${runs} warm runs, median)`);
 console.log(`WebGPU adapter: ${[...new Set(results.map((r) => r.cold.adapter))].join('; ')}\n`);
@@ -97,9 +116,11 @@ for (const r of results) {
   const warm = r.cached ?? r.cold;
   console.log(`| ${r.id} | ${s(r.cold.loadMs)} | ${r.cached ? s(r.cached.loadMs) : '–'} | ${s(r.cold.firstMs)} | ${s(warm.medianMs)} | ${firstPred.toFixed(1)} |`);
   if (r.engine === 'ort') {
-    const ref = ortReference();
-    const d = Math.max(...r.cold.embedding.map((v, i) => Math.abs(v - ref[i])));
-    console.log(`|  ↳ ort output vs PyTorch (first 8 values): max abs diff ${d.toExponential(2)} | | | | | |`);
+    const ref = ortReference(r.model);
+    if (ref) {
+      const d = Math.max(...r.cold.embedding.map((v, i) => Math.abs(v - ref[i])));
+      console.log(`|  ↳ ort output vs the reference (first 8 values): max abs diff ${d.toExponential(2)} | | | | | |`);
+    }
   }
 }
 const texts = results.filter((r) => r.cold.text);
@@ -112,4 +133,10 @@ if (texts.length) {
 const by = Object.fromEntries(results.map((r) => [r.id, r]));
 const warmMs = (r) => (r.cached ?? r.cold).medianMs;
 const ratio = (a, b) => (by[a] && by[b] ? (warmMs(by[a]) / warmMs(by[b])).toFixed(2) : 'n/a');
-console.log(`\nwarm latency ratio dermlip/ORT: WebGPU ${ratio('dermlip-webgpu-f16', 'ort-webgpu')}, CPU ${ratio('dermlip-cpu-int8', 'ort-wasm')}`);
+const dermlipWebgpu = by['dermlip-webgpu-f16'] ? 'dermlip-webgpu-f16' : by['dermlip-webgpu-f16:dermlip'] ? 'dermlip-webgpu-f16:dermlip' : null;
+console.log(
+  `\nwarm latency ratio dermlip/ORT: WebGPU vs JSEP ${ratio(dermlipWebgpu, 'ort-webgpu')}, vs native EP ${ratio(dermlipWebgpu, 'ort-webgpu-native')}, CPU ${ratio('dermlip-cpu-int8', 'ort-wasm')}`,
+);
+if (by['dermlip-webgpu-f16:burn'] && by['dermlip-webgpu-f16:dermlip']) {
+  console.log(`dermlip's kernels vs Burn's defaults (WebGPU): ${ratio('dermlip-webgpu-f16:dermlip', 'dermlip-webgpu-f16:burn')}`);
+}

@@ -3,7 +3,10 @@
 //! `vit-b-16` (open_clip ViT-B-16, as DermLIP_ViT-B-16) or `panderm` (DermLIP PanDerm-base +
 //! PubMedBERT-256, with the tiny fixture's tokenizer file, whose ids fit PubMedBERT's vocabulary).
 //!
-//!     cargo run --release --example random_checkpoint -- vit-b-16|panderm OUT_DIR
+//!     cargo run --release --example random_checkpoint -- vit-b-16|panderm OUT_DIR [--vision-layers N]
+//!
+//! `--vision-layers N` keeps only N of the image tower's 12 blocks: a proxy of 1/12 … of a forward
+//! for timing kernels on slow software adapters (SwiftShader), every layer being the same shape.
 
 use burn::tensor::Device;
 use dermlip::input::tokenizer::wordpiece::TokenizerFile;
@@ -23,14 +26,27 @@ const PANDERM: &str = r#"{"model_cfg": {"embed_dim": 512,
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (arch, out) = match args.as_slice() {
-        [arch, out] if arch == "vit-b-16" || arch == "panderm" => (arch.as_str(), out),
+    let (arch, out, layers) = match args.as_slice() {
+        [arch, out] if arch == "vit-b-16" || arch == "panderm" => (arch.as_str(), out, None),
+        [arch, out, flag, n] if (arch == "vit-b-16" || arch == "panderm") && flag == "--vision-layers" => {
+            match n.parse::<usize>() {
+                Ok(n @ 1..=12) => (arch.as_str(), out, Some(n)),
+                _ => {
+                    eprintln!("random_checkpoint: --vision-layers takes 1 to 12, not {n}");
+                    std::process::exit(2);
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: random_checkpoint vit-b-16|panderm OUT_DIR");
+            eprintln!("usage: random_checkpoint vit-b-16|panderm OUT_DIR [--vision-layers N]");
             std::process::exit(2);
         }
     };
     let model_cfg = if arch == "panderm" { PANDERM } else { VIT_B_16 };
+    let model_cfg = match layers {
+        Some(n) => model_cfg.replacen(r#""layers": 12, "width": 768"#, &format!(r#""layers": {n}, "width": 768"#), 1),
+        None => model_cfg.to_string(),
+    };
     let json = format!("{model_cfg}, {PREPROCESS}}}");
     let mut cfg = ModelFileConfig::from_json_str(&json).expect("the released config");
     if arch == "panderm" {

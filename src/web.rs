@@ -223,6 +223,19 @@ pub fn zero_shot_templates_js() -> Vec<String> {
     zero_shot_templates()
 }
 
+/// Whose GPU kernels run the model on WebGPU (benchmarks: before/after): `dermlip` (the default:
+/// all of src/model/kernels/), `burn` (Burn's default kernels), or one of dermlip's alone:
+/// `linear`, `attention`, `layer-norm`. Applies to the next forward.
+#[wasm_bindgen(js_name = setKernels)]
+pub fn set_kernels(name: &str) -> Result<(), JsError> {
+    let k = crate::model::kernels::Kernels::by_name(name).ok_or_else(|| {
+        let names: Vec<&str> = crate::model::kernels::Kernels::NAMES.iter().map(|(n, _)| *n).collect();
+        JsError::new(&format!("unknown kernels {name:?} ({})", names.join(", ")))
+    })?;
+    crate::model::kernels::set_kernels(k);
+    Ok(())
+}
+
 /// The built-in label set used when a request names none.
 #[wasm_bindgen(js_name = defaultLabelSet)]
 pub fn default_label_set() -> String {

@@ -15,6 +15,8 @@ fn f16_compute_stays_close_to_open_clip() {
         Device::wgpu_options().init().expect("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh does)");
     assert!(device.supports_dtype(FloatDType::F16), "this wgpu adapter has no f16 (lavapipe has)");
     device.configure(FloatDType::F16).expect("f16 before any tensor");
+    // dermlip's kernels (src/model/kernels/), as the browser runs f16: storage f16, f32 accumulators.
+    dermlip::model::kernels::set_enabled(true);
     let r = reference("tiny-gelu");
     let model = DermLip::load(&model_dir("tiny-gelu"), device).expect("tiny-gelu in f16");
     let zs = &r.zero_shot;

@@ -74,7 +74,9 @@ export class DermLIP {
    * shader-f16, else f32 | 'f32' | 'f16': fails without shader-f16), maxMegapixels (default 40), workerUrl (another
    * copy of worker.js; a cross-origin URL is started through a blob: trampoline), worker (a ready
    * Worker running worker.js, used as is; `dispose` terminates it), manifestSha256 (a web bundle's
-   * manifest.json must have this sha256, else the load fails: www/trusted-models.js pins).
+   * manifest.json must have this sha256, else the load fails: www/trusted-models.js pins),
+   * kernels (benchmarks: 'dermlip', the default | 'burn' | 'linear' | 'attention'; see setKernels
+   * in src/web.rs).
    */
   static async load(source, options = {}) {
     if (typeof source !== 'string' || !source) throw new TypeError('DermLIP.load(source): source must be a URL string');
@@ -88,6 +90,7 @@ export class DermLIP {
         precision: options.precision || 'auto',
         maxMegapixels: options.maxMegapixels,
         manifestSha256: options.manifestSha256,
+        kernels: options.kernels,
       });
     } catch (e) {
       worker.terminate();

@@ -163,7 +163,7 @@ function isCheckpointUrl(source) {
 }
 
 const handlers = {
-  async load({ source, backend = 'auto', precision = 'auto', maxMegapixels, manifestSha256 }) {
+  async load({ source, backend = 'auto', precision = 'auto', maxMegapixels, manifestSha256, kernels }) {
     const started = performance.now();
     lastLoad = { source, backend, maxMegapixels, manifestSha256 };
     galleries.clear(); // made by another model, perhaps
@@ -226,9 +226,10 @@ const handlers = {
       };
     }
     if (maxMegapixels !== undefined) engine.setMaxMegapixels(maxMegapixels);
+    const glue = await loadModule(info.engine);
+    if (kernels !== undefined) glue.setKernels(kernels);
     // The built-in label sets and default templates come from the engine (src/knowledge/), so the
     // page and the widget keep no copy of them.
-    const glue = await loadModule(info.engine);
     return {
       ...info,
       builtinLabelSets: glue.builtinLabelSets().map((s) => ({ id: s.id, name: s.name, title: s.title, classes: s.classes.length })),

@@ -33,7 +33,7 @@ async function cachedFetch(url) {
 async function benchDermlip() {
   const image = await (await fetch(q.get('image'))).arrayBuffer();
   const t0 = performance.now();
-  const model = await DermLIP.load(q.get('model'), { backend: q.get('backend') });
+  const model = await DermLIP.load(q.get('model'), { backend: q.get('backend'), kernels: q.get('kernels') || undefined });
   const loadMs = performance.now() - t0;
   log(`loaded in ${loadMs.toFixed(0)} ms`);
   const first = performance.now();
@@ -73,7 +73,10 @@ async function benchDermlip() {
 }
 
 async function benchOrt() {
-  const ort = await import('../../tests/browser/node_modules/onnxruntime-web/dist/ort.all.min.mjs');
+  // ort.min.mjs: the JS WebGPU EP ("JSEP"); ort.webgpu.min.mjs: the native C++ WebGPU EP.
+  const bundle = q.get('ortBundle') || 'ort.all.min.mjs';
+  if (!/^ort[a-z.]*\.mjs$/.test(bundle)) throw new Error(`ortBundle ${bundle}: not an onnxruntime-web bundle name`);
+  const ort = await import(`../../tests/browser/node_modules/onnxruntime-web/dist/${bundle}`);
   ort.env.wasm.wasmPaths = new URL('../../tests/browser/node_modules/onnxruntime-web/dist/', location.href).href;
   ort.env.wasm.numThreads = 1; // no cross-origin isolation on a normal page: ORT is single-threaded there too
   const ep = q.get('ep');

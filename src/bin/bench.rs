@@ -24,6 +24,12 @@ struct Args {
     /// `cpu` (flex) or `wgpu`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Whose kernels run on wgpu: `dermlip` (all of src/model/kernels/: fused linear layers,
+    /// attention and LayerNorm), `burn` (Burn's defaults), `linear`, `attention` or `layer-norm`
+    /// (only that one of dermlip's), `both` (burn, then dermlip, in the same process:
+    /// before/after) or `each`.
+    #[arg(long, default_value = "dermlip")]
+    kernels: String,
     /// JSON from `benches/bench_open_clip.py --json` to compare against.
     #[arg(long)]
     pytorch: Option<std::path::PathBuf>,
@@ -56,9 +62,28 @@ fn main() {
     let model = Clip::new(&cfg, &device);
     let file_config = ModelFileConfig { model: cfg.clone(), preprocess: PreprocessConfig::default() };
     let model = DermLip::from_model(file_config, model, device).expect("ViT-B/16 config is valid");
-    println!("| device | batch | dermlip median ms | ms / image | open_clip PyTorch median ms | ratio |");
-    println!("|---|---|---|---|---|---|");
-    for &batch in &args.batch {
+    use dermlip::model::kernels::Kernels;
+    let names: Vec<&str> = match args.kernels.as_str() {
+        "both" => vec!["burn", "dermlip"],
+        "each" => Kernels::NAMES.iter().map(|(n, _)| *n).collect(),
+        name => vec![name],
+    };
+    let mut kernels = Vec::new();
+    for name in names {
+        match Kernels::by_name(name) {
+            Some(k) => kernels.push((name, k)),
+            None => {
+                eprintln!(
+                    "bench: unknown --kernels {name} (dermlip, burn, linear, attention, layer-norm, both or each)"
+                );
+                std::process::exit(2)
+            }
+        }
+    }
+    println!("| device | kernels | batch | dermlip median ms | ms / image | open_clip PyTorch median ms | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((kernels_name, k), &batch) in kernels.iter().flat_map(|&k| args.batch.iter().map(move |b| (k, b))) {
+        dermlip::model::kernels::set_kernels(k);
         let input = random_images(batch, cfg.vision.image_size);
         // The path `dermlip embed-image` takes: normalised pixels in, embeddings read back.
         let run = || {
@@ -83,7 +108,11 @@ fn main() {
             Some(t) => (format!("{t:.1}"), format!("{:.2}×", median / t)),
             None => ("–".into(), "–".into()),
         };
-        println!("| {} | {batch} | {median:.1} | {:.1} | {torch_s} | {ratio_s} |", args.device, median / batch as f64);
+        println!(
+            "| {} | {kernels_name} | {batch} | {median:.1} | {:.1} | {torch_s} | {ratio_s} |",
+            args.device,
+            median / batch as f64
+        );
     }
 }
 

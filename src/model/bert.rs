@@ -14,8 +14,10 @@ use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
 use crate::config::{BertConfig, ClipConfig, HfProjection, TextArch, TextConfig};
 use crate::error::{Error, Result};
+use crate::model::kernels::Epilogue;
 use crate::model::layers::{
-    init_random, init_zeros, layer_norm, normal, reinit, token_linear, train_dropout, visit_layer_norm, visit_linear,
+    init_random, init_zeros, layer_norm, normal, reinit, token_linear, token_linear_act, train_dropout,
+    visit_layer_norm, visit_linear,
 };
 use crate::weights::TensorVisitor;
 
@@ -88,7 +90,7 @@ impl BertLayer {
     fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, hidden: f64, attention: f64) -> Tensor<3> {
         let a = token_linear(&self.attention_output, self.attention.forward(x.clone(), mask, attention));
         let x = self.attention_norm.forward(train_dropout(a, hidden) + x);
-        let h = token_linear(&self.output, gelu(token_linear(&self.intermediate, x.clone())));
+        let h = token_linear(&self.output, token_linear_act(&self.intermediate, x.clone(), Epilogue::Gelu));
         self.output_norm.forward(train_dropout(h, hidden) + x)
     }
 

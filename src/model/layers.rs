@@ -4,19 +4,105 @@
 //! re-initialisation of a parameter, and the training-only dropouts.
 
 use burn::module::Param;
+use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Distribution, Shape, Tensor};
 
 use crate::error::{Error, Result};
+use crate::model::kernels;
 use crate::weights::TensorVisitor;
 
 /// A linear layer over `[batch, seq, d]` as one `[batch·seq, d]` matmul: one large GEMM instead
 /// of a batch of small ones against a broadcast weight.
 pub fn token_linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
+    token_linear_act(l, x, kernels::Epilogue::None)
+}
+
+/// [`token_linear`] followed by `act`: on a GPU, one fused kernel (matmul, bias, activation; see
+/// [`kernels::linear`]); elsewhere Burn's `Linear` and activation.
+pub fn token_linear_act(l: &Linear, x: Tensor<3>, act: kernels::Epilogue) -> Tensor<3> {
     let [batch, seq, d] = x.dims();
-    let y = l.forward(x.reshape([batch * seq, d]));
+    let x = x.reshape([batch * seq, d]);
+    let weight = l.weight.val();
+    let bias = l.bias.as_ref().map(|b| b.val());
+    let y = if kernels::linear_uses_own_kernel(&x, &weight, bias.as_ref()) {
+        kernels::linear(x, weight, bias, act)
+    } else {
+        kernels::apply_epilogue(l.forward(x), act)
+    };
     let out = y.dims()[1];
     y.reshape([batch, seq, out])
+}
+
+/// [`token_linear`] of a layer without a bias of its own, plus `bias` `[out]` kept apart (PanDerm's
+/// QKV: `q_bias`, zeros, `v_bias`): on a GPU the bias goes into the fused kernel's epilogue.
+pub fn token_linear_plus_bias(l: &Linear, x: Tensor<3>, bias: Tensor<1>) -> Tensor<3> {
+    let [batch, seq, d] = x.dims();
+    let x = x.reshape([batch * seq, d]);
+    let weight = l.weight.val();
+    let y = if l.bias.is_none() && kernels::linear_uses_own_kernel(&x, &weight, Some(&bias)) {
+        kernels::linear(x, weight, Some(bias), kernels::Epilogue::None)
+    } else {
+        l.forward(x) + bias.unsqueeze_dim::<2>(0)
+    };
+    let out = y.dims()[1];
+    y.reshape([batch, seq, out])
+}
+
+/// LayerNorm of `[batch, seq, width]` tokens (`eps`: the layer's own, which Burn keeps private):
+/// on a GPU one fused kernel ([`kernels::layer_norm`]), elsewhere Burn's `LayerNorm`.
+pub fn norm_tokens(ln: &LayerNorm, eps: f64, x: Tensor<3>) -> Tensor<3> {
+    let [batch, seq, width] = x.dims();
+    let gamma = ln.gamma.val();
+    if let Some(beta) = ln.beta.as_ref().map(|b| b.val()) {
+        let rows = x.clone().reshape([batch * seq, width]);
+        if kernels::layer_norm_uses_own_kernel(&rows, &gamma, &beta) {
+            return kernels::layer_norm(rows, gamma, beta, eps).reshape([batch, seq, width]);
+        }
+    }
+    ln.forward(x)
+}
+
+/// `x + r` and its LayerNorm (a pre-norm block's residual add and the next norm): on a GPU one
+/// fused kernel ([`kernels::add_layer_norm`]), elsewhere Burn's add and `LayerNorm`.
+pub fn add_norm_tokens(ln: &LayerNorm, eps: f64, x: Tensor<3>, r: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+    let [batch, seq, width] = x.dims();
+    let gamma = ln.gamma.val();
+    if let Some(beta) = ln.beta.as_ref().map(|b| b.val()) {
+        let rows = x.clone().reshape([batch * seq, width]);
+        if r.dims() == [batch, seq, width] && kernels::layer_norm_uses_own_kernel(&rows, &gamma, &beta) {
+            let (sum, normed) = kernels::add_layer_norm(rows, r.reshape([batch * seq, width]), gamma, beta, eps);
+            return (sum.reshape([batch, seq, width]), normed.reshape([batch, seq, width]));
+        }
+    }
+    let sum = x + r;
+    (sum.clone(), ln.forward(sum))
+}
+
+/// A ViT's patch embedding, a `p×p` convolution with stride `p` and no padding (as both image
+/// towers build theirs), as `[batch, grid², width]` tokens in row-major patch order: on a GPU one
+/// fused matmul over the unfolded patches ([`kernels::linear`], open_clip's conv as the matmul it
+/// is), elsewhere Burn's `Conv2d`.
+pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
+    let [batch, channels, h, w] = images.dims();
+    let [width, _, p, _] = conv.weight.dims();
+    let (gh, gw) = (h / p, w / p);
+    let k = channels * p * p;
+    let weight = conv.weight.val().reshape([width, k]).transpose(); // [k, width]
+    let bias = match &conv.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([width], &images.device()),
+    };
+    // A view with K columns, only to ask whether the kernel applies (no copy).
+    let whole = h % p == 0 && w % p == 0 && batch * h * w > 0;
+    if whole && kernels::linear_uses_own_kernel(&images.clone().reshape([batch * gh * gw, k]), &weight, Some(&bias)) {
+        let patches =
+            images.reshape([batch, channels, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([batch * gh * gw, k]);
+        return kernels::linear(patches, weight, Some(bias), kernels::Epilogue::None).reshape([batch, gh * gw, width]);
+    }
+    let x = conv.forward(images); // [b, width, grid, grid]
+    let [batch, width, gh, gw] = x.dims();
+    x.reshape([batch, width, gh * gw]).swap_dims(1, 2)
 }
 
 /// Training-time dropout rates (open_clip's `patch_dropout`, a BERT's `hidden_dropout_prob` and

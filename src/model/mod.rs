@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod clip;
+pub mod kernels;
 pub mod layers;
 pub mod panderm;
 pub mod text;

@@ -8,15 +8,16 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::config::{ClipConfig, VisionConfig};
 use crate::error::{Error, Result};
+use crate::model::kernels::{self, Epilogue};
 use crate::model::layers::{
-    init_random, init_zeros, layer_norm, normal, split_qkv, token_linear, visit_layer_norm, visit_linear,
+    init_random, init_zeros, layer_norm, normal, patch_tokens, split_qkv, token_linear, token_linear_act,
+    token_linear_plus_bias, visit_layer_norm, visit_linear,
 };
 use crate::weights::TensorVisitor;
 
@@ -49,8 +50,12 @@ impl PanDermAttention {
         let [batch, seq, width] = x.dims();
         let q_bias = self.q_bias.val();
         let k_bias = q_bias.zeros_like();
-        let bias = Tensor::cat(vec![q_bias, k_bias, self.v_bias.val()], 0).reshape([1, 1, 3 * width]);
-        let (q, k, v) = split_qkv(token_linear(&self.qkv, x) + bias, self.heads, None);
+        let bias = Tensor::cat(vec![q_bias, k_bias, self.v_bias.val()], 0);
+        let qkv = token_linear_plus_bias(&self.qkv, x, bias);
+        if kernels::attention_uses_own_kernel(&qkv, self.heads, seq) {
+            return token_linear(&self.proj, kernels::attention(qkv, self.heads, seq, false));
+        }
+        let (q, k, v) = split_qkv(qkv, self.heads, None);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let out = attention(q, k, v, None, None, options);
         token_linear(&self.proj, out.swap_dims(1, 2).reshape([batch, seq, width]))
@@ -95,7 +100,7 @@ impl PanDermBlock {
         let gamma_1 = self.gamma_1.val().reshape([1, 1, width]);
         let gamma_2 = self.gamma_2.val().reshape([1, 1, width]);
         let x = x.clone() + gamma_1 * self.attn.forward(self.norm1.forward(x));
-        let h = gelu(token_linear(&self.fc1, self.norm2.forward(x.clone())));
+        let h = token_linear_act(&self.fc1, self.norm2.forward(x.clone()), Epilogue::Gelu);
         x + gamma_2 * token_linear(&self.fc2, h)
     }
 
@@ -164,9 +169,8 @@ impl PanDermVisionTransformer {
     /// The `[batch, width]` feature before `head` (the paper's linear-probe feature, what the
     /// fork's `VisionTransformer_LP` returns).
     pub fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.patch_embed.forward(images); // [b, width, grid, grid]
-        let [batch, width, gh, gw] = x.dims();
-        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let x = patch_tokens(&self.patch_embed, images); // [b, grid², width]
+        let [batch, _, width] = x.dims();
         let cls = self.cls_token.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val().unsqueeze_dim::<3>(0);
         for block in &self.blocks {
@@ -182,9 +186,8 @@ impl PanDermVisionTransformer {
     /// `norm` (twice, as the pooled feature passes it before and after the mean) and `head`:
     /// `[batch, grid², embed_dim]`, row-major patches.
     pub fn forward_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
-        let x = self.patch_embed.forward(images);
-        let [batch, width, gh, gw] = x.dims();
-        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let x = patch_tokens(&self.patch_embed, images); // [b, grid², width]
+        let [batch, _, width] = x.dims();
         let cls = self.cls_token.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val().unsqueeze_dim::<3>(0);
         for block in &self.blocks {

@@ -3,15 +3,16 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::Activation;
 use crate::error::Result;
+use crate::model::kernels::{self, Epilogue};
 use crate::model::layers::{
-    init_random, init_zeros, layer_norm, split_qkv, token_linear, visit_bias, visit_layer_norm, visit_linear,
+    add_norm_tokens, init_random, init_zeros, layer_norm, norm_tokens, split_qkv, token_linear, token_linear_act,
+    visit_bias, visit_layer_norm, visit_linear,
 };
 use crate::weights::TensorVisitor;
 
@@ -40,7 +41,11 @@ impl Attention {
     /// The output at the first `queries` positions only; every position is still a key and a value.
     fn forward_queries(&self, x: Tensor<3>, queries: usize, causal: bool) -> Tensor<3> {
         let [batch, _, width] = x.dims();
-        let (q, k, v) = split_qkv(token_linear(&self.in_proj, x), self.heads, Some(queries));
+        let qkv = token_linear(&self.in_proj, x);
+        if kernels::attention_uses_own_kernel(&qkv, self.heads, queries) {
+            return token_linear(&self.out_proj, kernels::attention(qkv, self.heads, queries, causal));
+        }
+        let (q, k, v) = split_qkv(qkv, self.heads, Some(queries));
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         let out = attention(q, k, v, None, None, options); // [batch, heads, queries, head_dim]
         token_linear(&self.out_proj, out.swap_dims(1, 2).reshape([batch, queries, width]))
@@ -71,9 +76,8 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = token_linear(&self.c_fc, x);
-        let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
-        token_linear(&self.c_proj, h)
+        let act = if self.quick_gelu { Epilogue::QuickGelu } else { Epilogue::Gelu };
+        token_linear(&self.c_proj, token_linear_act(&self.c_fc, x, act))
     }
 
     fn visit_tensors(&mut self, v: &mut impl TensorVisitor, prefix: &str) -> Result<()> {
@@ -88,19 +92,22 @@ pub struct ResidualBlock {
     pub attn: Attention,
     pub ln_2: LayerNorm,
     pub mlp: Mlp,
+    /// `ln_1`'s and `ln_2`'s epsilon (Burn keeps the layer's own private), for the fused kernel.
+    pub eps: f64,
 }
 
 impl ResidualBlock {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let h = self.attn.forward(norm_tokens(&self.ln_1, self.eps, x.clone()), causal);
+        let (x, normed) = add_norm_tokens(&self.ln_2, self.eps, x, h);
+        x + self.mlp.forward(normed)
     }
 
     /// [`ResidualBlock::forward`] (non-causal) at the first `n` positions only.
     fn forward_first(&self, x: Tensor<3>, n: usize) -> Tensor<3> {
-        let h = self.attn.forward_queries(self.ln_1.forward(x.clone()), n, false);
-        let x = x.narrow(1, 0, n) + h;
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let h = self.attn.forward_queries(norm_tokens(&self.ln_1, self.eps, x.clone()), n, false);
+        let (x, normed) = add_norm_tokens(&self.ln_2, self.eps, x.narrow(1, 0, n), h);
+        x + self.mlp.forward(normed)
     }
 }
 
@@ -128,6 +135,7 @@ impl Transformer {
                 attn: Attention::new(d.width, d.heads, device),
                 ln_2: layer_norm(d.width, d.eps, device),
                 mlp: Mlp::new(d.width, d.mlp_width, d.activation, device),
+                eps: d.eps,
             })
             .collect();
         Transformer { resblocks }

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::{ClipConfig, VisionConfig, VisionPool};
 use crate::error::Result;
-use crate::model::layers::{layer_norm, patch_dropout, visit_layer_norm};
+use crate::model::layers::{layer_norm, patch_dropout, patch_tokens, visit_layer_norm};
 use crate::model::transformer::{Transformer, TransformerDims};
 use crate::weights::TensorVisitor;
 
@@ -65,9 +65,8 @@ impl VisionTransformer {
 
     /// `images`: `[batch, 3, size, size]`, normalised. Returns unnormalised `[batch, embed_dim]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.conv1.forward(images); // [b, width, grid, grid]
-        let [batch, width, gh, gw] = x.dims();
-        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let x = patch_tokens(&self.conv1, images); // [b, grid², width]
+        let [batch, _, width] = x.dims();
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
         let x = self.ln_pre.forward(patch_dropout(x, self.patch_dropout));
@@ -85,9 +84,8 @@ impl VisionTransformer {
     /// `proj` as the pooled token: `[batch, grid², embed_dim]` (row-major patches), for a map of
     /// where the image agrees with a text. The last block then computes every row.
     pub fn forward_with_patches(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
-        let x = self.conv1.forward(images);
-        let [batch, width, gh, gw] = x.dims();
-        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let x = patch_tokens(&self.conv1, images); // [b, grid², width]
+        let [batch, _, width] = x.dims();
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim::<3>(0);
         let x = self.transformer.forward(self.ln_pre.forward(x), false);

@@ -17,6 +17,7 @@ mod export_roundtrip;
 mod hostile_images;
 mod hostile_text;
 mod hostile_weights;
+mod kernels;
 mod knowledge;
 mod metrics_parity;
 mod model_parity;

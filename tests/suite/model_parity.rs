@@ -134,13 +134,19 @@ fn class_weights_are_normalised_means() {
     assert!(max_abs_diff(&w[0], &[0.3 / n, 0.9 / n]) < 1e-6);
 }
 
-/// The same graph on wgpu (lavapipe in CI) gives the same numbers.
+/// The same graph on wgpu (lavapipe in CI) gives the same numbers, with Burn's kernels (the native
+/// default) and with dermlip's own (src/model/kernels/, the browser's default), GELU and QuickGELU.
 #[test]
 fn wgpu_matches_open_clip() {
-    let device = wgpu_device();
-    let r = reference("tiny-gelu");
-    let model = load("tiny-gelu", None, device);
-    check_embeddings(&model, &r, "tiny-gelu on wgpu");
+    for name in ["tiny-gelu", "tiny-quickgelu"] {
+        let r = reference(name);
+        let model = load(name, None, wgpu_device());
+        for own in [false, true] {
+            dermlip::model::kernels::set_enabled(own);
+            let kernels = if own { "dermlip's kernels" } else { "Burn's kernels" };
+            check_embeddings(&model, &r, &format!("{name} on wgpu, {kernels}"));
+        }
+    }
 }
 
 /// The heat-map pass (every row through the last block, patch tokens projected) gives the same

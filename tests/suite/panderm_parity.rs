@@ -331,14 +331,27 @@ fn wgpu_matches_pytorch() {
     let device = wgpu_device();
     let r = panderm_reference();
     let model = DermLip::load(&tiny_dir(), device).unwrap();
-    let emb = rows(model.encode_pixels(&pixels())).unwrap();
-    worst(&emb, &r.images.iter().map(|i| &i.embedding).collect::<Vec<_>>(), "PanDerm image embedding on wgpu");
-    let feat = rows(model.encode_pixel_features(&pixels())).unwrap();
-    worst(&feat, &r.images.iter().map(|i| &i.feature).collect::<Vec<_>>(), "PanDerm pre-head feature on wgpu");
-    let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
-    worst(
-        &model.embed_texts(&texts).unwrap(),
-        &r.texts.iter().map(|t| &t.embedding).collect::<Vec<_>>(),
-        "BERT on wgpu",
-    );
+    // Burn's kernels (the native default), then dermlip's (src/model/kernels/, the browser's).
+    for own in [false, true] {
+        dermlip::model::kernels::set_enabled(own);
+        let k = if own { "dermlip's kernels" } else { "Burn's kernels" };
+        let emb = rows(model.encode_pixels(&pixels())).unwrap();
+        worst(
+            &emb,
+            &r.images.iter().map(|i| &i.embedding).collect::<Vec<_>>(),
+            &format!("PanDerm image embedding on wgpu, {k}"),
+        );
+        let feat = rows(model.encode_pixel_features(&pixels())).unwrap();
+        worst(
+            &feat,
+            &r.images.iter().map(|i| &i.feature).collect::<Vec<_>>(),
+            &format!("PanDerm pre-head feature on wgpu, {k}"),
+        );
+        let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+        worst(
+            &model.embed_texts(&texts).unwrap(),
+            &r.texts.iter().map(|t| &t.embedding).collect::<Vec<_>>(),
+            &format!("BERT on wgpu, {k}"),
+        );
+    }
 }
