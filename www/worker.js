@@ -107,12 +107,15 @@ async function chooseDevice(backend, precision) {
 
 // Engine.create copies the bytes into wasm memory, so a failed attempt can be retried with the
 // next choice.
-async function createEngine(backend, precision, configText, textConfigText, weights, towers) {
+async function createEngine(backend, precision, configText, textConfigText, weights, towers, kernels) {
   const bytes = new Uint8Array(weights);
   const choice = await chooseDevice(backend, precision);
   let { fallbackReason } = choice;
   const { module, attempts } = choice;
-  const { Engine } = await loadModule(module);
+  const glue = await loadModule(module);
+  // Whose GPU kernels (benchmarks: 'burn' for Burn's defaults), set before the warm-up pass.
+  glue.setKernels(kernels ?? 'dermlip');
+  const { Engine } = glue;
   for (const [i, [b, p]] of attempts.entries()) {
     let eng = null;
     try {
@@ -165,7 +168,7 @@ function isCheckpointUrl(source) {
 const handlers = {
   async load({ source, backend = 'auto', precision = 'auto', maxMegapixels, manifestSha256, kernels }) {
     const started = performance.now();
-    lastLoad = { source, backend, maxMegapixels, manifestSha256 };
+    lastLoad = { source, backend, maxMegapixels, manifestSha256, kernels };
     galleries.clear(); // made by another model, perhaps
     if (engine) {
       engine.free();
@@ -184,7 +187,7 @@ const handlers = {
       const configUrl = new URL('open_clip_config.json', source).href;
       const configText = new TextDecoder().decode(count(await getUnverified(configUrl, { onProgress: progress('open_clip_config.json', 'config') })));
       const weights = count(await getUnverified(source, { onProgress: progress(source.split('/').pop(), 'weights') }));
-      const made = await createEngine(backend, precision, configText, undefined, weights, 'both');
+      const made = await createEngine(backend, precision, configText, undefined, weights, 'both', kernels);
       engine = made.eng;
       info = { model: source, modelCard: null, labelSets: null, fallbackReason: made.fallbackReason, engine: made.module, textTowerBytes: 0 };
     } else {
@@ -209,7 +212,7 @@ const handlers = {
       const image = await fetchRole('image-tower');
       const labels = await fetchRole('label-embeddings');
       const concepts = new TextDecoder().decode(await fetchRole('concepts'));
-      const made = await createEngine(backend, precision, configText, textConfigText, image, 'image');
+      const made = await createEngine(backend, precision, configText, textConfigText, image, 'image', kernels);
       engine = made.eng;
       engine.setLabelEmbeddings(manifestText, new Uint8Array(labels));
       engine.setConcepts(concepts);
@@ -227,7 +230,6 @@ const handlers = {
     }
     if (maxMegapixels !== undefined) engine.setMaxMegapixels(maxMegapixels);
     const glue = await loadModule(info.engine);
-    if (kernels !== undefined) glue.setKernels(kernels);
     // The built-in label sets and default templates come from the engine (src/knowledge/), so the
     // page and the widget keep no copy of them.
     return {

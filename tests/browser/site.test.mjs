@@ -87,6 +87,35 @@ describe('WebGPU and CPU paths', () => {
     await context.close();
   });
 
+  test("dermlip's WebGPU kernels (the default) and Burn's give open_clip's embeddings; an unknown kernels name is refused", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await page.goto(`${server.url}pkg/manifest.json`);
+    const images = REF_IMAGES.slice(0, 2);
+    const got = await page.evaluate(
+      async ([bundle, files]) => {
+        const { DermLIP } = await import('/www/dermlip.js');
+        const out = {};
+        for (const kernels of ['dermlip', 'burn']) {
+          const model = await DermLIP.load(`/${bundle}`, { backend: 'webgpu', kernels });
+          out[kernels] = [];
+          for (const f of files) out[kernels].push(Array.from(await model.embedImage(new Blob([new Uint8Array(f)]))));
+          await model.dispose();
+        }
+        return out;
+      },
+      [BUNDLE, images.map((img) => Array.from(fixtureBytes(img.file)))],
+    );
+    for (const [i, img] of images.entries()) {
+      for (const kernels of ['dermlip', 'burn']) {
+        const d = maxDiff(got[kernels][i], img.embedding);
+        assert.ok(d <= 1e-4, `${img.file}, ${kernels} kernels: max |Δ| vs open_clip ${d}`);
+      }
+    }
+    assert.match(await loadError(page, { backend: 'webgpu', kernels: 'fast' }), /unknown kernels "fast" \(dermlip, burn, linear, attention, layer-norm\)/);
+    await context.close();
+  });
+
   test('f16 without shader-f16, an unknown precision and f16 on the CPU are refused with a clear message', async () => {
     const context = await browser.newContext();
     const page = await newPage(context);
