@@ -128,7 +128,8 @@ impl DermlipKernels for CubeBackend {
     }
 }
 
-/// One workgroup per row (a 2-D grid past 65535 rows); returns `(sum_out, out)`.
+/// One workgroup per row (columns of 32768 rows past that many, [`layer_norm_applies`] keeps the
+/// row count whole); returns `(sum_out, out)`.
 fn launch_layer_norm(
     x: CubeTensor,
     r: CubeTensor,
@@ -146,7 +147,7 @@ fn launch_layer_norm(
     let out = empty_device_dtype(client.clone(), x.device.clone(), Shape::new([rows, width]), dtype);
     let cubes_x = rows.min(32768) as u32;
     let cubes_y = rows.div_ceil(32768) as u32;
-    assert!(rows == 0 || rows % cubes_x as usize == 0 || cubes_y == 1, "rows {rows}: grid");
+    debug_assert!(rows % cubes_x as usize == 0 || cubes_y == 1, "rows {rows}: grid");
     layer_norm_kernel::launch(
         &client,
         CubeCount::Static(cubes_x, cubes_y, 1),
@@ -219,9 +220,18 @@ pub(super) fn linear_applies(x: &Tensor<2>, w: &Tensor<2>, b: &Tensor<1>) -> boo
     }
     let dtype = x.dtype();
     let float = matches!(dtype, DType::F32 | DType::F16);
-    let [_, k] = x.dims();
+    let [m, k] = x.dims();
     let [wk, n] = w.dims();
-    float && w.dtype() == dtype && b.dtype() == dtype && k == wk && k % VEC == 0 && n % VEC == 0 && n > 0
+    float
+        && w.dtype() == dtype
+        && b.dtype() == dtype
+        && b.dims() == [n]
+        && k == wk
+        && k % VEC == 0
+        && n % VEC == 0
+        && m > 0
+        && k > 0
+        && n > 0
 }
 
 /// The attention kernel's limits: a CubeCL device without autodiff, f32/f16, heads of 4·k ≤ 128
@@ -230,14 +240,16 @@ pub(super) fn attention_applies(qkv: &Tensor<3>, heads: usize, queries: usize) -
     if !matches!(qkv.device().as_dispatch(), DispatchDevice::Cube(_)) || heads == 0 {
         return false;
     }
-    let [_, seq, fused] = qkv.dims();
+    let [batch, seq, fused] = qkv.dims();
     let width = fused / 3;
     let head_dim = width / heads;
     matches!(qkv.dtype(), DType::F32 | DType::F16)
         && fused == 3 * width
         && width == heads * head_dim
         && head_dim % VEC == 0
+        && head_dim > 0
         && head_dim <= 128
+        && batch > 0
         && (1..=seq).contains(&queries)
 }
 

@@ -1,7 +1,8 @@
 //! dermlip's own GPU kernels, plugged into Burn through its backend extension
 //! (`#[backend_extension]`): the model's linear layers as one fused matmul + bias + activation
-//! kernel ([`linear`]). docs/kernels.md describes the tiling and what each kernel is checked
-//! against.
+//! kernel ([`linear`]), multi-head attention in one flash-style pass ([`attention`]) and
+//! LayerNorm with the residual add before it ([`layer_norm`], [`add_layer_norm`]).
+//! docs/kernels.md describes the tiling and what each kernel is checked against.
 //!
 //! A kernel runs only where it applies: a CubeCL device (wgpu natively, WebGPU in the browser,
 //! CUDA) without autodiff, float weights (not int8) and shapes it handles; everything else takes
