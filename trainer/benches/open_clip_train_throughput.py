@@ -21,6 +21,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "amp", "amp_bf16"],
+                    help="open_clip --precision: amp = fp16 autocast + GradScaler (open_clip 2.x), amp_bf16 = bf16 autocast")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -37,14 +39,24 @@ def main():
     loss_fn = open_clip.ClipLoss()
     images = torch.randn(a.batch, 3, size, size, device=a.device)
     ids = torch.randint(1, 49000, (a.batch, ctx), device=a.device)
+    import contextlib
+    dtype = {"amp": torch.float16, "amp_bf16": torch.bfloat16}.get(a.precision)
+    autocast = (lambda: torch.autocast(device_type=a.device.split(":")[0], dtype=dtype)) if dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(a.device.split(":")[0]) if a.precision == "amp" else None
     timed = 0.0
     for i in range(a.warmup + a.steps):
         t = time.perf_counter()
-        img, txt, scale = model(images, ids)
-        loss = loss_fn(img, txt, scale)
+        with autocast():
+            img, txt, scale = model(images, ids)
+            loss = loss_fn(img, txt, scale)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
         if i >= a.warmup:
@@ -53,7 +65,7 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "framework": f"open_clip {open_clip.__version__} / torch {torch.__version__}",
-        "device": a.device, "batch": a.batch, "steps": a.steps, "step_ms": step * 1e3,
+        "device": a.device, "precision": a.precision, "batch": a.batch, "steps": a.steps, "step_ms": step * 1e3,
         "samples_per_s": a.batch / step, "peak_rss_mib": peak, "mib_per_sample": (peak - base) / a.batch,
     }))
 

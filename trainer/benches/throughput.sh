@@ -1,21 +1,50 @@
 #!/usr/bin/env bash
-# Training throughput of ViT-B/16 at a fixed batch: dermlip (Burn) vs open_clip (PyTorch) on the
-# same machine, as a table with the ratio. Not a test. Build the trainer in release first.
-#   trainer/benches/throughput.sh [BATCH] [STEPS] [DEVICE: flex|wgpu] [PYTHON]
+# Training throughput and memory of the training loop's own step (ViT-B/16 unless a model config
+# is given), one configuration per process (peak RSS is per process), as a table. Not a test.
+# Build the trainer in release first (this script does).
+#
+#   trainer/benches/throughput.sh [BATCH] [STEPS] [DEVICE: flex|wgpu|cuda] [CONFIGS...]
+#
+# CONFIGS are "precision:devices:checkpointing" triples, default
+#   f32:1:0 amp:1:0 f32:1:1 f32:2:0
+# (f32 vs amp, activation checkpointing off/on, 1 vs 2 devices — on flex the "2 devices" are the
+# same CPU, which measures the data-parallel code path's overhead, not scaling).
+# With PYTHON set to an interpreter that has torch + open_clip, open_clip's own step is measured
+# too (benches/open_clip_train_throughput.py, --precision amp on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
-batch=${1:-8}; steps=${2:-5}; device=${3:-flex}; py=${4:-/root/.cache/dermlip-venv/bin/python}
-cargo build --release -p dermlip-trainer --bin trainer
-rs=$("$CARGO_TARGET_DIR/release/trainer" --bench --device "$device" --batch-size "$batch" --bench-steps "$steps")
-torch_dev=cpu; [ "$device" = flex ] || torch_dev=cuda
-pt=$("$py" trainer/benches/open_clip_train_throughput.py --batch "$batch" --steps "$steps" --device "$torch_dev")
-"$py" - "$rs" "$pt" <<'PY'
+batch=${1:-8}; steps=${2:-3}; device=${3:-flex}; shift $(($# < 3 ? $# : 3))
+configs=("$@"); [ ${#configs[@]} -gt 0 ] || configs=(f32:1:0 amp:1:0 f32:1:1 f32:2:0)
+cargo build --release -p dermlip-trainer --bin trainer >&2
+bin="$CARGO_TARGET_DIR/release/trainer"
+extra=(); [ -n "${MODEL_CONFIG:-}" ] && extra=(--model-config "$MODEL_CONFIG")
+echo "| framework | device | devices | precision | checkpointing | batch | ms/step | samples/s | MiB/sample | loss |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for c in "${configs[@]}"; do
+  IFS=: read -r prec ndev ckpt <<<"$c"
+  args=(--bench --device "$device" --num-devices "$ndev" --precision "$prec" --batch-size "$batch"
+    --bench-steps "$steps" --bench-warmup 1 "${extra[@]}")
+  [ "$ckpt" = 1 ] && args+=(--grad-checkpointing)
+  if ! out=$("$bin" "${args[@]}" 2>/tmp/bench-err.$$); then
+    echo "| dermlip | $device | $ndev | $prec | $ckpt | $batch | failed: $(tail -1 /tmp/bench-err.$$) | | | |"
+    continue
+  fi
+  python3 - "$out" <<'PY'
 import json, sys
-rs, pt = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"| framework | device | batch | ms/step | samples/s | MiB/sample |")
-print(f"|---|---|---|---|---|---|")
-for r in (rs, pt):
-    print(f"| {r['framework']} | {r['device']} | {r['batch']} | {r['step_ms']:.0f} | {r['samples_per_s']:.2f} | {r['mib_per_sample']:.0f} |")
-print(f"\nratio dermlip / PyTorch: {rs['samples_per_s'] / pt['samples_per_s']:.2f}x (target >= 0.8x)")
+r = json.loads(sys.argv[1])
+print(f"| {r['framework']} | {r['device']} | {r['devices']} | {r['precision']} | {'on' if r['grad_checkpointing'] else 'off'} "
+      f"| {r['batch']} | {r['step_ms']:.0f} | {r['samples_per_s']:.3f} | {r['mib_per_sample']:.0f} | {r['loss']:.4f} |")
 PY
+done
+rm -f /tmp/bench-err.$$
+if [ -n "${PYTHON:-}" ]; then
+  torch_dev=cpu; prec=fp32
+  [ "$device" = flex ] || { torch_dev=cuda; prec=amp; }
+  pt=$("$PYTHON" trainer/benches/open_clip_train_throughput.py --batch "$batch" --steps "$steps" --device "$torch_dev" --precision "$prec")
+  "$PYTHON" - "$pt" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"| {r['framework']} | {r['device']} | 1 | {r.get('precision', 'fp32')} | off | {r['batch']} | {r['step_ms']:.0f} | {r['samples_per_s']:.3f} | {r['mib_per_sample']:.0f} | |")
+PY
+fi

@@ -1,29 +1,52 @@
-//! Training-throughput benchmark (not a test): forward + backward + AdamW on random inputs at a
-//! fixed batch, no data loading, as `benches/open_clip_train_throughput.py` does in PyTorch.
-//! Reports samples/s and the resident-memory growth per sample (CPU backends; peak RSS from
-//! `/proc/self/status`).
+//! Training-throughput benchmark (not a test): the training loop's own step ([`Stepper`]: forward
+//! + backward + AdamW, data parallel, mixed precision, activation checkpointing as configured) on
+//! random inputs at a fixed batch, no data loading, as `benches/open_clip_train_throughput.py`
+//! does in PyTorch. Reports samples/s and the resident-memory growth per sample (peak RSS from
+//! `/proc/self/status`: host memory, which is the device memory of the CPU backend; run one
+//! configuration per process, the peak is the process's).
 
 use std::time::Instant;
 
-use burn::tensor::{Distribution, Int, Tensor};
+use burn::tensor::Device;
 use dermlip::config::ModelFileConfig;
+use dermlip::input::tokenizer::TextIds;
 use dermlip::Clip;
 use serde::Serialize;
 
-use crate::loss::clip_loss;
-use crate::optim::{AdamW, Grads, OptimConfig};
-use crate::train::pick_device;
+use crate::optim::{AdamW, OptimConfig};
+use crate::rng::Rng;
+use crate::step::{materialize, Precision, Stepper};
+use crate::train::pick_devices;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
     pub framework: String,
     pub device: String,
+    pub devices: usize,
+    pub precision: String,
+    pub grad_checkpointing: bool,
     pub batch: usize,
+    pub accum_freq: usize,
     pub steps: usize,
     pub step_ms: f64,
     pub samples_per_s: f64,
     pub peak_rss_mib: f64,
     pub mib_per_sample: f64,
+    /// The loss of the last step (finite: the step really ran).
+    pub loss: f64,
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub device: String,
+    pub num_devices: usize,
+    pub precision: String,
+    pub grad_checkpointing: bool,
+    pub batch: usize,
+    pub accum_freq: usize,
+    pub warmup: usize,
+    pub steps: usize,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -35,49 +58,62 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-pub fn run(
-    file_cfg: &ModelFileConfig,
-    device_name: &str,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
-) -> Result<BenchResult, String> {
+pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, String> {
     let cfg = &file_cfg.model;
-    let device = pick_device(device_name)?.autodiff();
-    device.seed(0);
+    let base = pick_devices(&o.device, o.num_devices)?;
+    let precision = Precision::resolve(&o.precision, &o.device, &base[0])?;
+    let devices: Vec<Device> = base
+        .iter()
+        .map(|d| {
+            let d = d.clone().autodiff();
+            if o.grad_checkpointing {
+                d.gradient_checkpointing()
+            } else {
+                d
+            }
+        })
+        .collect();
+    devices[0].seed(0);
     let base_rss = peak_rss_mib();
-    let mut model = Clip::new(cfg, &device).init_parameters();
+    let mut model = Clip::new(cfg, &devices[0]).init_parameters();
+    materialize(&model);
     let mut optim = AdamW::new(OptimConfig::default());
     let size = cfg.vision.image_size;
     let ctx = cfg.text.context_length;
-    let images = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
-    // Random non-padding ids inside the vocabulary (49 408 CLIP BPE, 30 522 PubMedBERT).
-    let top = (cfg.text.vocab_size as f64 - 1.0).min(49_000.0);
-    let ids = Tensor::<2, Int>::random([batch, ctx], Distribution::Uniform(1.0, top), &device);
+    let mut rng = Rng::derive(&[0xbe, o.batch as u64]);
+    // Normalised-pixel-like values and non-padding ids inside the vocabulary; every caption
+    // uses the whole context (the worst case for the text tower).
+    let pixels: Vec<f32> = (0..o.batch * 3 * size * size).map(|_| rng.range(-2.0, 2.0) as f32).collect();
+    let top = (cfg.text.vocab_size as u64 - 1).min(49_000);
+    let ids: Vec<i32> = (0..o.batch * ctx).map(|_| 1 + (rng.next_u64() % (top - 1)) as i32).collect();
+    let tokens = TextIds { ids, rows: o.batch, len: ctx };
+    let mut stepper = Stepper::new(&devices, precision, size, o.accum_freq);
     let mut timed = 0.0;
-    for i in 0..warmup + steps {
+    let mut loss = f64::NAN;
+    for i in 0..o.warmup + o.steps {
         let t = Instant::now();
-        let loss =
-            clip_loss(model.encode_image(images.clone()), model.encode_text(ids.clone()), model.logit_scale.val());
-        let grads = Grads::from_backward(loss.backward(), &model);
-        let (m, _) = optim.step(model, grads, 1e-4);
-        model = m;
-        // Wait for the device: read one value back.
-        let _ = model.logit_scale.val().into_scalar::<f32>();
-        if i >= warmup {
+        model = stepper.step(model, &mut optim, pixels.clone(), &tokens, 1e-5);
+        // Wait for the device (the training loop reads back only every log_every steps).
+        loss = stepper.read(&model).map_or(f64::NAN, |r| r.loss);
+        if i >= o.warmup {
             timed += t.elapsed().as_secs_f64();
         }
     }
-    let step = timed / steps.max(1) as f64;
+    let step = timed / o.steps.max(1) as f64;
     let peak = peak_rss_mib();
     Ok(BenchResult {
         framework: "dermlip (Burn 0.22.1)".into(),
-        device: device_name.into(),
-        batch,
-        steps,
+        device: o.device.clone(),
+        devices: devices.len(),
+        precision: precision.label().into(),
+        grad_checkpointing: o.grad_checkpointing,
+        batch: o.batch,
+        accum_freq: o.accum_freq,
+        steps: o.steps,
         step_ms: step * 1e3,
-        samples_per_s: batch as f64 / step,
+        samples_per_s: o.batch as f64 / step,
         peak_rss_mib: peak,
-        mib_per_sample: (peak - base_rss) / batch as f64,
+        mib_per_sample: (peak - base_rss) / o.batch as f64,
+        loss,
     })
 }

@@ -40,6 +40,11 @@ pub struct TrainState {
     /// current run of consecutive ones.
     pub nonfinite_total: usize,
     pub nonfinite_in_a_row: usize,
+    /// Mixed precision with f16: the loss scale, the steps since its last change (GradScaler's
+    /// growth tracker) and the overflowing steps skipped in all. `None` without loss scaling.
+    pub loss_scale: Option<f64>,
+    pub scaler_good_steps: u64,
+    pub scaler_skips_total: u64,
 }
 
 /// The complete checkpoints under `root` (those with a `state.json`), oldest first.
@@ -84,7 +89,7 @@ pub fn save_checkpoint(
     let opt_bytes = StateDict::from_tensors(optim.state_tensors()).to_safetensors_bytes();
     // An optimiser with no state yet (step 0) has no tensors: write an empty marker instead.
     match opt_bytes {
-        Ok(b) if optim.step > 0 => w("optimizer.safetensors", &b)?,
+        Ok(b) if !optim.state_tensors_is_empty() => w("optimizer.safetensors", &b)?,
         _ => {}
     }
     #[derive(Serialize)]
@@ -92,7 +97,10 @@ pub fn save_checkpoint(
         state: &'a TrainState,
         optimizer_step: u64,
     }
-    w("state.json", serde_json::to_string_pretty(&Saved { state, optimizer_step: optim.step }).unwrap().as_bytes())?;
+    w(
+        "state.json",
+        serde_json::to_string_pretty(&Saved { state, optimizer_step: optim.steps_taken() }).unwrap().as_bytes(),
+    )?;
     w("train_config.toml", cfg.to_toml().as_bytes())?;
     let _ = fs::remove_dir_all(&final_dir);
     fs::rename(&tmp, &final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;

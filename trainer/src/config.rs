@@ -116,6 +116,16 @@ pub struct TrainConfig {
     pub accum_freq: usize,
     /// Stop after this many optimiser steps (the schedule still spans all epochs).
     pub max_steps: Option<usize>,
+    /// Arithmetic of the towers (open_clip `--precision`): `auto` (bf16 amp on CUDA, f32 on wgpu
+    /// and the CPU), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere), `amp_bf16`,
+    /// `amp_f16`, `f32`. Master weights, AdamW moments and the loss are always f32.
+    pub precision: String,
+    /// Recompute activations in the backward pass instead of keeping them (open_clip
+    /// `--grad-checkpointing`; Burn's balanced gradient-checkpointing strategy).
+    pub grad_checkpointing: bool,
+    /// Read the loss, gradient norm and counters back (a console line, a `metrics.jsonl` line,
+    /// TensorBoard scalars) every N steps; the steps between never wait for the device. 0 or 1 =
+    /// every step. Checkpoints and epoch ends also read back.
     pub log_every: usize,
     /// Checkpoint every N steps (0 = only at epoch ends).
     pub checkpoint_every: usize,
@@ -146,6 +156,8 @@ impl Default for TrainConfig {
             batch_size: None,
             accum_freq: 1,
             max_steps: None,
+            precision: "auto".into(),
+            grad_checkpointing: false,
             log_every: 10,
             checkpoint_every: 1000,
             keep_last: 3,

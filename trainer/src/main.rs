@@ -80,6 +80,15 @@ struct Args {
     /// Stop after this many optimiser steps (the schedule still spans all epochs).
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
+    /// Mixed precision (open_clip --precision): auto (default: bf16 amp on CUDA, f32 on wgpu
+    /// and the CPU), amp (bf16 on CUDA, f16 with dynamic loss scaling on wgpu), amp_bf16,
+    /// amp_f16, f32. Weights, AdamW moments and the loss stay f32.
+    #[arg(long, value_name = "P")]
+    precision: Option<String>,
+    /// Activation checkpointing (open_clip --grad-checkpointing): recompute activations in the
+    /// backward pass (Burn's balanced strategy), less memory per sample for more compute.
+    #[arg(long)]
+    grad_checkpointing: bool,
     /// Peak learning rate (open_clip --lr).
     #[arg(long)]
     lr: Option<f64>,
@@ -167,7 +176,8 @@ struct Args {
     /// Evaluate every N steps (0 = only at epoch ends, as open_clip --zeroshot-frequency 1).
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
-    /// Print a log line every N steps.
+    /// Read the metrics back and log them every N steps (a console line, metrics.jsonl,
+    /// TensorBoard); the steps between never wait for the device. Default 10; 0 or 1 = every step.
     #[arg(long, value_name = "N")]
     log_every: Option<usize>,
     /// Do not write TensorBoard event files (OUTPUT/tensorboard/); metrics.jsonl is always written.
@@ -207,7 +217,10 @@ fn run(args: Args) -> Result<(), String> {
         checkpoint_every => cfg.checkpoint_every, keep_last => cfg.keep_last, eval_every => cfg.eval_every,
         log_every => cfg.log_every, prefetch => cfg.data.prefetch, max_open_files => cfg.data.max_open_files,
         max_skip_rate => cfg.data.max_skip_rate, skip_rate_min_samples => cfg.data.skip_rate_min_samples,
-        max_nonfinite_steps => cfg.max_nonfinite_steps);
+        max_nonfinite_steps => cfg.max_nonfinite_steps, precision => cfg.precision);
+    if args.grad_checkpointing {
+        cfg.grad_checkpointing = true;
+    }
     macro_rules! set_opt {
         ($($field:ident => $target:expr),* $(,)?) => { $( if let Some(v) = args.$field.clone() { $target = Some(v); } )* };
     }
@@ -222,7 +235,17 @@ fn run(args: Args) -> Result<(), String> {
     if args.bench {
         let file_cfg = dermlip_trainer::train::model_file_config(&cfg)?;
         let batch = args.batch_size.unwrap_or(8);
-        let r = dermlip_trainer::bench::run(&file_cfg, &cfg.device, batch, args.bench_warmup, args.bench_steps)?;
+        let opts = dermlip_trainer::bench::BenchOptions {
+            device: cfg.device.clone(),
+            num_devices: cfg.num_devices,
+            precision: cfg.precision.clone(),
+            grad_checkpointing: cfg.grad_checkpointing,
+            batch,
+            accum_freq: cfg.accum_freq,
+            warmup: args.bench_warmup,
+            steps: args.bench_steps,
+        };
+        let r = dermlip_trainer::bench::run(&file_cfg, &opts)?;
         println!("{}", serde_json::to_string(&r).unwrap());
         return Ok(());
     }

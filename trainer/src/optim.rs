@@ -104,8 +104,10 @@ struct Moments {
 
 pub struct AdamW {
     pub cfg: OptimConfig,
-    /// Optimiser steps taken (torch's `state["step"]`, shared: every parameter gets a gradient).
-    pub step: u64,
+    /// Optimiser steps taken (torch's `state["step"]`, shared: every parameter gets a gradient),
+    /// kept on the device as a `[1]` f32 tensor: a step skipped on the device (non-finite
+    /// gradients) does not count, and nobody waits for the answer. [`AdamW::steps_taken`] reads it.
+    step: Option<Tensor<1>>,
     state: HashMap<String, Moments>,
 }
 
@@ -165,6 +167,11 @@ impl Grads {
         }
     }
 
+    /// Every gradient times `factor` (a `[1]` tensor on the gradients' device).
+    pub fn scale(self, factor: &Tensor<1>) -> Self {
+        Grads { map: self.map.into_iter().map(|(id, (i, g))| (id, (i, g * factor.clone()))).collect() }
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -173,13 +180,38 @@ impl Grads {
         self.map.is_empty()
     }
 
-    /// `sqrt(Σ ‖g‖²)` over all gradients (`torch.nn.utils.clip_grad_norm_`'s total norm).
-    pub fn global_norm(&self) -> f64 {
+    /// The gradients as f32 vectors in module order (tests compare them parameter by parameter).
+    pub fn to_vecs(&self) -> Vec<Vec<f32>> {
         let mut parts: Vec<&(usize, Tensor<1>)> = self.map.values().collect();
         parts.sort_by_key(|(i, _)| *i);
-        let sum = parts.into_iter().map(|(_, g)| g.clone().powi_scalar(2).sum()).reduce(|a, b| a + b);
-        sum.map_or(0.0, |s| s.into_scalar::<f32>() as f64).sqrt()
+        parts.into_iter().map(|(_, g)| g.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap()).collect()
     }
+
+    /// `Σ ‖g‖²` over all gradients as a `[1]` tensor, summed in module order; nothing is read back.
+    pub fn norm_squared(&self) -> Option<Tensor<1>> {
+        let mut parts: Vec<&(usize, Tensor<1>)> = self.map.values().collect();
+        parts.sort_by_key(|(i, _)| *i);
+        parts.into_iter().map(|(_, g)| g.clone().powi_scalar(2).sum()).reduce(|a, b| a + b)
+    }
+
+    /// `sqrt(Σ ‖g‖²)` over all gradients (`torch.nn.utils.clip_grad_norm_`'s total norm). Reads
+    /// the value back (waits for the device).
+    pub fn global_norm(&self) -> f64 {
+        self.norm_squared().map_or(0.0, |s| s.into_scalar::<f32>() as f64).sqrt()
+    }
+}
+
+/// The per-step numbers of an update that stay on the device: whether to apply it, the factor
+/// the gradients are multiplied by (clipping and loss-scale unscaling) and the learning rate.
+struct Update {
+    /// `[1]` bool: apply the update (false: a skipped step leaves weights and moments).
+    ok: Tensor<1, burn::tensor::Bool>,
+    /// `[1]`: multiplies every gradient.
+    coef: Tensor<1>,
+    /// `[1]`: `lr / (1 − β1ᵗ)`.
+    step_size: Tensor<1>,
+    /// `[1]`: `1 − β2ᵗ`.
+    bc2: Tensor<1>,
 }
 
 struct StepMapper<'a> {
@@ -188,8 +220,7 @@ struct StepMapper<'a> {
     state: &'a mut HashMap<String, Moments>,
     cfg: &'a OptimConfig,
     lr: f64,
-    grad_scale: f64,
-    step: u64,
+    update: &'a Update,
 }
 
 impl ModuleMapper for StepMapper<'_> {
@@ -209,24 +240,25 @@ impl ModuleMapper for StepMapper<'_> {
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
         let path = self.path.join(".");
-        let p = tensor.inner().reshape([numel]);
-        let mut g = grad.inner().reshape([numel]);
-        if self.grad_scale != 1.0 {
-            g = g * self.grad_scale;
-        }
+        let u = self.update;
+        let ok = u.ok.clone().expand([numel]);
+        let p0 = tensor.inner().reshape([numel]);
+        let g = grad.inner().reshape([numel]) * u.coef.clone();
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let t = self.step as i32;
         let wd = if no_weight_decay(&path, D) { 0.0 } else { self.cfg.weight_decay };
-        let p = if wd != 0.0 { p * (1.0 - self.lr * wd) } else { p };
-        let (m, v) = match self.state.remove(&path) {
-            Some(s) => (s.m * b1 + g.clone() * (1.0 - b1), s.v * b2 + g.powi_scalar(2) * (1.0 - b2)),
-            None => (g.clone() * (1.0 - b1), g.powi_scalar(2) * (1.0 - b2)),
+        let p = if wd != 0.0 { p0.clone() * (1.0 - self.lr * wd) } else { p0.clone() };
+        let (m0, v0) = match self.state.remove(&path) {
+            Some(s) => (s.m, s.v),
+            None => (g.zeros_like(), g.zeros_like()),
         };
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2 = 1.0 - b2.powi(t);
-        let step_size = self.lr / bc1;
-        let denom = (v.clone() / bc2).sqrt() + self.cfg.eps;
-        let p = p - (m.clone() / denom) * step_size;
+        let m = m0.clone() * b1 + g.clone() * (1.0 - b1);
+        let v = v0.clone() * b2 + g.powi_scalar(2) * (1.0 - b2);
+        let denom = (v.clone() / u.bc2.clone()).sqrt() + self.cfg.eps;
+        let p = p - (m.clone() / denom) * u.step_size.clone();
+        // A skipped step (not `ok`) keeps the weights and the moments as they were.
+        let p = p0.mask_where(ok.clone(), p);
+        let m = m0.mask_where(ok.clone(), m);
+        let v = v0.mask_where(ok, v);
         self.state.insert(path, Moments { m, v });
         let mut updated = Tensor::from_inner(p.reshape(shape));
         if require_grad {
@@ -238,34 +270,71 @@ impl ModuleMapper for StepMapper<'_> {
 
 impl AdamW {
     pub fn new(cfg: OptimConfig) -> Self {
-        AdamW { cfg, step: 0, state: HashMap::new() }
+        AdamW { cfg, step: None, state: HashMap::new() }
+    }
+
+    /// Optimiser steps taken (reads the device's count back).
+    pub fn steps_taken(&self) -> u64 {
+        self.step.as_ref().map_or(0, |t| t.clone().into_scalar::<f32>() as u64)
     }
 
     /// One optimiser step with `grads` (already accumulated). Returns the global gradient norm
-    /// before clipping.
+    /// before clipping (read back: this waits for the device; the training loop uses
+    /// [`AdamW::step_on_device`]).
     pub fn step<M: Module>(&mut self, module: M, grads: Grads, lr: f64) -> (M, f64) {
         let norm = grads.global_norm();
-        (self.step_with_norm(module, grads, lr, norm), norm)
+        let Some(sq) = grads.norm_squared() else { return (module, 0.0) };
+        let device = sq.device();
+        let one = Tensor::<1>::ones([1], &device).inner();
+        let ok = one.clone().greater_elem(0.0);
+        (self.step_on_device(module, grads, lr, sq, ok, one), norm)
     }
 
-    /// As [`AdamW::step`], with the global norm of `grads` already computed.
-    pub fn step_with_norm<M: Module>(&mut self, module: M, mut grads: Grads, lr: f64, norm: f64) -> M {
-        let grad_scale = match self.cfg.grad_clip_norm {
+    /// One optimiser step without reading anything back. `norm_squared` is `Σ‖g‖²` of `grads`
+    /// (a `[1]` tensor, before `unscale`), `ok` whether to apply the step at all (a skipped step
+    /// changes neither the weights, the moments nor the step count), and every gradient is
+    /// multiplied by `unscale` (`[1]`; the inverse loss scale of mixed precision, else 1) before
+    /// the global-norm clipping of `grad_clip_norm`.
+    pub fn step_on_device<M: Module>(
+        &mut self,
+        module: M,
+        mut grads: Grads,
+        lr: f64,
+        norm_squared: Tensor<1>,
+        ok: Tensor<1, burn::tensor::Bool>,
+        unscale: Tensor<1>,
+    ) -> M {
+        // Everything here is bookkeeping outside the autodiff graph.
+        let (norm_squared, ok, unscale) = (norm_squared.inner(), ok.inner(), unscale.inner());
+        let device = norm_squared.device();
+        let norm = norm_squared.sqrt() * unscale.clone();
+        let coef = match self.cfg.grad_clip_norm {
             // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
-            Some(max) => (max / (norm + 1e-6)).min(1.0),
-            None => 1.0,
+            Some(max) => (norm + 1e-6).recip().mul_scalar(max).clamp_max(1.0) * unscale,
+            None => unscale,
         };
-        self.step += 1;
+        let t0 = self.step.take().unwrap_or_else(|| Tensor::zeros([1], &device));
+        let t = t0.clone() + ok.clone().float();
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        // 1 − βᵗ on the device (t as f32: exact up to 2²⁴ steps).
+        let bc1 = (t.clone() * b1.ln()).exp().neg() + 1.0;
+        let bc2 = (t.clone() * b2.ln()).exp().neg() + 1.0;
+        let update = Update { ok, coef, step_size: bc1.recip() * lr, bc2 };
+        self.step = Some(t);
         let mut mapper = StepMapper {
             path: Vec::new(),
             grads: &mut grads,
             state: &mut self.state,
             cfg: &self.cfg,
             lr,
-            grad_scale,
-            step: self.step,
+            update: &update,
         };
         module.map(&mut mapper)
+    }
+
+    /// No moments yet (no step was queued).
+    pub fn state_tensors_is_empty(&self) -> bool {
+        self.state.is_empty()
     }
 
     /// Moments as named f32 tensors (`m.<path>`, `v.<path>`) for a checkpoint.
@@ -290,7 +359,7 @@ impl AdamW {
             }
         }
         self.state = m.into_iter().filter_map(|(p, m)| v.remove(&p).map(|v| (p, Moments { m, v }))).collect();
-        self.step = step;
+        self.step = (step > 0).then(|| Tensor::from_data(TensorData::new(vec![step as f32], [1]), &inner));
     }
 }
 

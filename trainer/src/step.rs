@@ -1,30 +1,246 @@
 //! One optimisation step: the gradients of open_clip's contrastive loss over a batch (with
-//! gradient accumulation and data parallelism), the AdamW update and the logit-scale clamp.
+//! gradient accumulation, data parallelism and mixed precision), the AdamW update and the
+//! logit-scale clamp — all queued on the device. Nothing is read back during a step: the
+//! non-finite guard, the loss scaler and the counters are tensors, and [`Stepper::read`] fetches
+//! the numbers in one readback when the run logs them.
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use dermlip::input::tokenizer::TextIds;
 use dermlip::Clip;
 
 use crate::loss::clip_loss;
 use crate::optim::{AdamW, Grads};
 
-/// What one optimisation step did.
+/// The arithmetic of the towers' forward and backward passes (open_clip `--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Everything in f32.
+    F32,
+    /// Mixed precision: f32 master weights, AdamW moments and loss; the towers run in `dtype`
+    /// (their weights are cast inside the autodiff graph, so the gradients reach the f32 masters).
+    /// F16 adds dynamic loss scaling as torch's `GradScaler`; BF16 needs none.
+    Amp(FloatDType),
+}
+
+impl Precision {
+    /// `--precision`: `f32` (`fp32`), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere),
+    /// `amp_bf16` (`amp_bfloat16`), `amp_f16` (`amp_fp16`), or `auto` (the default: bf16 amp on
+    /// CUDA when it has bf16, f32 elsewhere — on wgpu the f16 run of the synthetic mini-Derm1M on
+    /// lavapipe turned non-finite after its first update, see trainer/README.md, so amp there is
+    /// opt-in). An explicit half precision the device lacks is an error.
+    pub fn resolve(name: &str, device_name: &str, device: &Device) -> Result<Precision, String> {
+        let gpu = device_name == "cuda";
+        let best = if device_name == "cuda" { FloatDType::BF16 } else { FloatDType::F16 };
+        let want = match name {
+            "f32" | "fp32" => return Ok(Precision::F32),
+            "auto" if !gpu => return Ok(Precision::F32),
+            "auto" => {
+                return Ok(if device.supports_dtype(best) { Precision::Amp(best) } else { Precision::F32 });
+            }
+            "amp" => best,
+            "amp_bf16" | "amp_bfloat16" => FloatDType::BF16,
+            "amp_f16" | "amp_fp16" => FloatDType::F16,
+            other => {
+                return Err(format!("unknown precision \"{other}\" (auto, amp, amp_bf16, amp_f16, f32)"));
+            }
+        };
+        if !device.supports_dtype(want) {
+            return Err(format!(
+                "--precision {name}: this {device_name} device has no {want:?} arithmetic (a WebGPU/Vulkan adapter \
+                 needs shader-f16); use --precision f32"
+            ));
+        }
+        Ok(Precision::Amp(want))
+    }
+
+    /// The name `train_config.toml` and the log use.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Amp(FloatDType::BF16) => "amp_bf16",
+            Precision::Amp(_) => "amp_f16",
+        }
+    }
+
+    fn scaled(&self) -> bool {
+        matches!(self, Precision::Amp(FloatDType::F16))
+    }
+}
+
+/// torch's `GradScaler` defaults: initial scale 2¹⁶, ×2 after 2000 steps without overflow, ×½
+/// (and the step skipped) on an overflow.
+pub const INIT_LOSS_SCALE: f64 = 65536.0;
+pub const GROWTH_INTERVAL: f64 = 2000.0;
+
+/// What one optimisation step did (read back).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepOutcome {
     pub loss: f64,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (unscaled).
     pub grad_norm: f64,
     /// The loss or the gradient norm was not finite: the update was skipped (the model, the
     /// optimiser moments and its step count are unchanged).
     pub skipped: bool,
 }
 
-/// One optimisation step on a loaded batch (`pixels`, `tokens` without their padding columns):
-/// the model is replicated on `devices[1..]`, the global-batch gradients are summed and AdamW
-/// steps at `lr`; then the logit scale is clamped. When the loss or the global gradient norm is
-/// NaN or infinite the update is skipped instead (open_clip's AMP GradScaler skips such steps
-/// too), so one bad batch cannot poison the weights or the AdamW moments.
+/// The numbers of the run read back in one go (see [`Stepper::read`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Loss and global gradient norm (unscaled, before clipping) of the last step.
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub logit_scale: f64,
+    /// Steps skipped for a non-finite loss (f32) or gradient (without loss scaling), since the
+    /// stepper was made, and the current run of them.
+    pub nonfinite_total: u64,
+    pub nonfinite_in_a_row: u64,
+    /// f16 loss-scaler overflows (the step skipped and the scale halved), since the stepper was made.
+    pub scaler_skips: u64,
+    /// The loss scale now (1 without f16 loss scaling).
+    pub loss_scale: f64,
+    /// Consecutive steps without overflow (the scaler's growth tracker).
+    pub scaler_good_steps: u64,
+}
+
+/// The optimisation step's state that stays on the devices between steps: the data-parallel
+/// replicas, the loss scaler and the counters.
+pub struct Stepper {
+    /// The autodiff devices; `devices[0]` holds the trained model and the optimiser.
+    devices: Vec<Device>,
+    precision: Precision,
+    size: usize,
+    accum_freq: usize,
+    /// `[6]` on the main device: nonfinite_total, nonfinite_in_a_row, scaler_skips, loss scale,
+    /// scaler good steps, unused.
+    counters: Tensor<1>,
+    /// `[2]`: loss and gradient norm of the last step.
+    last: Option<Tensor<1>>,
+}
+
+const C_NONFINITE: usize = 0;
+const C_IN_A_ROW: usize = 1;
+const C_SCALER_SKIPS: usize = 2;
+const C_SCALE: usize = 3;
+const C_GOOD: usize = 4;
+const NUM_COUNTERS: usize = 5;
+
+impl Stepper {
+    /// `devices`: autodiff devices (data parallel over all of them). `in_a_row`, `loss_scale`
+    /// and `good_steps` continue a resumed run's state.
+    pub fn new(devices: &[Device], precision: Precision, size: usize, accum_freq: usize) -> Self {
+        let main = devices[0].clone().inner();
+        let scale = if precision.scaled() { INIT_LOSS_SCALE as f32 } else { 1.0 };
+        let mut c = vec![0f32; NUM_COUNTERS];
+        c[C_SCALE] = scale;
+        Stepper {
+            devices: devices.to_vec(),
+            precision,
+            size,
+            accum_freq,
+            counters: Tensor::from_data(TensorData::new(c, [NUM_COUNTERS]), (&main, DType::F32)),
+            last: None,
+        }
+    }
+
+    /// Continues a resumed run: the current run of non-finite steps and the loss scaler's state.
+    pub fn resume(&mut self, in_a_row: u64, loss_scale: Option<f64>, good_steps: u64) {
+        let main = self.devices[0].clone().inner();
+        let mut c = vec![0f32; NUM_COUNTERS];
+        c[C_IN_A_ROW] = in_a_row as f32;
+        c[C_SCALE] = if self.precision.scaled() { loss_scale.unwrap_or(INIT_LOSS_SCALE) as f32 } else { 1.0 };
+        c[C_GOOD] = good_steps as f32;
+        self.counters = Tensor::from_data(TensorData::new(c, [NUM_COUNTERS]), (&main, DType::F32));
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// One optimisation step on a loaded batch (`pixels`: normalised CHW f32 rows, `tokens`
+    /// without their padding columns), queued on the devices without a single readback: the
+    /// replicas get the model (one copy per extra device), every shard is launched before any
+    /// result is gathered, each replica's gradient is accumulated on its own device and reduced
+    /// once onto `devices[0]`, and AdamW steps at `lr` there; then the logit scale is clamped.
+    /// When the loss or the global gradient norm is NaN or infinite the update is skipped on
+    /// the device (open_clip's AMP GradScaler skips such steps too), so one bad batch cannot
+    /// poison the weights or the AdamW moments; with f16 loss scaling an overflowing gradient
+    /// halves the scale instead.
+    pub fn step(&mut self, model: Clip, optim: &mut AdamW, pixels: Vec<f32>, tokens: &TextIds, lr: f64) -> Clip {
+        let main_inner = self.devices[0].clone().inner();
+        let replicas: Vec<Clip> = self.devices[1..].iter().map(|d| model.clone().fork(d)).collect();
+        let models: Vec<&Clip> = std::iter::once(&model).chain(replicas.iter()).collect();
+        let c = self.counters.clone();
+        let scale = c.clone().narrow(0, C_SCALE, 1);
+        let scaled = self.precision.scaled();
+        let (grads, loss) = gradients(
+            &models,
+            &self.devices,
+            Pixels::Owned(pixels),
+            tokens,
+            self.size,
+            self.accum_freq,
+            self.precision,
+            scaled.then_some(&scale),
+        );
+        drop(replicas);
+        let sq = grads.norm_squared().map_or_else(|| Tensor::zeros([1], &main_inner), |t| t.inner());
+        let loss_ok = loss.clone().is_finite();
+        let grad_ok = sq.clone().is_finite();
+        let ok = loss_ok.clone().bool_and(grad_ok.clone());
+        let unscale = scale.clone().recip();
+        let m = optim.step_on_device(model, grads, lr, sq.clone(), ok.clone(), unscale.clone());
+        let m = clamp_logit_scale(m);
+        // The counters, on the device.
+        let f = |b: Tensor<1, Bool>| b.float().cast(DType::F32);
+        let ok_f = f(ok);
+        let nonfinite = if scaled { f(loss_ok.clone().bool_not()) } else { ok_f.clone().neg() + 1.0 };
+        let scaler_skip = if scaled { f(loss_ok.bool_and(grad_ok.bool_not())) } else { ok_f.zeros_like() };
+        let at = |i: usize| c.clone().narrow(0, i, 1);
+        let total = at(C_NONFINITE) + nonfinite.clone();
+        let in_a_row = (at(C_IN_A_ROW) + nonfinite) * (ok_f.clone().neg() + 1.0);
+        let skips = at(C_SCALER_SKIPS) + scaler_skip.clone();
+        let (new_scale, good) = if scaled {
+            // GradScaler.update: ×½ on overflow, ×2 after GROWTH_INTERVAL good steps in a row.
+            let good = (at(C_GOOD) + 1.0) * ok_f.clone();
+            let grow = good.clone().greater_equal_elem(GROWTH_INTERVAL);
+            let s = scale.clone() * (scaler_skip.clone() * -0.5 + 1.0);
+            let s = s.clone().mask_where(grow.clone(), s * 2.0);
+            (s, good.mask_fill(grow, 0.0))
+        } else {
+            (scale, at(C_GOOD))
+        };
+        self.counters = Tensor::cat(vec![total, in_a_row, skips, new_scale, good], 0);
+        self.last = Some(Tensor::cat(vec![loss.reshape([1]), sq.sqrt() * unscale], 0));
+        m
+    }
+
+    /// Reads the last step's loss, gradient norm, the logit scale and the counters back: the one
+    /// place the training loop waits for the devices (at `log_every`, checkpoints, epoch ends).
+    /// `None` before the first step.
+    pub fn read(&self, model: &Clip) -> Option<StepReport> {
+        let last = self.last.clone()?;
+        let main_inner = self.devices[0].clone().inner();
+        let scale = model.logit_scale.val().inner().to_device(&main_inner).cast(DType::F32).reshape([1]);
+        let all = Tensor::cat(vec![last, scale, self.counters.clone()], 0);
+        let v = all.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        let at = |i: usize| v.get(i).copied().unwrap_or(f32::NAN) as f64;
+        let c = |i: usize| at(3 + i);
+        Some(StepReport {
+            loss: at(0),
+            grad_norm: at(1),
+            logit_scale: at(2),
+            nonfinite_total: c(C_NONFINITE) as u64,
+            nonfinite_in_a_row: c(C_IN_A_ROW) as u64,
+            scaler_skips: c(C_SCALER_SKIPS) as u64,
+            loss_scale: c(C_SCALE),
+            scaler_good_steps: c(C_GOOD) as u64,
+        })
+    }
+}
+
+/// One optimisation step with a stepper of its own, read back at once (tests and tools; the
+/// training loop keeps a [`Stepper`] and reads only when it logs).
 #[allow(clippy::too_many_arguments)]
 pub fn guarded_step(
     model: Clip,
@@ -36,38 +252,61 @@ pub fn guarded_step(
     accum_freq: usize,
     lr: f64,
 ) -> (Clip, StepOutcome) {
-    let mut replicas = vec![model.clone()];
-    replicas.extend(devices[1..].iter().map(|d| model.clone().fork(d)));
-    let (grads, loss) = batch_gradients(&replicas, devices, pixels, tokens, size, accum_freq);
-    drop(replicas);
-    let grad_norm = grads.global_norm();
-    if !loss.is_finite() || !grad_norm.is_finite() {
-        return (model, StepOutcome { loss, grad_norm, skipped: true });
-    }
-    let m = optim.step_with_norm(model, grads, lr, grad_norm);
-    (clamp_logit_scale(m), StepOutcome { loss, grad_norm, skipped: false })
+    let mut stepper = Stepper::new(devices, Precision::F32, size, accum_freq);
+    let m = stepper.step(model, optim, pixels.to_vec(), tokens, lr);
+    let r = stepper.read(&m).expect("a step was taken");
+    (m, StepOutcome { loss: r.loss, grad_norm: r.grad_norm, skipped: r.nonfinite_total > 0 })
 }
 
-/// [`guarded_step`] without the outcome's flag: returns the new model, the loss and the gradient
-/// norm.
-#[allow(clippy::too_many_arguments)]
-pub fn optimisation_step(
-    model: Clip,
-    optim: &mut AdamW,
-    devices: &[Device],
-    pixels: &[f32],
-    tokens: &TextIds,
-    size: usize,
-    accum_freq: usize,
-    lr: f64,
-) -> (Clip, f64, f64) {
-    let (m, o) = guarded_step(model, optim, devices, pixels, tokens, size, accum_freq, lr);
-    (m, o.loss, o.grad_norm)
+/// The pixels of a batch: owned (moved to the device without a copy when one device takes the
+/// whole batch in order) or borrowed.
+enum Pixels<'a> {
+    Owned(Vec<f32>),
+    Borrowed(&'a [f32]),
+}
+
+impl Pixels<'_> {
+    fn slice(&self) -> &[f32] {
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Borrowed(s) => s,
+        }
+    }
+}
+
+/// Casts every float parameter to `dtype` **inside** the autodiff graph: the cast copy's
+/// gradients flow back to the f32 masters (the gradient of a cast is cast back).
+struct CastParams(FloatDType);
+
+impl ModuleMapper for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
+}
+
+/// The model the towers run: the f32 model itself, or its half-precision cast.
+fn compute_model(model: &Clip, precision: Precision) -> Clip {
+    match precision {
+        Precision::F32 => model.clone(),
+        Precision::Amp(dtype) => model.clone().map(&mut CastParams(dtype)),
+    }
+}
+
+/// Image and text embeddings of one shard, in f32 (mixed precision: the towers in half, the
+/// embeddings cast back so the loss and its softmax run in f32).
+fn encode(model: &Clip, img: Tensor<4>, ids: Tensor<2, Int>, precision: Precision) -> (Tensor<2>, Tensor<2>) {
+    match precision {
+        Precision::F32 => (model.encode_image(img), model.encode_text(ids)),
+        Precision::Amp(dtype) => {
+            (model.encode_image(img.cast(dtype)).cast(FloatDType::F32), model.encode_text(ids).cast(FloatDType::F32))
+        }
+    }
 }
 
 /// Splits a loaded batch into `k` micro-batches and returns the summed gradients of the
 /// global-batch loss (open_clip `--accum-freq`: features of the other micro-batches are computed
-/// without gradient and reused as negatives), and the loss value.
+/// without gradient and reused as negatives), and the loss value. Reads back (tests, tools).
 ///
 /// Data parallelism: `models[d]` is a replica on `devices[d]` (`models[0]` is the trained model).
 /// Each micro-batch is sharded over the replicas; their embeddings are moved to `devices[0]` and
@@ -81,6 +320,25 @@ pub fn batch_gradients(
     size: usize,
     k: usize,
 ) -> (Grads, f64) {
+    let refs: Vec<&Clip> = models.iter().collect();
+    let (g, loss) = gradients(&refs, devices, Pixels::Borrowed(pixels), tokens, size, k, Precision::F32, None);
+    (g, loss.into_scalar::<f32>() as f64)
+}
+
+/// [`batch_gradients`] with the loss as a `[1]` tensor on the main device (nothing read back),
+/// mixed precision and an optional loss scale (`[1]`, multiplies the loss before backward: the
+/// gradients come out scaled; the returned loss is not).
+#[allow(clippy::too_many_arguments)]
+fn gradients(
+    models: &[&Clip],
+    devices: &[Device],
+    pixels: Pixels,
+    tokens: &TextIds,
+    size: usize,
+    k: usize,
+    precision: Precision,
+    loss_scale: Option<&Tensor<1>>,
+) -> (Grads, Tensor<1>) {
     let n = tokens.rows;
     let main = &devices[0];
     let main_inner = main.clone().inner();
@@ -88,60 +346,119 @@ pub fn batch_gradients(
     let k = k.clamp(1, n.max(1));
     let per_img = 3 * size * size;
     let bounds: Vec<(usize, usize)> = (0..k).map(|j| (j * n / k, (j + 1) * n / k)).collect();
-    let inputs = |(a, b): (usize, usize), device: &Device| {
-        let img = Tensor::<4>::from_data(
-            TensorData::new(pixels[a * per_img..b * per_img].to_vec(), [b - a, 3, size, size]),
-            device,
-        );
-        (img, tokens.tensor_rows(a..b, device))
-    };
-    let shards = |(a, b): (usize, usize)| -> Vec<(usize, (usize, usize))> {
-        let m = b - a;
-        (0..nd).map(|d| (d, (a + d * m / nd, a + (d + 1) * m / nd))).filter(|(_, (x, y))| y > x).collect()
-    };
-    let collect = |mut g: burn::tensor::Gradients| -> Grads {
-        let mut out = Grads::from_gradients(&mut g, &models[0]);
-        for replica in &models[1..] {
-            out.add(Grads::from_gradients(&mut g, replica).to_device(&main_inner));
+    // shards[j]: (device, rows a..b) of micro-batch j.
+    let shards: Vec<Vec<(usize, (usize, usize))>> = bounds
+        .iter()
+        .map(|&(a, b)| {
+            let m = b - a;
+            (0..nd).map(|d| (d, (a + d * m / nd, a + (d + 1) * m / nd))).filter(|(_, (x, y))| y > x).collect()
+        })
+        .collect();
+    // The batch goes to the devices once: device d gets its rows of every micro-batch as one
+    // tensor (one device, one micro-batch order: the host buffer itself, without a copy), kept
+    // there for both passes; `at[j][i]` is shard i of micro-batch j as (device, row offset, rows).
+    let mut rows_of: Vec<Vec<(usize, usize)>> = vec![Vec::new(); nd];
+    let mut at: Vec<Vec<(usize, usize, usize)>> = Vec::with_capacity(k);
+    for js in &shards {
+        let mut here = Vec::with_capacity(js.len());
+        for &(d, (a, b)) in js {
+            let off: usize = rows_of[d].iter().map(|(x, y)| y - x).sum();
+            rows_of[d].push((a, b));
+            here.push((d, off, b - a));
         }
-        out
+        at.push(here);
+    }
+    let upload = |d: usize, data: Vec<f32>, rows: &[(usize, usize)]| -> (Tensor<4>, Tensor<2, Int>) {
+        let dev = devices[d].clone().inner();
+        let total = data.len() / per_img;
+        let img = Tensor::<4>::from_data(TensorData::new(data, [total, 3, size, size]), (&dev, DType::F32));
+        let ids: Vec<i32> =
+            rows.iter().flat_map(|&(a, b)| tokens.ids[a * tokens.len..b * tokens.len].iter().copied()).collect();
+        (img, Tensor::<2, Int>::from_data(TensorData::new(ids, [total, tokens.len]), &dev))
     };
-    // The live (with gradient) embeddings of rows a..b, gathered on the main device.
-    let live = |bd: (usize, usize)| -> (Tensor<2>, Tensor<2>) {
-        let (mut is, mut ts) = (Vec::new(), Vec::new());
-        for (d, sh) in shards(bd) {
-            let (img, ids) = inputs(sh, &devices[d]);
-            is.push(models[d].encode_image(img).to_device(main));
-            ts.push(models[d].encode_text(ids).to_device(main));
+    let uploaded: Vec<(Tensor<4>, Tensor<2, Int>)> = if nd == 1 {
+        let data = match pixels {
+            Pixels::Owned(v) => v,
+            Pixels::Borrowed(s) => s.to_vec(),
+        };
+        vec![upload(0, data, &rows_of[0])]
+    } else {
+        let src = pixels.slice();
+        rows_of
+            .iter()
+            .enumerate()
+            .map(|(d, rows)| {
+                let total: usize = rows.iter().map(|(a, b)| b - a).sum();
+                let mut v = Vec::with_capacity(total * per_img);
+                for &(a, b) in rows {
+                    v.extend_from_slice(&src[a * per_img..b * per_img]);
+                }
+                upload(d, v, rows)
+            })
+            .collect()
+    };
+    let input = |j: usize, i: usize| -> (usize, Tensor<4>, Tensor<2, Int>) {
+        let (d, off, len) = at[j][i];
+        let (img, ids) = &uploaded[d];
+        (d, img.clone().narrow(0, off, len), ids.clone().narrow(0, off, len))
+    };
+    // Per-device gradient sums; reduced onto the main device once, at the end.
+    let mut acc: Vec<Grads> = (0..nd).map(|_| Grads::default()).collect();
+    let mut collect = |mut g: burn::tensor::Gradients| {
+        for (d, m) in models.iter().enumerate() {
+            acc[d].add(Grads::from_gradients(&mut g, *m));
         }
+    };
+    // The live (with gradient) embeddings of micro-batch j: every shard launched on its device
+    // first, then gathered on the main device.
+    let live = |j: usize| -> (Tensor<2>, Tensor<2>) {
+        let launched: Vec<(Tensor<2>, Tensor<2>)> = (0..at[j].len())
+            .map(|i| {
+                let (d, img, ids) = input(j, i);
+                let m = compute_model(models[d], precision);
+                encode(&m, Tensor::from_inner(img), Tensor::from_inner(ids), precision)
+            })
+            .collect();
+        let (is, ts): (Vec<_>, Vec<_>) =
+            launched.into_iter().map(|(i, t)| (i.to_device(main), t.to_device(main))).unzip();
         (Tensor::cat(is, 0), Tensor::cat(ts, 0))
     };
+    let backward = |loss: Tensor<1>| match loss_scale {
+        Some(s) => (loss * Tensor::from_inner(s.clone())).backward(),
+        None => loss.backward(),
+    };
     if k == 1 {
-        let (img, txt) = live(bounds[0]);
+        let (img, txt) = live(0);
         let loss = clip_loss(img, txt, models[0].logit_scale.val());
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        return (collect(loss.backward()), value);
+        let value = loss.clone().inner();
+        collect(backward(loss));
+        return (reduce(acc, &main_inner), value);
     }
-    // Pass 1: every micro-batch's features, without gradient.
-    let frozen: Vec<Clip> = models.iter().map(|m| m.valid()).collect();
-    let cached: Vec<(Tensor<2>, Tensor<2>)> = bounds
-        .iter()
-        .map(|&bd| {
-            let (mut is, mut ts) = (Vec::new(), Vec::new());
-            for (d, sh) in shards(bd) {
-                let inner = devices[d].clone().inner();
-                let (img, ids) = inputs(sh, &inner);
-                is.push(frozen[d].encode_image(img).to_device(&main_inner));
-                ts.push(frozen[d].encode_text(ids).to_device(&main_inner));
-            }
+    // Pass 1: every micro-batch's features, without gradient (all launched, then gathered).
+    let frozen: Vec<Clip> = models.iter().map(|m| compute_model(&m.valid(), precision)).collect();
+    let launched: Vec<Vec<(Tensor<2>, Tensor<2>)>> = (0..k)
+        .map(|j| {
+            (0..at[j].len())
+                .map(|i| {
+                    let (d, img, ids) = input(j, i);
+                    encode(&frozen[d], img, ids, precision)
+                })
+                .collect()
+        })
+        .collect();
+    drop(frozen);
+    let cached: Vec<(Tensor<2>, Tensor<2>)> = launched
+        .into_iter()
+        .map(|shards| {
+            let (is, ts): (Vec<_>, Vec<_>) =
+                shards.into_iter().map(|(i, t)| (i.to_device(&main_inner), t.to_device(&main_inner))).unzip();
             (Tensor::cat(is, 0), Tensor::cat(ts, 0))
         })
         .collect();
     // Pass 2: one micro-batch live at a time, against all the others' cached features.
-    let mut acc = Grads::default();
-    let mut value = 0.0;
-    for (j, &bd) in bounds.iter().enumerate() {
-        let (live_img, live_txt) = live(bd);
+    let mut value = None;
+    for j in 0..k {
+        let (live_img, live_txt) = live(j);
         let mut imgs = Vec::with_capacity(k);
         let mut txts = Vec::with_capacity(k);
         for (i, (ci, ct)) in cached.iter().enumerate() {
@@ -158,10 +475,20 @@ pub fn batch_gradients(
         let s = models[0].logit_scale.val();
         let s = s.clone().detach() + (s.clone() - s.detach()) / k as f64;
         let loss = clip_loss(Tensor::cat(imgs, 0), Tensor::cat(txts, 0), s);
-        value = loss.clone().into_scalar::<f32>() as f64;
-        acc.add(collect(loss.backward()));
+        value = Some(loss.clone().inner());
+        collect(backward(loss));
     }
-    (acc, value)
+    (reduce(acc, &main_inner), value.expect("k >= 1"))
+}
+
+/// The one reduction of a step: every replica's accumulated gradients onto the main device.
+fn reduce(acc: Vec<Grads>, main: &Device) -> Grads {
+    let mut it = acc.into_iter();
+    let mut total = it.next().unwrap_or_default();
+    for g in it {
+        total.add(g.to_device(main));
+    }
+    total
 }
 
 /// Forces every lazily initialised parameter, so replicas forked from the model share its values.

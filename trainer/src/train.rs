@@ -24,7 +24,7 @@ use crate::data::{CsvSpec, Dataset};
 use crate::evaluate::{evaluate, EvalReport};
 use crate::loader::{num_batches, EpochLoader, LoaderConfig, ReaderPool, Transform};
 use crate::optim::{cosine_lr, AdamW};
-use crate::step::{guarded_step, logit_scale_value, materialize};
+use crate::step::{materialize, Precision, StepReport, Stepper};
 use crate::tensorboard::EventWriter;
 
 pub type Result<T> = std::result::Result<T, String>;
@@ -332,7 +332,6 @@ struct Run<'a> {
 impl Run<'_> {
     /// Metrics, progress and log line of one optimisation step.
     fn report_step(&mut self, sm: &StepMetrics) {
-        let quiet = self.quiet;
         let StepMetrics { step, epoch, loss, lr, logit_scale: scale, grad_norm: gnorm, samples_per_s, .. } = *sm;
         write_metric(&mut self.metrics, serde_json::to_value(sm).unwrap());
         self.scalars(
@@ -353,13 +352,12 @@ impl Run<'_> {
             scale.exp(),
             samples_per_s
         ));
-        if quiet || self.cfg.log_every > 0 && step % self.cfg.log_every == 0 {
-            self.progress.suspend(|| {
-                log(quiet, format!(
-                    "step {step} epoch {epoch} loss {loss:.5} lr {lr:.3e} logit_scale {scale:.4} grad_norm {gnorm:.3} {samples_per_s:.1} samples/s"
-                ))
-            });
-        }
+        // A line per readback (every `log_every` steps), in both modes.
+        self.progress.suspend(|| {
+            eprintln!(
+                "step {step} epoch {epoch} loss {loss:.5} lr {lr:.3e} logit_scale {scale:.4} grad_norm {gnorm:.3} {samples_per_s:.1} samples/s"
+            )
+        });
     }
 
     /// Scalars to TensorBoard (if on); a write error turns it off with a message.
@@ -410,16 +408,35 @@ impl Run<'_> {
         state.io_errors_this_epoch = 0;
     }
 
-    /// A step whose update was skipped for a non-finite loss or gradient norm: counted, logged
-    /// (`{"event":"nonfinite_step",…}`), and an error once `max_nonfinite_steps` come in a row.
-    fn nonfinite_step(&mut self, state: &mut TrainState, loss: f64, grad_norm: f64) -> Result<()> {
-        state.nonfinite_total += 1;
-        state.nonfinite_in_a_row += 1;
+    /// Takes a readback into the run's state: the non-finite steps since the last one (counted,
+    /// logged as `{"event":"nonfinite_step",…}`, an error once `max_nonfinite_steps` come in a row)
+    /// and the loss scaler. `counted` holds the device's counters already accounted.
+    fn account(&mut self, state: &mut TrainState, r: &StepReport, counted: &mut (u64, u64)) -> Result<()> {
+        let new = r.nonfinite_total.saturating_sub(counted.0);
+        let new_skips = r.scaler_skips.saturating_sub(counted.1);
+        *counted = (r.nonfinite_total, r.scaler_skips);
+        state.scaler_skips_total += new_skips;
+        if r.loss_scale != 1.0 || state.loss_scale.is_some() {
+            state.loss_scale = Some(r.loss_scale);
+            state.scaler_good_steps = r.scaler_good_steps;
+        }
+        if new_skips > 0 {
+            let values =
+                [("train/loss_scale", r.loss_scale), ("train/scaler_skips_total", state.scaler_skips_total as f64)];
+            self.scalars(state.step, &values);
+        }
+        state.nonfinite_total += new as usize;
+        state.nonfinite_in_a_row = r.nonfinite_in_a_row as usize;
+        if new == 0 {
+            return Ok(());
+        }
         let (step, in_a_row, total) = (state.step, state.nonfinite_in_a_row, state.nonfinite_total);
+        let (loss, grad_norm) = (r.loss, r.grad_norm);
         let quiet = self.quiet;
+        let since = if new == 1 { String::new() } else { format!("{new} steps up to ") };
         self.progress.suspend(|| {
             log(quiet, format!(
-                "step {step}: non-finite loss {loss} / gradient norm {grad_norm}: update skipped ({in_a_row} in a row, {total} in total)"
+                "{since}step {step}: non-finite loss {loss} / gradient norm {grad_norm}: update skipped ({in_a_row} in a row, {total} in total)"
             ))
         });
         write_metric(
@@ -427,7 +444,7 @@ impl Run<'_> {
             serde_json::json!({
                 "event": "nonfinite_step", "step": step, "epoch": state.epoch,
                 "loss": loss.to_string(), "grad_norm": grad_norm.to_string(),
-                "in_a_row": in_a_row, "total": total,
+                "in_a_row": in_a_row, "total": total, "new": new,
             }),
         );
         self.scalars(step, &[("train/nonfinite_steps_total", total as f64)]);
@@ -506,8 +523,17 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
     let dropouts = dropout_rates(cfg, &file_cfg)?;
     let all_devices = pick_devices(&cfg.device, cfg.num_devices)?;
     let base_device = all_devices[0].clone();
-    let device = base_device.clone().autodiff();
-    let devices: Vec<Device> = all_devices.iter().map(|d| d.clone().autodiff()).collect();
+    let autodiff = |d: &Device| {
+        let d = d.clone().autodiff();
+        if cfg.grad_checkpointing {
+            d.gradient_checkpointing()
+        } else {
+            d
+        }
+    };
+    let device = autodiff(&base_device);
+    let devices: Vec<Device> = all_devices.iter().map(autodiff).collect();
+    let precision = Precision::resolve(&cfg.precision, &cfg.device, &base_device)?;
     prepare_output(cfg, quiet)?;
     let (train_ds, val_ds) = load_datasets(cfg, quiet)?;
     let tokenizer = Arc::new(text_tokenizer(mcfg)?);
@@ -551,6 +577,25 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
     if devices.len() > 1 {
         log(quiet, format!("data parallel over {} devices, negatives gathered over the global batch", devices.len()));
     }
+    log(
+        quiet,
+        format!(
+            "precision {} ({}){}",
+            precision.label(),
+            match precision {
+                Precision::F32 => "f32 throughout".to_string(),
+                Precision::Amp(dt) => format!(
+                    "towers in {dt:?}, f32 master weights, moments and loss{}",
+                    if dt == burn::tensor::FloatDType::F16 { ", dynamic loss scaling" } else { "" }
+                ),
+            },
+            if cfg.grad_checkpointing { ", activation checkpointing" } else { "" }
+        ),
+    );
+    let mut stepper = Stepper::new(&devices, precision, size, cfg.accum_freq);
+    stepper.resume(state.nonfinite_in_a_row as u64, state.loss_scale, state.scaler_good_steps);
+    // The device's counters start at 0: what was counted before this process is in `state`.
+    let mut counted = (0u64, 0u64);
     let metrics_path = cfg.output.join("metrics.jsonl");
     let metrics = open_metrics(&metrics_path, resume.is_some(), state.step)?;
     let progress = progress_bar(quiet, total_steps, state.step);
@@ -593,10 +638,13 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
             state.batch,
         );
         let mut window = Instant::now();
+        let mut window_samples = 0usize;
+        let mut last_lr = 0.0;
+        let mut data_wait_sum = 0.0;
         loop {
             let waiting = Instant::now();
-            let Some(batch) = loader.next() else { break };
-            let data_wait = waiting.elapsed().as_secs_f64();
+            let Some(mut batch) = loader.next() else { break };
+            data_wait_sum += waiting.elapsed().as_secs_f64();
             if !batch.skipped.is_empty() {
                 state.skipped_this_epoch += batch.skipped.len();
                 state.skipped_total += batch.skipped.len();
@@ -608,56 +656,65 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
                 check_skip_rate(cfg, &state)?;
             }
             state.batch = batch.index + 1;
-            if batch.len >= 2 {
+            let stepped = batch.len >= 2;
+            if stepped {
                 let lr = cosine_lr(cfg.optim.lr, cfg.optim.warmup, total_steps, state.step);
                 let tokens = TextIds::trimmed(&batch.tokens, batch.len, pad);
                 if dropouts.any() {
                     // Dropout masks depend on (seed, step) only: a resumed run draws the same ones.
                     device.seed(crate::rng::Rng::derive(&[cfg.seed, state.step as u64, 0xd0]).next_u64());
                 }
-                let (m, outcome) =
-                    guarded_step(model, &mut optim, &devices, &batch.pixels, &tokens, size, cfg.accum_freq, lr);
-                model = m;
-                let (loss, gnorm) = (outcome.loss, outcome.grad_norm);
+                // Queued on the device; nothing is read back until the metrics are due.
+                model = stepper.step(model, &mut optim, std::mem::take(&mut batch.pixels), &tokens, lr);
                 // A skipped update still moves the schedule and the data on (as open_clip's
                 // GradScaler does); only AdamW's own step count stays.
                 state.step += 1;
                 state.samples_seen += batch.len as u64;
-                if outcome.skipped {
-                    run.nonfinite_step(&mut state, loss, gnorm)?;
-                    window = Instant::now();
-                } else {
-                    state.nonfinite_in_a_row = 0;
-                    first_loss.get_or_insert(loss);
-                    last_loss = Some(loss);
-                    let dt = window.elapsed().as_secs_f64().max(1e-9);
-                    window = Instant::now();
-                    run.report_step(&StepMetrics {
-                        step: state.step,
-                        epoch: state.epoch,
-                        loss,
-                        lr,
-                        logit_scale: logit_scale_value(&model),
-                        grad_norm: gnorm,
-                        batch: batch.len,
-                        samples_per_s: batch.len as f64 / dt,
-                        data_wait_s: data_wait,
-                    });
-                }
+                window_samples += batch.len;
+                last_lr = lr;
             }
             let epoch_done = state.batch >= per_epoch;
             if epoch_done {
                 run.end_epoch(&mut state);
             }
             let stop = state.step >= max_steps;
-            if (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0 && batch.len >= 2)
-                || epoch_done
-                || stop
-            {
+            let checkpoint_due =
+                (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0 && stepped) || epoch_done || stop;
+            let eval_due = (cfg.eval_every > 0 && state.step % cfg.eval_every == 0 && stepped) || epoch_done;
+            // Also the run's first step: its loss shows at once.
+            let log_due = stepped && (cfg.log_every <= 1 || state.step % cfg.log_every == 0 || first_loss.is_none());
+            if window_samples > 0 && (log_due || checkpoint_due || eval_due) {
+                // The one wait for the device: the last step's numbers and the counters.
+                if let Some(r) = stepper.read(&model) {
+                    run.account(&mut state, &r, &mut counted)?;
+                    if r.loss.is_finite() && r.grad_norm.is_finite() && counted_last_ok(&r) {
+                        first_loss.get_or_insert(r.loss);
+                        last_loss = Some(r.loss);
+                        let dt = window.elapsed().as_secs_f64().max(1e-9);
+                        run.report_step(&StepMetrics {
+                            step: state.step,
+                            epoch: state.epoch,
+                            loss: r.loss,
+                            lr: last_lr,
+                            logit_scale: r.logit_scale,
+                            grad_norm: r.grad_norm,
+                            batch: batch.len,
+                            samples_per_s: window_samples as f64 / dt,
+                            data_wait_s: data_wait_sum,
+                        });
+                    }
+                }
+                window = Instant::now();
+                window_samples = 0;
+                data_wait_sum = 0.0;
+            } else if stepped {
+                run.progress.set_position(state.step as u64);
+            }
+            if checkpoint_due {
                 let dir = run.progress.suspend(|| save_checkpoint(cfg, &file_cfg, &model, &optim, &state))?;
                 log(quiet, format!("checkpoint {}", dir.display()));
             }
-            if (cfg.eval_every > 0 && state.step % cfg.eval_every == 0 && batch.len >= 2) || epoch_done {
+            if eval_due {
                 run.evaluate(&model, state.step)?;
             }
             if stop {
@@ -678,6 +735,11 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
     }
     let evals = run.evals;
     Ok(Outcome { state, final_dir, first_loss, last_loss, evals, model, file_config: file_cfg })
+}
+
+/// Whether the last step of a readback was applied (its loss and norm are the ones to report).
+fn counted_last_ok(r: &StepReport) -> bool {
+    r.nonfinite_in_a_row == 0
 }
 
 /// Stops the run when the skipped samples pass `data.max_skip_rate` of those read, once
