@@ -236,6 +236,8 @@ impl ModuleMapper for StepMapper<'_> {
         let id: ParamId = param.id;
         let Some((_, grad)) = self.grads.map.remove(&id) else { return param };
         let (id, tensor, mapper) = param.consume();
+        // The parameter's device as it is (autodiff and its gradient-checkpointing strategy).
+        let home = tensor.device();
         let require_grad = tensor.is_require_grad();
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
@@ -260,7 +262,7 @@ impl ModuleMapper for StepMapper<'_> {
         let m = m0.mask_where(ok.clone(), m);
         let v = v0.mask_where(ok, v);
         self.state.insert(path, Moments { m, v });
-        let mut updated = Tensor::from_inner(p.reshape(shape));
+        let mut updated = crate::step::onto(p.reshape(shape), &home);
         if require_grad {
             updated = updated.require_grad();
         }

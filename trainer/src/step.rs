@@ -416,7 +416,7 @@ fn gradients(
             .map(|i| {
                 let (d, img, ids) = input(j, i);
                 let m = compute_model(models[d], precision);
-                encode(&m, Tensor::from_inner(img), Tensor::from_inner(ids), precision)
+                encode(&m, onto(img, &devices[d]), onto(ids, &devices[d]), precision)
             })
             .collect();
         let (is, ts): (Vec<_>, Vec<_>) =
@@ -424,7 +424,7 @@ fn gradients(
         (Tensor::cat(is, 0), Tensor::cat(ts, 0))
     };
     let backward = |loss: Tensor<1>| match loss_scale {
-        Some(s) => (loss * Tensor::from_inner(s.clone())).backward(),
+        Some(s) => (loss * onto(s.clone(), main)).backward(),
         None => loss.backward(),
     };
     if k == 1 {
@@ -466,8 +466,8 @@ fn gradients(
                 imgs.push(live_img.clone());
                 txts.push(live_txt.clone());
             } else {
-                imgs.push(Tensor::from_inner(ci.clone()));
-                txts.push(Tensor::from_inner(ct.clone()));
+                imgs.push(onto(ci.clone(), main));
+                txts.push(onto(ct.clone(), main));
             }
         }
         // Same value; gradient 1/k per pass so logit_scale's summed gradient is the global loss's
@@ -491,6 +491,16 @@ fn reduce(acc: Vec<Grads>, main: &Device) -> Grads {
     total
 }
 
+/// `t` (without autodiff) on the autodiff device `like`, with its gradient-checkpointing strategy
+/// (operands of one operation must share it).
+pub fn onto<const D: usize, K: burn::tensor::kind::Autodiff>(t: Tensor<D, K>, like: &Device) -> Tensor<D, K> {
+    let t = t.autodiff();
+    match like.gradient_checkpointing_strategy() {
+        Some(s) => t.with_gradient_checkpointing_strategy(s),
+        None => t,
+    }
+}
+
 /// Forces every lazily initialised parameter, so replicas forked from the model share its values.
 pub fn materialize(model: &Clip) {
     struct Touch;
@@ -504,7 +514,10 @@ pub fn materialize(model: &Clip) {
 
 pub fn clamp_logit_scale(mut model: Clip) -> Clip {
     let max = 100f64.ln();
-    model.logit_scale = model.logit_scale.map(|t| Tensor::from_inner(t.inner().clamp(0.0, max)).require_grad());
+    model.logit_scale = model.logit_scale.map(|t| {
+        let home = t.device();
+        onto(t.inner().clamp(0.0, max), &home).require_grad()
+    });
     model
 }
 

@@ -17,9 +17,12 @@ const SIZE: usize = 32;
 
 /// The tiny CLIP (seeded) and `n` captioned images: distinct captions and pixel patterns.
 fn setup(n: usize, seed: u64) -> (Clip, Device, Vec<f32>, TextIds) {
+    setup_on(n, seed, Device::flex().autodiff())
+}
+
+fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Vec<f32>, TextIds) {
     let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(SIZE as u32).to_string()).unwrap();
     let cfg = &file_cfg.model;
-    let device = Device::flex().autodiff();
     device.seed(seed);
     let model = Clip::new(cfg, &device).init_parameters();
     materialize(&model);
@@ -164,4 +167,29 @@ fn amp_follows_the_f32_loss_curve_over_100_steps() {
             assert!(skips > 0, "2^16 overflows the tiny model's f16 gradients at first: the scaler must back off");
         }
     }
+}
+
+/// `--grad-checkpointing` (Burn's balanced strategy on the autodiff device) recomputes instead of
+/// keeping: the same losses and gradient norms over 3 AdamW steps with accumulation 2.
+#[test]
+fn grad_checkpointing_gives_the_same_steps() {
+    let run = |device: Device| -> Vec<(f64, f64)> {
+        let (mut m, device, pixels, tokens) = setup_on(8, 14, device);
+        let mut optim = AdamW::new(OptimConfig { lr: 1e-3, warmup: 0, ..OptimConfig::default() });
+        let mut stepper = Stepper::new(std::slice::from_ref(&device), Precision::F32, SIZE, 2);
+        (0..3)
+            .map(|_| {
+                m = stepper.step(m.clone(), &mut optim, pixels.clone(), &tokens, 1e-3);
+                let r = stepper.read(&m).unwrap();
+                (r.loss, r.grad_norm)
+            })
+            .collect()
+    };
+    let plain = run(Device::flex().autodiff());
+    let ckpt = run(Device::flex().autodiff().gradient_checkpointing());
+    eprintln!("plain {plain:?}\ncheckpointing {ckpt:?}");
+    for (a, b) in plain.iter().zip(&ckpt) {
+        assert!((a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-4 * a.1, "{a:?} vs {b:?}");
+    }
+    assert!(plain[2].0 < plain[0].0, "the steps train: {plain:?}");
 }
