@@ -674,9 +674,6 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
                 last_lr = lr;
             }
             let epoch_done = state.batch >= per_epoch;
-            if epoch_done {
-                run.end_epoch(&mut state);
-            }
             let stop = state.step >= max_steps;
             let checkpoint_due =
                 (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0 && stepped) || epoch_done || stop;
@@ -709,6 +706,10 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
                 data_wait_sum = 0.0;
             } else if stepped {
                 run.progress.set_position(state.step as u64);
+            }
+            // After the readback: the epoch's counts include its last steps.
+            if epoch_done {
+                run.end_epoch(&mut state);
             }
             if checkpoint_due {
                 let dir = run.progress.suspend(|| save_checkpoint(cfg, &file_cfg, &model, &optim, &state))?;
