@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use burn::tensor::Device;
 use dermlip::config::ModelFileConfig;
 use dermlip::input::tokenizer::TextIds;
 use dermlip::Clip;
@@ -16,7 +15,7 @@ use serde::Serialize;
 use crate::optim::{AdamW, OptimConfig};
 use crate::rng::Rng;
 use crate::step::{materialize, Precision, Stepper};
-use crate::train::pick_devices;
+use crate::train::{autodiff_devices, pick_devices};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
@@ -62,17 +61,7 @@ pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, 
     let cfg = &file_cfg.model;
     let base = pick_devices(&o.device, o.num_devices)?;
     let precision = Precision::resolve(&o.precision, &o.device, &base[0])?;
-    let devices: Vec<Device> = base
-        .iter()
-        .map(|d| {
-            let d = d.clone().autodiff();
-            if o.grad_checkpointing {
-                d.gradient_checkpointing()
-            } else {
-                d
-            }
-        })
-        .collect();
+    let devices = autodiff_devices(&base, o.grad_checkpointing);
     devices[0].seed(0);
     let base_rss = peak_rss_mib();
     let mut model = Clip::new(cfg, &devices[0]).init_parameters();

@@ -284,8 +284,8 @@ impl AdamW {
     /// before clipping (read back: this waits for the device; the training loop uses
     /// [`AdamW::step_on_device`]).
     pub fn step<M: Module>(&mut self, module: M, grads: Grads, lr: f64) -> (M, f64) {
-        let norm = grads.global_norm();
         let Some(sq) = grads.norm_squared() else { return (module, 0.0) };
+        let norm = (sq.clone().into_scalar::<f32>() as f64).sqrt();
         let device = sq.device();
         let one = Tensor::<1>::ones([1], &device).inner();
         let ok = one.clone().greater_elem(0.0);

@@ -153,10 +153,6 @@ impl Stepper {
         self.counters = Tensor::from_data(TensorData::new(c, [NUM_COUNTERS]), (&main, DType::F32));
     }
 
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
     /// One optimisation step on a loaded batch (`pixels`: normalised CHW f32 rows, `tokens`
     /// without their padding columns), queued on the devices without a single readback: the
     /// replicas get the model (one copy per extra device), every shard is launched before any
@@ -519,10 +515,6 @@ pub fn clamp_logit_scale(mut model: Clip) -> Clip {
         onto(t.inner().clamp(0.0, max), &home).require_grad()
     });
     model
-}
-
-pub fn logit_scale_value(model: &Clip) -> f64 {
-    model.logit_scale.val().into_scalar::<f32>() as f64
 }
 
 #[cfg(test)]

@@ -133,6 +133,15 @@ pub fn pick_devices(name: &str, num: usize) -> Result<Vec<Device>> {
     }
 }
 
+/// The training (autodiff) devices, with Burn's gradient checkpointing when asked
+/// (`--grad-checkpointing`).
+pub fn autodiff_devices(devices: &[Device], grad_checkpointing: bool) -> Vec<Device> {
+    devices
+        .iter()
+        .map(|d| if grad_checkpointing { d.clone().autodiff().gradient_checkpointing() } else { d.clone().autodiff() })
+        .collect()
+}
+
 /// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what followed).
 fn truncate_metrics(path: &Path, step: usize) {
     let Ok(f) = File::open(path) else { return };
@@ -523,16 +532,8 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
     let dropouts = dropout_rates(cfg, &file_cfg)?;
     let all_devices = pick_devices(&cfg.device, cfg.num_devices)?;
     let base_device = all_devices[0].clone();
-    let autodiff = |d: &Device| {
-        let d = d.clone().autodiff();
-        if cfg.grad_checkpointing {
-            d.gradient_checkpointing()
-        } else {
-            d
-        }
-    };
-    let device = autodiff(&base_device);
-    let devices: Vec<Device> = all_devices.iter().map(autodiff).collect();
+    let devices = autodiff_devices(&all_devices, cfg.grad_checkpointing);
+    let device = devices[0].clone();
     let precision = Precision::resolve(&cfg.precision, &cfg.device, &base_device)?;
     prepare_output(cfg, quiet)?;
     let (train_ds, val_ds) = load_datasets(cfg, quiet)?;
@@ -684,7 +685,8 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
                 // The one wait for the device: the last step's numbers and the counters.
                 if let Some(r) = stepper.read(&model) {
                     run.account(&mut state, &r, &mut counted)?;
-                    if r.loss.is_finite() && r.grad_norm.is_finite() && counted_last_ok(&r) {
+                    // Report the last step only if it was applied (not a skip of either kind).
+                    if r.loss.is_finite() && r.grad_norm.is_finite() && r.nonfinite_in_a_row == 0 {
                         first_loss.get_or_insert(r.loss);
                         last_loss = Some(r.loss);
                         let dt = window.elapsed().as_secs_f64().max(1e-9);
@@ -736,11 +738,6 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
     }
     let evals = run.evals;
     Ok(Outcome { state, final_dir, first_loss, last_loss, evals, model, file_config: file_cfg })
-}
-
-/// Whether the last step of a readback was applied (its loss and norm are the ones to report).
-fn counted_last_ok(r: &StepReport) -> bool {
-    r.nonfinite_in_a_row == 0
 }
 
 /// Stops the run when the skipped samples pass `data.max_skip_rate` of those read, once
