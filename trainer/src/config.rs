@@ -116,8 +116,8 @@ pub struct TrainConfig {
     pub accum_freq: usize,
     /// Stop after this many optimiser steps (the schedule still spans all epochs).
     pub max_steps: Option<usize>,
-    /// Arithmetic of the towers (open_clip `--precision`): `auto` (bf16 amp on CUDA, f32 on wgpu
-    /// and the CPU), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere), `amp_bf16`,
+    /// Arithmetic of the towers (open_clip `--precision`): `auto` (amp on a GPU backend whose
+    /// device has the half type: bf16 on CUDA, f16 on wgpu; f32 on the CPU), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere), `amp_bf16`,
     /// `amp_f16`, `f32`. Master weights, AdamW moments and the loss are always f32.
     pub precision: String,
     /// Recompute activations in the backward pass instead of keeping them (open_clip

@@ -20,7 +20,9 @@ pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, logit_scale: Tensor<1>) -> T
     let scale = logit_scale.exp().reshape([1, 1]);
     let logits = image.matmul(text.transpose()) * scale;
     let labels = Tensor::<1, Int>::arange(0..n as i64, &device).reshape([n, 1]);
-    let per_image = log_softmax(logits.clone(), 1).gather(1, labels.clone()).mean();
-    let per_text = log_softmax(logits.transpose(), 1).gather(1, labels).mean();
+    // Means through `sum_all` (Burn's whole-tensor reduction on wgpu is wrong past 262 132 rows).
+    let mean = |t: Tensor<2>| crate::optim::sum_all(t.reshape([n])) / n as f64;
+    let per_image = mean(log_softmax(logits.clone(), 1).gather(1, labels.clone()));
+    let per_text = mean(log_softmax(logits.transpose(), 1).gather(1, labels));
     (per_image + per_text).neg() / 2.0
 }

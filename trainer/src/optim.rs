@@ -191,13 +191,35 @@ impl Grads {
     pub fn norm_squared(&self) -> Option<Tensor<1>> {
         let mut parts: Vec<&(usize, Tensor<1>)> = self.map.values().collect();
         parts.sort_by_key(|(i, _)| *i);
-        parts.into_iter().map(|(_, g)| g.clone().powi_scalar(2).sum()).reduce(|a, b| a + b)
+        parts.into_iter().map(|(_, g)| sum_all(g.clone().powi_scalar(2))).reduce(|a, b| a + b)
     }
 
     /// `sqrt(Σ ‖g‖²)` over all gradients (`torch.nn.utils.clip_grad_norm_`'s total norm). Reads
     /// the value back (waits for the device).
     pub fn global_norm(&self) -> f64 {
         self.norm_squared().map_or(0.0, |s| s.into_scalar::<f32>() as f64).sqrt()
+    }
+}
+
+/// Row length of [`sum_all`]'s chunks, and the largest tensor it sums in one go.
+const SUM_CHUNK: usize = 4096;
+
+/// The sum of all elements of `t` as a `[1]` tensor, by rows of [`SUM_CHUNK`] (`sum_dim`) and a
+/// sum of the row sums. Burn 0.22.1's whole-tensor `sum()` on wgpu drops elements past about
+/// 65 533 × 4 (from 262 133 elements on, lavapipe: only the first 262 132 are summed, so an
+/// infinite gradient in a large tensor, such as the last rows of the token embedding, went
+/// unseen by the non-finite guard), while `sum_dim` is right at every size.
+pub fn sum_all(t: Tensor<1>) -> Tensor<1> {
+    let [n] = t.dims();
+    if n <= SUM_CHUNK {
+        return t.sum();
+    }
+    let rows = n / SUM_CHUNK;
+    let head = t.clone().narrow(0, 0, rows * SUM_CHUNK).reshape([rows, SUM_CHUNK]).sum_dim(1).reshape([rows]);
+    let head = sum_all(head);
+    match n - rows * SUM_CHUNK {
+        0 => head,
+        tail => head + t.narrow(0, rows * SUM_CHUNK, tail).sum(),
     }
 }
 

@@ -25,12 +25,11 @@ pub enum Precision {
 
 impl Precision {
     /// `--precision`: `f32` (`fp32`), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere),
-    /// `amp_bf16` (`amp_bfloat16`), `amp_f16` (`amp_fp16`), or `auto` (the default: bf16 amp on
-    /// CUDA when it has bf16, f32 elsewhere — on wgpu the f16 run of the synthetic mini-Derm1M on
-    /// lavapipe turned non-finite after its first update, see trainer/README.md, so amp there is
-    /// opt-in). An explicit half precision the device lacks is an error.
+    /// `amp_bf16` (`amp_bfloat16`), `amp_f16` (`amp_fp16`), or `auto` (the default: `amp` on a
+    /// GPU backend — CUDA, wgpu — whose device has that half type, f32 on the CPU and on a GPU
+    /// without it). An explicit half precision the device lacks is an error.
     pub fn resolve(name: &str, device_name: &str, device: &Device) -> Result<Precision, String> {
-        let gpu = device_name == "cuda";
+        let gpu = matches!(device_name, "cuda" | "wgpu");
         let best = if device_name == "cuda" { FloatDType::BF16 } else { FloatDType::F16 };
         let want = match name {
             "f32" | "fp32" => return Ok(Precision::F32),

@@ -44,10 +44,15 @@ pub struct StepMetrics {
     pub data_wait_s: f64,
 }
 
+/// The device `name`. Burn's wgpu runtime can be initialised once per process, so the first
+/// caller initialises it and later ones (a second run in the same process, tests) reuse it.
 pub fn pick_device(name: &str) -> Result<Device> {
+    static WGPU: std::sync::OnceLock<Result<Device>> = std::sync::OnceLock::new();
     match name {
         "flex" | "cpu" => Ok(Device::flex()),
-        "wgpu" => Device::wgpu_options().init().map_err(|e| format!("no usable wgpu adapter: {e:?}")),
+        "wgpu" => WGPU
+            .get_or_init(|| Device::wgpu_options().init().map_err(|e| format!("no usable wgpu adapter: {e:?}")))
+            .clone(),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0)),
         #[cfg(not(feature = "cuda"))]

@@ -6,3 +6,4 @@ mod hostile_data;
 mod long_run;
 mod recipe;
 mod trainer;
+mod wgpu;

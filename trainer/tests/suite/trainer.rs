@@ -18,18 +18,18 @@ use dermlip_trainer::train::train;
 /// that each one's seeded initialisation is not interleaved with another test's.
 static TRAIN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn train_alone(cfg: &TrainConfig) -> dermlip_trainer::train::Outcome {
+pub(crate) fn train_alone(cfg: &TrainConfig) -> dermlip_trainer::train::Outcome {
     let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     train(cfg, None, true).expect("training")
 }
 
-fn synth(dir: &Path) -> SynthReport {
+pub(crate) fn synth(dir: &Path) -> SynthReport {
     let report = generate(dir, &SynthConfig::default()).expect("generate");
     std::fs::write(dir.join("tiny_clip_config.json"), tiny_config_json(64).to_string()).unwrap();
     report
 }
 
-fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
+pub(crate) fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
     let mut cfg = TrainConfig {
         output: out.to_path_buf(),
         device: "flex".into(),
@@ -52,7 +52,7 @@ fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
     cfg
 }
 
-fn losses(metrics: &Path) -> Vec<(u64, f64)> {
+pub(crate) fn losses(metrics: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(metrics)
         .unwrap()
         .lines()
@@ -62,7 +62,7 @@ fn losses(metrics: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-fn mean(v: &[(u64, f64)]) -> f64 {
+pub(crate) fn mean(v: &[(u64, f64)]) -> f64 {
     v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
 }
 
