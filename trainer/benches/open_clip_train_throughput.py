@@ -21,6 +21,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--accum-freq", type=int, default=1,
+                    help="open_clip --accum-freq: micro-batches per step (features cached, then recomputed with gradient)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "amp", "amp_bf16"],
                     help="open_clip --precision: amp = fp16 autocast + GradScaler (open_clip 2.x), amp_bf16 = bf16 autocast")
     a = ap.parse_args()
@@ -46,16 +48,30 @@ def main():
     timed = 0.0
     for i in range(a.warmup + a.steps):
         t = time.perf_counter()
-        with autocast():
-            img, txt, scale = model(images, ids)
-            loss = loss_fn(img, txt, scale)
         opt.zero_grad()
+        k = a.accum_freq
+        if k <= 1:
+            with autocast():
+                img, txt, scale = model(images, ids)
+                loss = loss_fn(img, txt, scale)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        else:
+            # open_clip train.py's accumulation: cache every micro-batch's features without
+            # gradient, then recompute one micro-batch at a time against the cached others.
+            chunks = list(zip(images.chunk(k), ids.chunk(k)))
+            with torch.no_grad(), autocast():
+                cached = [model(i, t)[:2] for i, t in chunks]
+            for j, (i, t) in enumerate(chunks):
+                with autocast():
+                    img, txt, scale = model(i, t)
+                    imgs = torch.cat([c[0] for c in cached[:j]] + [img] + [c[0] for c in cached[j + 1:]])
+                    txts = torch.cat([c[1] for c in cached[:j]] + [txt] + [c[1] for c in cached[j + 1:]])
+                    loss = loss_fn(imgs, txts, scale)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
         else:
-            loss.backward()
             opt.step()
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -65,7 +81,7 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "framework": f"open_clip {open_clip.__version__} / torch {torch.__version__}",
-        "device": a.device, "precision": a.precision, "batch": a.batch, "steps": a.steps, "step_ms": step * 1e3,
+        "device": a.device, "precision": a.precision, "batch": a.batch, "accum_freq": a.accum_freq, "steps": a.steps, "step_ms": step * 1e3,
         "samples_per_s": a.batch / step, "peak_rss_mib": peak, "mib_per_sample": (peak - base) / a.batch,
     }))
 

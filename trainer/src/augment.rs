@@ -1,13 +1,16 @@
 //! The Derm1M / open_clip training transform:
 //! `RandomResizedCrop(size, scale=(0.4, 1.0), ratio=(3/4, 4/3), bicubic)` → RGB →
 //! `RandomApply([ColorJitter(0.32, 0.32, 0.32, 0.08)], p=0.8)` → `RandomGrayscale(p=0.2)` →
-//! `ToTensor` → `Normalize(mean, std)`.
+//! `ToTensor` → `Normalize(mean, std)`. The transform ends at the `u8` image `ToTensor` receives
+//! (torchvision jitters PIL images, which stay `u8`); `ToTensor` + `Normalize` run on the device
+//! (`crate::pixels`).
 //!
 //! The crop parameters follow torchvision's `RandomResizedCrop.get_params` exactly (10 attempts,
 //! log-uniform aspect ratio, central fallback). The resize is bicubic (Catmull-Rom, a = -0.5, as
 //! PIL's BICUBIC) through the `image` crate, not bit-exact with PIL: it is an augmentation. The
 //! colour jitter follows torchvision's tensor implementation (random order of the four
-//! adjustments, factors uniform in `[1-x, 1+x]`, hue shift uniform in `[-h, h]`) on f32 pixels.
+//! adjustments, factors uniform in `[1-x, 1+x]`, hue shift uniform in `[-h, h]`) on f32 pixels,
+//! rounded to `u8` once at the end (PIL rounds after each adjustment).
 //! Evaluation never comes here: it uses `dermlip::input::preprocess::preprocess`, the inference path.
 
 use image::imageops::{self, FilterType};
@@ -72,39 +75,41 @@ pub fn crop_params(
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
-/// Applies the training transform to a decoded RGB image: CHW f32, normalised.
-pub fn augment(
-    img: &RgbImage,
-    size: u32,
-    mean: [f32; 3],
-    std: [f32; 3],
-    cfg: &AugmentConfig,
-    rng: &mut Rng,
-) -> Vec<f32> {
+/// Applies the training transform to a decoded RGB image and appends the `size`×`size` result to
+/// `out` as CHW `u8` planes (what `ToTensor` receives).
+pub fn augment_into(img: &RgbImage, size: u32, cfg: &AugmentConfig, rng: &mut Rng, out: &mut Vec<u8>) {
     let (top, left, h, w) = crop_params(img.width(), img.height(), cfg.scale, cfg.ratio, rng);
     let view = imageops::crop_imm(img, left, top, w.max(1), h.max(1));
     let resized = imageops::resize(&*view, size, size, FilterType::CatmullRom);
-    let plane = (size * size) as usize;
-    // HWC f32 in [0, 1]
-    let mut px: Vec<[f32; 3]> =
-        resized.pixels().map(|p| [p.0[0] as f32 / 255.0, p.0[1] as f32 / 255.0, p.0[2] as f32 / 255.0]).collect();
+    // HWC f32 in [0, 1], made only when an adjustment applies (draws in torchvision's order).
+    let floats = |img: &RgbImage| -> Vec<[f32; 3]> {
+        img.pixels().map(|p| [p.0[0] as f32 / 255.0, p.0[1] as f32 / 255.0, p.0[2] as f32 / 255.0]).collect()
+    };
+    let mut px = None;
     if rng.bernoulli(cfg.color_jitter_prob) {
-        color_jitter(&mut px, cfg.color_jitter, rng);
+        color_jitter(px.insert(floats(&resized)), cfg.color_jitter, rng);
     }
     if rng.bernoulli(cfg.gray_scale_prob) {
-        for p in px.iter_mut() {
+        for p in px.get_or_insert_with(|| floats(&resized)).iter_mut() {
             let l = gray(*p);
             *p = [l, l, l];
         }
     }
-    let mut out = vec![0f32; 3 * plane];
-    for (i, p) in px.iter().enumerate() {
-        for c in 0..3 {
-            // ToTensor quantises to u8 in PIL; keep the jittered value in f32 (tensor path).
-            out[c * plane + i] = (p[c] - mean[c]) / std[c];
-        }
+    let Some(px) = px else {
+        push_chw(&resized, out);
+        return;
+    };
+    for c in 0..3 {
+        out.extend(px.iter().map(|p| (p[c].clamp(0.0, 1.0) * 255.0).round() as u8));
     }
-    out
+}
+
+/// Appends an RGB image as CHW `u8` planes.
+pub fn push_chw(img: &RgbImage, out: &mut Vec<u8>) {
+    let raw = img.as_raw();
+    for c in 0..3 {
+        out.extend(raw.iter().skip(c).step_by(3));
+    }
 }
 
 fn gray(p: [f32; 3]) -> f32 {
@@ -204,12 +209,33 @@ mod tests {
     fn augment_shape_and_determinism() {
         let img = RgbImage::from_fn(50, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, 128]));
         let cfg = AugmentConfig::default();
-        let m = [0.5; 3];
-        let s = [0.25; 3];
-        let a = augment(&img, 32, m, s, &cfg, &mut Rng::new(9));
-        let b = augment(&img, 32, m, s, &cfg, &mut Rng::new(9));
-        assert_eq!(a.len(), 3 * 32 * 32);
-        assert_eq!(a, b);
-        assert!(a.iter().all(|v| v.is_finite()));
+        let run = |seed| {
+            let mut out = vec![7u8];
+            augment_into(&img, 32, &cfg, &mut Rng::new(seed), &mut out);
+            out
+        };
+        let a = run(9);
+        assert_eq!(a.len(), 1 + 3 * 32 * 32, "appends");
+        assert_eq!(a[0], 7);
+        assert_eq!(a, run(9));
+        assert_ne!(a, run(10));
+    }
+
+    /// Without jitter or grayscale the crop reaches the output unchanged (no round trip through
+    /// f32 moves a value), as CHW planes.
+    #[test]
+    fn plain_crop_is_exact_chw() {
+        let img = RgbImage::from_fn(16, 16, |x, y| image::Rgb([(x * 16) as u8, (y * 16) as u8, (x * y) as u8]));
+        let cfg = AugmentConfig {
+            scale: (1.0, 1.0),
+            ratio: (1.0, 1.0),
+            color_jitter_prob: 0.0,
+            gray_scale_prob: 0.0,
+            ..AugmentConfig::default()
+        };
+        let mut out = Vec::new();
+        augment_into(&img, 16, &cfg, &mut Rng::new(1), &mut out);
+        let want: Vec<u8> = (0..3).flat_map(|c| img.pixels().map(move |p| p.0[c])).collect();
+        assert_eq!(out, want);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use dermlip::config::ModelFileConfig;
 use dermlip::input::tokenizer::{text_pad_id, TextIds, TextTokenizer};
 use dermlip::knowledge::zero_shot::fill_template;
@@ -110,12 +110,12 @@ pub fn evaluate(
     let mut txts = Vec::new();
     let mut ids = Vec::new();
     let mut skipped = 0;
-    for batch in EpochLoader::new(Arc::clone(ds), Arc::clone(tokenizer), &cfg, 0, 0) {
+    for mut batch in EpochLoader::new(Arc::clone(ds), Arc::clone(tokenizer), &cfg, 0, 0) {
         skipped += batch.skipped.len();
         if batch.len == 0 {
             continue;
         }
-        let img = Tensor::<4>::from_data(TensorData::new(batch.pixels, [batch.len, 3, size, size]), &device);
+        let img = batch.take_pixels(&cfg.preprocess).upload(batch.len, size, &device);
         let tok = TextIds::trimmed(&batch.tokens, batch.len, pad).tensor(&device);
         imgs.push(l2_normalize(model.encode_image(img)));
         txts.push(l2_normalize(model.encode_text(tok)));

@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod loader;
 pub mod loss;
 pub mod optim;
+pub mod pixels;
 pub mod plot;
 pub mod rng;
 pub mod step;

@@ -20,8 +20,9 @@ use std::thread::JoinHandle;
 use dermlip::input::preprocess::{self, PreprocessConfig};
 use dermlip::input::tokenizer::TextTokenizer;
 
-use crate::augment::{augment, AugmentConfig};
+use crate::augment::{augment_into, push_chw, AugmentConfig};
 use crate::data::{Dataset, ReadError, Reader, DEFAULT_MAX_OPEN_FILES};
+use crate::pixels::HostPixels;
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -101,8 +102,9 @@ pub struct Batch {
     pub index: usize,
     /// Samples that made it into the batch.
     pub len: usize,
-    /// `len × 3 × size × size`, normalised CHW.
-    pub pixels: Vec<f32>,
+    /// `len × 3 × size × size` CHW `u8` values (`ToTensor`'s input; normalised on the device,
+    /// see [`Batch::take_pixels`]).
+    pub pixels: Vec<u8>,
     /// `len × context_length` token ids.
     pub tokens: Vec<i32>,
     /// Dataset indices of the samples, in batch order.
@@ -111,6 +113,13 @@ pub struct Batch {
     pub skipped: Vec<String>,
     /// How many of `skipped` were I/O errors (the rest: refused or undecodable samples).
     pub io_errors: usize,
+}
+
+impl Batch {
+    /// Moves the pixels out for the device, which normalises them with `preprocess`'s mean and std.
+    pub fn take_pixels(&mut self, preprocess: &PreprocessConfig) -> HostPixels {
+        HostPixels::U8 { data: std::mem::take(&mut self.pixels), mean: preprocess.mean, std: preprocess.std }
+    }
 }
 
 /// The sample order of one epoch.
@@ -139,7 +148,7 @@ struct Job {
 struct ChunkOut {
     batch: usize,
     chunk: usize,
-    pixels: Vec<f32>,
+    pixels: Vec<u8>,
     tokens: Vec<i32>,
     ids: Vec<usize>,
     skipped: Vec<String>,
@@ -254,12 +263,15 @@ impl Iterator for EpochLoader {
             let out = self.results.recv().expect("loader workers stopped");
             self.done.insert((out.batch, out.chunk), out);
         }
+        // One allocation of the batch's final size (the chunks' buffers were sized up front too).
+        let len: usize = (0..n_chunks).map(|c| self.done[&(b, c)].ids.len()).sum();
+        let pixels_len: usize = (0..n_chunks).map(|c| self.done[&(b, c)].pixels.len()).sum();
         let mut batch = Batch {
             index: b,
             len: 0,
-            pixels: Vec::new(),
+            pixels: Vec::with_capacity(pixels_len),
             tokens: Vec::new(),
-            ids: Vec::new(),
+            ids: Vec::with_capacity(len),
             skipped: Vec::new(),
             io_errors: 0,
         };
@@ -297,23 +309,29 @@ fn process(
     reader: &mut Reader,
     job: Job,
 ) -> ChunkOut {
+    let size = cfg.preprocess.size;
+    let per_img = 3 * (size * size) as usize;
     let mut out = ChunkOut {
         batch: job.batch,
         chunk: job.chunk,
-        pixels: Vec::new(),
+        pixels: Vec::with_capacity(job.ids.len() * per_img),
         tokens: Vec::new(),
-        ids: Vec::new(),
+        ids: Vec::with_capacity(job.ids.len()),
         skipped: Vec::new(),
         io_errors: 0,
     };
     for id in job.ids {
         let sample = &ds.samples[id];
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Vec<f32>, Vec<u32>), ReadError> {
+        let start = out.pixels.len();
+        let pixels = &mut out.pixels;
+        // The image goes straight into the chunk's buffer (truncated again if the sample fails).
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u32>, ReadError> {
             let bytes = reader.read_sample(ds, sample)?;
             let decode = |e: String| ReadError::Refused(e);
-            let pixels = match &cfg.transform {
+            match &cfg.transform {
                 Transform::Eval => {
-                    preprocess::preprocess(&bytes, &cfg.preprocess).map_err(|e| decode(e.to_string()))?
+                    let rgb = preprocess::crop_rgb(&bytes, &cfg.preprocess).map_err(|e| decode(e.to_string()))?;
+                    push_chw(&rgb, pixels);
                 }
                 Transform::Train(aug) => {
                     let rgb =
@@ -322,24 +340,28 @@ fn process(
                         return Err(decode("empty image".into()));
                     }
                     let mut rng = Rng::derive(&[cfg.seed, epoch, id as u64, 0xa116]);
-                    let p = &cfg.preprocess;
-                    augment(&rgb, p.size, p.mean, p.std, aug, &mut rng)
+                    augment_into(&rgb, size, aug, &mut rng, pixels);
                 }
-            };
-            let tokens = tokenizer.encode(&sample.caption).map_err(|e| decode(e.to_string()))?;
-            Ok((pixels, tokens))
+            }
+            if pixels.len() != start + per_img {
+                return Err(decode(format!("preprocessing gave {} values, not {per_img}", pixels.len() - start)));
+            }
+            tokenizer.encode(&sample.caption).map_err(|e| decode(e.to_string()))
         }));
         match result {
-            Ok(Ok((pixels, tokens))) => {
-                out.pixels.extend_from_slice(&pixels);
+            Ok(Ok(tokens)) => {
                 out.tokens.extend(tokens.iter().map(|&t| t as i32));
                 out.ids.push(id);
             }
             Ok(Err(e)) => {
+                out.pixels.truncate(start);
                 out.io_errors += e.is_io() as usize;
                 out.skipped.push(format!("{}: {e}", sample.name));
             }
-            Err(_) => out.skipped.push(format!("{}: the decoder panicked", sample.name)),
+            Err(_) => {
+                out.pixels.truncate(start);
+                out.skipped.push(format!("{}: the decoder panicked", sample.name));
+            }
         }
     }
     out

@@ -11,6 +11,7 @@ use dermlip::Clip;
 
 use crate::loss::clip_loss;
 use crate::optim::{AdamW, Grads};
+use crate::pixels::HostPixels;
 
 /// The arithmetic of the towers' forward and backward passes (open_clip `--precision`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +95,8 @@ pub struct StepReport {
     /// stepper was made, and the current run of them.
     pub nonfinite_total: u64,
     pub nonfinite_in_a_row: u64,
-    /// f16 loss-scaler overflows (the step skipped and the scale halved), since the stepper was made.
+    /// f16 loss-scaler back-offs (a non-finite loss or gradient: the step skipped and the scale
+    /// halved), since the stepper was made.
     pub scaler_skips: u64,
     /// The loss scale now (1 without f16 loss scaling).
     pub loss_scale: f64,
@@ -152,8 +154,8 @@ impl Stepper {
         self.counters = Tensor::from_data(TensorData::new(c, [NUM_COUNTERS]), (&main, DType::F32));
     }
 
-    /// One optimisation step on a loaded batch (`pixels`: normalised CHW f32 rows, `tokens`
-    /// without their padding columns), queued on the devices without a single readback: the
+    /// One optimisation step on a loaded batch (`pixels`: CHW rows, `u8` as the loader delivers
+    /// them or normalised f32; `tokens` without their padding columns), queued on the devices without a single readback: the
     /// replicas get the model (one copy per extra device), every shard is launched before any
     /// result is gathered, each replica's gradient is accumulated on its own device and reduced
     /// once onto `devices[0]`, and AdamW steps at `lr` there; then the logit scale is clamped.
@@ -161,7 +163,14 @@ impl Stepper {
     /// the device (open_clip's AMP GradScaler skips such steps too), so one bad batch cannot
     /// poison the weights or the AdamW moments; with f16 loss scaling an overflowing gradient
     /// halves the scale instead.
-    pub fn step(&mut self, model: Clip, optim: &mut AdamW, pixels: Vec<f32>, tokens: &TextIds, lr: f64) -> Clip {
+    pub fn step(
+        &mut self,
+        model: Clip,
+        optim: &mut AdamW,
+        pixels: impl Into<HostPixels>,
+        tokens: &TextIds,
+        lr: f64,
+    ) -> Clip {
         let main_inner = self.devices[0].clone().inner();
         let replicas: Vec<Clip> = self.devices[1..].iter().map(|d| model.clone().fork(d)).collect();
         let models: Vec<&Clip> = std::iter::once(&model).chain(replicas.iter()).collect();
@@ -171,7 +180,7 @@ impl Stepper {
         let (grads, loss) = gradients(
             &models,
             &self.devices,
-            Pixels::Owned(pixels),
+            pixels.into(),
             tokens,
             self.size,
             self.accum_freq,
@@ -182,18 +191,23 @@ impl Stepper {
         let sq = grads.norm_squared().map_or_else(|| Tensor::zeros([1], &main_inner), |t| t.inner());
         let loss_ok = loss.clone().is_finite();
         let grad_ok = sq.clone().is_finite();
-        let ok = loss_ok.clone().bool_and(grad_ok.clone());
+        let ok = loss_ok.clone().bool_and(grad_ok);
         let unscale = scale.clone().recip();
         let m = optim.step_on_device(model, grads, lr, sq.clone(), ok.clone(), unscale.clone());
         let m = clamp_logit_scale(m);
         // The counters, on the device.
         let f = |b: Tensor<1, Bool>| b.float().cast(DType::F32);
         let ok_f = f(ok);
-        let nonfinite = if scaled { f(loss_ok.clone().bool_not()) } else { ok_f.clone().neg() + 1.0 };
-        let scaler_skip = if scaled { f(loss_ok.bool_and(grad_ok.bool_not())) } else { ok_f.zeros_like() };
+        // With loss scaling, only a non-finite loss counts as a non-finite step (an overflowing
+        // gradient is the scaler's business); any skipped step halves the scale, as GradScaler
+        // does (a non-finite loss gives non-finite gradients there).
+        let nonfinite = if scaled { f(loss_ok.bool_not()) } else { ok_f.clone().neg() + 1.0 };
+        let scaler_skip = if scaled { ok_f.clone().neg() + 1.0 } else { ok_f.zeros_like() };
         let at = |i: usize| c.clone().narrow(0, i, 1);
         let total = at(C_NONFINITE) + nonfinite.clone();
-        let in_a_row = (at(C_IN_A_ROW) + nonfinite) * (ok_f.clone().neg() + 1.0);
+        // The current run of non-finite steps: one more, or back to 0 (a step the loss scaler
+        // skipped for its gradient had a finite loss).
+        let in_a_row = (at(C_IN_A_ROW) + nonfinite.clone()) * nonfinite;
         let skips = at(C_SCALER_SKIPS) + scaler_skip.clone();
         let (new_scale, good) = if scaled {
             // GradScaler.update: ×½ on overflow, ×2 after GROWTH_INTERVAL good steps in a row.
@@ -253,22 +267,6 @@ pub fn guarded_step(
     (m, StepOutcome { loss: r.loss, grad_norm: r.grad_norm, skipped: r.nonfinite_total > 0 })
 }
 
-/// The pixels of a batch: owned (moved to the device without a copy when one device takes the
-/// whole batch in order) or borrowed.
-enum Pixels<'a> {
-    Owned(Vec<f32>),
-    Borrowed(&'a [f32]),
-}
-
-impl Pixels<'_> {
-    fn slice(&self) -> &[f32] {
-        match self {
-            Pixels::Owned(v) => v,
-            Pixels::Borrowed(s) => s,
-        }
-    }
-}
-
 /// Casts every float parameter to `dtype` **inside** the autodiff graph: the cast copy's
 /// gradients flow back to the f32 masters (the gradient of a cast is cast back).
 struct CastParams(FloatDType);
@@ -316,7 +314,7 @@ pub fn batch_gradients(
     k: usize,
 ) -> (Grads, f64) {
     let refs: Vec<&Clip> = models.iter().collect();
-    let (g, loss) = gradients(&refs, devices, Pixels::Borrowed(pixels), tokens, size, k, Precision::F32, None);
+    let (g, loss) = gradients(&refs, devices, pixels.to_vec().into(), tokens, size, k, Precision::F32, None);
     (g, loss.into_scalar::<f32>() as f64)
 }
 
@@ -327,7 +325,7 @@ pub fn batch_gradients(
 fn gradients(
     models: &[&Clip],
     devices: &[Device],
-    pixels: Pixels,
+    pixels: HostPixels,
     tokens: &TextIds,
     size: usize,
     k: usize,
@@ -363,34 +361,18 @@ fn gradients(
         }
         at.push(here);
     }
-    let upload = |d: usize, data: Vec<f32>, rows: &[(usize, usize)]| -> (Tensor<4>, Tensor<2, Int>) {
+    let upload = |d: usize, data: HostPixels, rows: &[(usize, usize)]| -> (Tensor<4>, Tensor<2, Int>) {
         let dev = devices[d].clone().inner();
-        let total = data.len() / per_img;
-        let img = Tensor::<4>::from_data(TensorData::new(data, [total, 3, size, size]), (&dev, DType::F32));
+        let total: usize = rows.iter().map(|(a, b)| b - a).sum();
+        let img = data.upload(total, size, &dev);
         let ids: Vec<i32> =
             rows.iter().flat_map(|&(a, b)| tokens.ids[a * tokens.len..b * tokens.len].iter().copied()).collect();
         (img, Tensor::<2, Int>::from_data(TensorData::new(ids, [total, tokens.len]), &dev))
     };
     let uploaded: Vec<(Tensor<4>, Tensor<2, Int>)> = if nd == 1 {
-        let data = match pixels {
-            Pixels::Owned(v) => v,
-            Pixels::Borrowed(s) => s.to_vec(),
-        };
-        vec![upload(0, data, &rows_of[0])]
+        vec![upload(0, pixels, &rows_of[0])]
     } else {
-        let src = pixels.slice();
-        rows_of
-            .iter()
-            .enumerate()
-            .map(|(d, rows)| {
-                let total: usize = rows.iter().map(|(a, b)| b - a).sum();
-                let mut v = Vec::with_capacity(total * per_img);
-                for &(a, b) in rows {
-                    v.extend_from_slice(&src[a * per_img..b * per_img]);
-                }
-                upload(d, v, rows)
-            })
-            .collect()
+        rows_of.iter().enumerate().map(|(d, rows)| upload(d, pixels.gather(rows, per_img), rows)).collect()
     };
     let input = |j: usize, i: usize| -> (usize, Tensor<4>, Tensor<2, Int>) {
         let (d, off, len) = at[j][i];

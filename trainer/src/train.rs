@@ -671,7 +671,7 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
                     device.seed(crate::rng::Rng::derive(&[cfg.seed, state.step as u64, 0xd0]).next_u64());
                 }
                 // Queued on the device; nothing is read back until the metrics are due.
-                model = stepper.step(model, &mut optim, std::mem::take(&mut batch.pixels), &tokens, lr);
+                model = stepper.step(model, &mut optim, batch.take_pixels(&loader_cfg.preprocess), &tokens, lr);
                 // A skipped update still moves the schedule and the data on (as open_clip's
                 // GradScaler does); only AdamW's own step count stays.
                 state.step += 1;

@@ -193,3 +193,44 @@ fn grad_checkpointing_gives_the_same_steps() {
     }
     assert!(plain[2].0 < plain[0].0, "the steps train: {plain:?}");
 }
+
+/// The loader's `u8` pixels, normalised on the device, give the step that the host-normalised
+/// f32 pixels give (`dermlip::input::preprocess::normalize`, the inference path's reference) —
+/// on one device and sharded over two replicas with accumulation (each replica gets its rows).
+#[test]
+fn u8_pixels_normalised_on_the_device_give_the_f32_step() {
+    use dermlip::input::preprocess::{normalize, PreprocessConfig};
+    use dermlip_trainer::pixels::HostPixels;
+    let n = 5;
+    let (model, device, _, tokens) = setup(n, 21);
+    let pre = PreprocessConfig { size: SIZE as u32, ..PreprocessConfig::default() };
+    let plane = SIZE * SIZE;
+    let bytes: Vec<u8> = (0..n * 3 * plane).map(|i| ((i * 73 + i / 97) % 256) as u8).collect();
+    // The host reference, image by image (CHW planes back to an RGB image).
+    let host: Vec<f32> = bytes
+        .chunks(3 * plane)
+        .flat_map(|img| {
+            let rgb = image::RgbImage::from_fn(SIZE as u32, SIZE as u32, |x, y| {
+                let i = y as usize * SIZE + x as usize;
+                image::Rgb([img[i], img[plane + i], img[2 * plane + i]])
+            });
+            normalize(&rgb, &pre)
+        })
+        .collect();
+    let run = |devices: &[Device], pixels: HostPixels, k: usize| {
+        let mut optim = AdamW::new(OptimConfig::default());
+        let mut stepper = Stepper::new(devices, Precision::F32, SIZE, k);
+        let m = stepper.step(model.clone(), &mut optim, pixels, &tokens, 1e-3);
+        let r = stepper.read(&m).unwrap();
+        (r.loss, r.grad_norm)
+    };
+    let u8_pixels = HostPixels::U8 { data: bytes, mean: pre.mean, std: pre.std };
+    let want = run(std::slice::from_ref(&device), host.into(), 1);
+    let one = run(std::slice::from_ref(&device), u8_pixels.clone(), 1);
+    assert_eq!(one, want, "one device: bit-equal on the CPU");
+    let two = run(&[device.clone(), device.clone()], u8_pixels, 2);
+    assert!(
+        (two.0 - want.0).abs() < 1e-5 && (two.1 - want.1).abs() < 1e-5 * want.1,
+        "two replicas: {two:?} vs {want:?}"
+    );
+}

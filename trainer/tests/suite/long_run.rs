@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use dermlip::input::tokenizer::{text_pad_id, TextIds};
 use dermlip::model::Dropouts;
 use dermlip::{Clip, ModelFileConfig};
@@ -18,7 +18,7 @@ use dermlip_trainer::config::{default_batch_size, TrainConfig};
 use dermlip_trainer::data::{CsvSpec, Dataset, ReadError, Reader};
 use dermlip_trainer::loader::{EpochLoader, LoaderConfig, ReaderPool, Transform};
 use dermlip_trainer::optim::{AdamW, OptimConfig};
-use dermlip_trainer::step::{guarded_step, materialize};
+use dermlip_trainer::step::{guarded_step, materialize, Precision, Stepper, INIT_LOSS_SCALE};
 use dermlip_trainer::synth::{generate, tiny_config_json, SynthConfig};
 use dermlip_trainer::tensorboard;
 use dermlip_trainer::train::{dropout_rates, model_file_config, text_tokenizer, train_with, Outcome, RunOptions};
@@ -206,6 +206,21 @@ fn nonfinite_step_is_skipped() {
     assert!(!o.skipped && o.loss.is_finite() && o.grad_norm.is_finite(), "{o:?}");
     assert_eq!(optim.steps_taken(), 1);
     assert_ne!(weights(&model).0, before.0);
+    // With f16 loss scaling a non-finite loss is a non-finite step and a scaler back-off (torch's
+    // GradScaler halves on it too: the gradients of a NaN loss are NaN); a good step then keeps the
+    // halved scale.
+    let mut stepper = Stepper::new(&devices, Precision::Amp(FloatDType::F16), size, 1);
+    let at_start = weights(&model);
+    let model = stepper.step(model, &mut optim, bad.clone(), &tokens, 1e-3);
+    let r = stepper.read(&model).unwrap();
+    assert_eq!((r.nonfinite_total, r.nonfinite_in_a_row, r.scaler_skips), (1, 1, 1), "{r:?}");
+    assert_eq!(r.loss_scale, INIT_LOSS_SCALE / 2.0, "{r:?}");
+    assert_eq!(optim.steps_taken(), 1);
+    assert_eq!(weights(&model), at_start, "a skipped f16 step leaves the weights");
+    let model = stepper.step(model, &mut optim, good.clone(), &tokens, 1e-3);
+    let r = stepper.read(&model).unwrap();
+    assert_eq!((r.nonfinite_total, r.nonfinite_in_a_row), (1, 0), "{r:?}");
+    assert!(r.loss.is_finite() && r.loss_scale <= INIT_LOSS_SCALE / 2.0, "{r:?}");
 }
 
 /// Non-finite steps in a row stop the run (here a NaN learning rate poisons the weights after the

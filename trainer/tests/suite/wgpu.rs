@@ -80,3 +80,27 @@ fn tiny_clip_learns_with_amp_on_wgpu() {
 
 /// Fewer than the CPU run's 30: lavapipe is slow, and 20 epochs clear the same bars with a margin (12 did so barely: i→t R@1 0.141 against 0.125).
 const EPOCHS: usize = 20;
+
+/// The loader's `u8` pixels unpacked and normalised on wgpu (packed four to an `i32` word) equal
+/// the host formula to float rounding (WGSL's division is not correctly rounded).
+#[test]
+fn u8_pixels_normalise_on_wgpu() {
+    use dermlip_trainer::pixels::HostPixels;
+    let device = wgpu();
+    let (rows, size) = (2, 9);
+    let n = rows * 3 * size * size;
+    let data: Vec<u8> = (0..n).map(|i| ((i * 131 + i / 256) % 256) as u8).collect();
+    let (mean, std) = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]);
+    let plane = size * size;
+    let want: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f32 / 255.0 - mean[(i / plane) % 3]) / std[(i / plane) % 3])
+        .collect();
+    let got = HostPixels::U8 { data, mean, std }.upload(rows, size, &device);
+    let got = got.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "value {i}: {g} vs {w}");
+    }
+}
