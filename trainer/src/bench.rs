@@ -13,6 +13,7 @@ use dermlip::Clip;
 use serde::Serialize;
 
 use crate::optim::{AdamW, OptimConfig};
+use crate::pixels::HostPixels;
 use crate::rng::Rng;
 use crate::step::{materialize, Precision, Stepper};
 use crate::train::{autodiff_devices, pick_devices};
@@ -70,9 +71,12 @@ pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, 
     let size = cfg.vision.image_size;
     let ctx = cfg.text.context_length;
     let mut rng = Rng::derive(&[0xbe, o.batch as u64]);
-    // Normalised-pixel-like values and non-padding ids inside the vocabulary; every caption
-    // uses the whole context (the worst case for the text tower).
-    let pixels: Vec<f32> = (0..o.batch * 3 * size * size).map(|_| rng.range(-2.0, 2.0) as f32).collect();
+    // u8 pixels as the loader delivers them (uploaded and normalised on the device, as in
+    // training) and non-padding ids inside the vocabulary; every caption uses the whole context
+    // (the worst case for the text tower).
+    let data: Vec<u8> = (0..o.batch * 3 * size * size).map(|_| rng.next_u64() as u8).collect();
+    let pre = &file_cfg.preprocess;
+    let pixels = HostPixels::U8 { data, mean: pre.mean, std: pre.std };
     let top = (cfg.text.vocab_size as u64 - 1).min(49_000);
     let ids: Vec<i32> = (0..o.batch * ctx).map(|_| 1 + (rng.next_u64() % (top - 1)) as i32).collect();
     let tokens = TextIds { ids, rows: o.batch, len: ctx };
@@ -105,4 +109,29 @@ pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, 
         mib_per_sample: (peak - base_rss) / o.batch as f64,
         loss,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benchmark runs the training loop's step (u8 pixels, 2 replicas, accumulation) and
+    /// reports a real loss (about ln 6 for random inputs of 6 pairs).
+    #[test]
+    fn bench_runs_the_training_step_on_the_tiny_model() {
+        let file_cfg = ModelFileConfig::from_json_str(&crate::synth::tiny_config_json(32).to_string()).unwrap();
+        let o = BenchOptions {
+            device: "flex".into(),
+            num_devices: 2,
+            precision: "f32".into(),
+            grad_checkpointing: false,
+            batch: 6,
+            accum_freq: 2,
+            warmup: 0,
+            steps: 1,
+        };
+        let r = run(&file_cfg, &o).unwrap();
+        assert_eq!((r.devices, r.batch, r.accum_freq), (2, 6, 2));
+        assert!((r.loss - 6f64.ln()).abs() < 1.0, "{r:?}");
+    }
 }
