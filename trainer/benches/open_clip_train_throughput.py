@@ -60,10 +60,10 @@ def main():
             # gradient, then recompute one micro-batch at a time against the cached others.
             chunks = list(zip(images.chunk(k), ids.chunk(k)))
             with torch.no_grad(), autocast():
-                cached = [model(i, t)[:2] for i, t in chunks]
-            for j, (i, t) in enumerate(chunks):
+                cached = [model(im, tx)[:2] for im, tx in chunks]
+            for j, (im, tx) in enumerate(chunks):
                 with autocast():
-                    img, txt, scale = model(i, t)
+                    img, txt, scale = model(im, tx)
                     imgs = torch.cat([c[0] for c in cached[:j]] + [img] + [c[0] for c in cached[j + 1:]])
                     txts = torch.cat([c[1] for c in cached[:j]] + [txt] + [c[1] for c in cached[j + 1:]])
                     loss = loss_fn(imgs, txts, scale)
