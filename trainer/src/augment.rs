@@ -11,7 +11,8 @@
 //! colour jitter follows torchvision's tensor implementation (random order of the four
 //! adjustments, factors uniform in `[1-x, 1+x]`, hue shift uniform in `[-h, h]`) on f32 pixels,
 //! rounded to `u8` once at the end (PIL rounds after each adjustment).
-//! Evaluation never comes here: it uses `dermlip::input::preprocess::preprocess`, the inference path.
+//! Evaluation never comes here: it crops with `dermlip::input::preprocess::crop_rgb`, the
+//! inference path.
 
 use image::imageops::{self, FilterType};
 use image::RgbImage;

@@ -117,8 +117,9 @@ pub struct TrainConfig {
     /// Stop after this many optimiser steps (the schedule still spans all epochs).
     pub max_steps: Option<usize>,
     /// Arithmetic of the towers (open_clip `--precision`): `auto` (amp on a GPU backend whose
-    /// device has the half type: bf16 on CUDA, f16 on wgpu; f32 on the CPU), `amp` (bf16 on CUDA, f16 + loss scaling elsewhere), `amp_bf16`,
-    /// `amp_f16`, `f32`. Master weights, AdamW moments and the loss are always f32.
+    /// device has the half type: bf16 on CUDA, f16 on wgpu; f32 on the CPU), `amp` (bf16 on
+    /// CUDA, f16 + loss scaling elsewhere), `amp_bf16`, `amp_f16`, `f32`. Master weights, AdamW
+    /// moments and the loss are always f32.
     pub precision: String,
     /// Recompute activations in the backward pass instead of keeping them (open_clip
     /// `--grad-checkpointing`; Burn's balanced gradient-checkpointing strategy).

@@ -81,8 +81,9 @@ struct Args {
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
     /// Mixed precision (open_clip --precision): auto (default: amp on a GPU whose device has the
-    /// half type, bf16 on CUDA and f16 on wgpu; f32 on the CPU), amp (bf16 on CUDA, f16 with dynamic loss scaling on wgpu), amp_bf16,
-    /// amp_f16, f32. Weights, AdamW moments and the loss stay f32.
+    /// half type, bf16 on CUDA and f16 on wgpu; f32 on the CPU), amp (bf16 on CUDA, f16 with
+    /// dynamic loss scaling on wgpu), amp_bf16, amp_f16, f32. Weights, AdamW moments and the loss
+    /// stay f32.
     #[arg(long, value_name = "P")]
     precision: Option<String>,
     /// Activation checkpointing (open_clip --grad-checkpointing): recompute activations in the

@@ -155,14 +155,15 @@ impl Stepper {
     }
 
     /// One optimisation step on a loaded batch (`pixels`: CHW rows, `u8` as the loader delivers
-    /// them or normalised f32; `tokens` without their padding columns), queued on the devices without a single readback: the
-    /// replicas get the model (one copy per extra device), every shard is launched before any
-    /// result is gathered, each replica's gradient is accumulated on its own device and reduced
-    /// once onto `devices[0]`, and AdamW steps at `lr` there; then the logit scale is clamped.
+    /// them or normalised f32; `tokens` without their padding columns), queued on the devices
+    /// without a single readback: the replicas get the model (one copy per extra device), every
+    /// shard is launched before any result is gathered, each replica's gradient is accumulated
+    /// on its own device and reduced once onto `devices[0]`, and AdamW steps at `lr` there; then
+    /// the logit scale is clamped.
     /// When the loss or the global gradient norm is NaN or infinite the update is skipped on
     /// the device (open_clip's AMP GradScaler skips such steps too), so one bad batch cannot
-    /// poison the weights or the AdamW moments; with f16 loss scaling an overflowing gradient
-    /// halves the scale instead.
+    /// poison the weights or the AdamW moments; with f16 loss scaling a skipped step also halves
+    /// the scale.
     pub fn step(
         &mut self,
         model: Clip,
