@@ -116,7 +116,8 @@ mod tests {
     use super::*;
 
     /// The benchmark runs the training loop's step (u8 pixels, 2 replicas, accumulation) and
-    /// reports a real loss (about ln 6 for random inputs of 6 pairs).
+    /// reports a real loss: finite and positive (random pairs at the initial logit scale 1/0.07
+    /// give anything from about ln 6 up; Burn's CPU RNG is shared with the concurrent tests).
     #[test]
     fn bench_runs_the_training_step_on_the_tiny_model() {
         let file_cfg = ModelFileConfig::from_json_str(&crate::synth::tiny_config_json(32).to_string()).unwrap();
@@ -132,6 +133,6 @@ mod tests {
         };
         let r = run(&file_cfg, &o).unwrap();
         assert_eq!((r.devices, r.batch, r.accum_freq), (2, 6, 2));
-        assert!((r.loss - 6f64.ln()).abs() < 1.0, "{r:?}");
+        assert!(r.loss.is_finite() && r.loss > 0.0 && r.step_ms > 0.0 && r.samples_per_s > 0.0, "{r:?}");
     }
 }
