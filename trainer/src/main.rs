@@ -274,7 +274,26 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// glibc serves allocations above 32 MiB with fresh `mmap`s and unmaps them when freed, so every
+/// step's large activations and gradients fault in zeroed pages again: a fifth of a ViT-B/16 CPU
+/// step went to the kernel clearing pages (`perf`). The trainer keeps freed memory in the heap for
+/// the next step instead (measured: 20.8 → 17.4 s per batch-16 step on 2 cores, the same peak
+/// memory). A `GLIBC_TUNABLES` that sets malloc parameters takes precedence.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc")) {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator parameters; it runs before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
