@@ -21,18 +21,6 @@ impl From<Vec<f32>> for HostPixels {
 }
 
 impl HostPixels {
-    /// Number of values (`rows × 3 × size × size`).
-    pub fn len(&self) -> usize {
-        match self {
-            HostPixels::F32(v) => v.len(),
-            HostPixels::U8 { data, .. } => data.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The rows `ranges` (in units of `per_row` values), concatenated, in one allocation.
     pub fn gather(&self, ranges: &[(usize, usize)], per_row: usize) -> HostPixels {
         fn pick<T: Copy>(src: &[T], ranges: &[(usize, usize)], per_row: usize) -> Vec<T> {
@@ -101,7 +89,7 @@ mod tests {
         let n = rows * 3 * size * size; // 441: not a multiple of 4
         let data: Vec<u8> = (0..n).map(|i| ((i * 131 + i / 256) % 256) as u8).collect();
         assert!((0..=255u8).all(|b| data.contains(&b)));
-        let (mean, std) = ([0.481_454_6, 0.457_827_5, 0.408_210_7], [0.268_629_5, 0.261_302_6, 0.275_777_1]);
+        let dermlip::input::preprocess::PreprocessConfig { mean, std, .. } = Default::default();
         let plane = size * size;
         let want: Vec<f32> = data
             .iter()

@@ -64,7 +64,7 @@ fn tiny_clip_learns_with_amp_on_wgpu() {
         eval.summary()
     );
     let scale = out.state.loss_scale.expect("f16 amp keeps a loss scale");
-    assert!(scale >= 1.0 && scale <= 65536.0, "loss scale {scale}");
+    assert!((1.0..=65536.0).contains(&scale), "loss scale {scale}");
     assert_eq!(out.state.nonfinite_total, 0, "non-finite steps");
     assert_learned(first, last, eval, report.val);
 }
@@ -79,10 +79,10 @@ const EPOCHS: usize = 20;
 #[test]
 fn u8_pixels_normalise_on_wgpu() {
     use dermlip_trainer::pixels::HostPixels;
+    let pre = dermlip::input::preprocess::PreprocessConfig::default();
     let (rows, size) = (2, 9);
     let data: Vec<u8> = (0..rows * 3 * size * size).map(|i| ((i * 131 + i / 256) % 256) as u8).collect();
-    let pixels =
-        HostPixels::U8 { data, mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
+    let pixels = HostPixels::U8 { data, mean: pre.mean, std: pre.std };
     let read = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     let want = read(pixels.clone().upload(rows, size, &Device::flex()));
     let got = read(pixels.upload(rows, size, &wgpu()));
