@@ -23,9 +23,13 @@ fn setup(n: usize, seed: u64) -> (Clip, Device, Vec<f32>, TextIds) {
 fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Vec<f32>, TextIds) {
     let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(SIZE as u32).to_string()).unwrap();
     let cfg = &file_cfg.model;
-    device.seed(seed);
-    let model = Clip::new(cfg, &device).init_parameters();
-    materialize(&model);
+    let model = {
+        let _turn = crate::rng_turn();
+        device.seed(seed);
+        let model = Clip::new(cfg, &device).init_parameters();
+        materialize(&model);
+        model
+    };
     let tokenizer = text_tokenizer(cfg).unwrap();
     let words = ["red", "blue", "round", "dark", "small", "scaly", "flat", "raised", "brown", "pink", "pale", "large"];
     let ids: Vec<i32> = (0..n)

@@ -23,11 +23,8 @@ use dermlip_trainer::synth::{generate, tiny_config_json, SynthConfig};
 use dermlip_trainer::tensorboard;
 use dermlip_trainer::train::{dropout_rates, model_file_config, text_tokenizer, train_with, Outcome, RunOptions};
 
-/// Burn's CPU RNG is process-global: in-process trainings take turns.
-static TRAIN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn run(cfg: &TrainConfig, resume: Option<&Path>, allow: bool) -> Result<Outcome, String> {
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::rng_turn();
     train_with(cfg, resume, &RunOptions { quiet: true, allow_config_change: allow })
 }
 
@@ -167,7 +164,7 @@ fn nonfinite_step_is_skipped() {
     let mcfg = &file_cfg.model;
     let device = Device::flex().autodiff();
     let model = {
-        let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::rng_turn();
         device.seed(3);
         Clip::new(mcfg, &device).init_parameters()
     };
@@ -437,7 +434,7 @@ fn tensorboard_events_match_the_python_writer() {
 /// `hidden_dropout_prob` 0.1, `vision_cfg.patch_dropout`) unless the config overrides them.
 #[test]
 fn dropout_is_training_only_and_read_from_the_model_files() {
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     // ViT: patch dropout from the open_clip config.
     let mut json = tiny_config_json(32);

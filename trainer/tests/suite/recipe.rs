@@ -228,6 +228,8 @@ fn counts(groups: &[(usize, bool)]) -> (usize, usize) {
 #[test]
 fn decay_group_count_matches_open_clip_rule_on_exported_names() {
     use dermlip::ModelFileConfig;
+    // Random initialisation draws from Burn's process-global CPU RNG: take turns.
+    let _turn = crate::rng_turn();
     let device = burn::tensor::Device::flex().autodiff();
 
     // ViT + CLIP text (2 + 2 layers), random init as the trainer does without --init.

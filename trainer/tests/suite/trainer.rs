@@ -14,12 +14,9 @@ use dermlip_trainer::data::{CsvSpec, Dataset};
 use dermlip_trainer::synth::{generate, tiny_config_json, SynthConfig, SynthReport};
 use dermlip_trainer::train::train;
 
-/// Burn's CPU RNG (model initialisation) is process-global: in-process trainings take turns so
-/// that each one's seeded initialisation is not interleaved with another test's.
-static TRAIN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// In-process trainings take turns with every other user of Burn's CPU RNG ([`crate::rng_turn`]).
 pub(crate) fn train_alone(cfg: &TrainConfig) -> dermlip_trainer::train::Outcome {
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::rng_turn();
     train(cfg, None, true).expect("training")
 }
 
@@ -573,7 +570,12 @@ fn panderm_bert_from_scratch() {
     use dermlip::ModelFileConfig;
     let mcfg = ModelFileConfig::from_config_file(&panderm_fixture().join("open_clip_config.json")).unwrap();
     let device = burn::tensor::Device::flex();
-    let model = Clip::new(&mcfg.model, &device).init_parameters();
+    let model = {
+        let _turn = crate::rng_turn();
+        let model = Clip::new(&mcfg.model, &device).init_parameters();
+        dermlip_trainer::step::materialize(&model);
+        model
+    };
     let sd = dermlip::checkpoint::export::clip_state_dict(&model).unwrap();
     let all_zero = |k: &str| floats(&sd, k).iter().all(|&x| x == 0.0);
     for k in [
