@@ -60,7 +60,9 @@ struct Args {
     /// flex (CPU), wgpu, cuda (built with --features cuda).
     #[arg(long)]
     device: Option<String>,
-    /// Data parallelism over this many devices (negatives gathered over the global batch).
+    /// Data parallelism over this many devices: a replica with its own AdamW on each, negatives
+    /// gathered over the global batch, one gradient sum per step (NCCL all-reduce on cuda, through
+    /// device 0 on wgpu and flex).
     #[arg(long, value_name = "N")]
     num_devices: Option<usize>,
     /// Seed of the data order, augmentation, initialisation and dropout masks (open_clip --seed).

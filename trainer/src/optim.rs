@@ -201,6 +201,92 @@ impl Grads {
     }
 }
 
+/// How the data-parallel replicas' gradients are summed (once per step; see [`all_reduce`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// The fallback on every backend: each gradient is moved to `devices[0]`, summed there and
+    /// copied back to every replica's device (`to_device`: through the host on wgpu, NCCL
+    /// send/recv on CUDA). Device 0 moves 2(N−1) gradients.
+    ViaMain,
+    /// Burn's collective `all_reduce` (NCCL on CUDA, in place on each device; a ring moves about
+    /// 2(N−1)/N of a gradient per device). Burn 0.22.1 implements it on CUDA only: on flex it
+    /// is `unimplemented!` and on wgpu it panics ("no transport between its devices").
+    Collective,
+}
+
+impl Reduction {
+    /// The reduction `--device name` gets: the collective on CUDA, the fallback elsewhere.
+    pub fn for_device(name: &str) -> Reduction {
+        if name == "cuda" {
+            Reduction::Collective
+        } else {
+            Reduction::ViaMain
+        }
+    }
+}
+
+/// The step's one reduction: every replica's accumulated gradients (`acc[d]` on `devices[d]`,
+/// inner devices) summed, and the sum returned on every device (`out[d]` on `devices[d]`, the
+/// same values everywhere, so each replica's AdamW applies the same update). Parameters are
+/// reduced in module order, which is the same on every device (NCCL requires one order); a
+/// replica without a gradient for a parameter (a shard with no rows) contributes zeros.
+pub fn all_reduce(acc: Vec<Grads>, devices: &[Device], how: Reduction) -> Vec<Grads> {
+    match how {
+        Reduction::ViaMain => reduce_by_parameter(acc, devices, |parts| {
+            let mut it = parts.into_iter();
+            let mut total = it.next().expect("one part per device");
+            for g in it {
+                total = total + g.to_device(&devices[0]);
+            }
+            let copies: Vec<Tensor<1>> = devices[1..].iter().map(|d| total.clone().to_device(d)).collect();
+            std::iter::once(total).chain(copies).collect()
+        }),
+        Reduction::Collective => {
+            use burn::tensor::distributed::{all_reduce as collective, ReduceOperation};
+            reduce_by_parameter(acc, devices, |parts| {
+                // Every device's call is queued before any is resolved (each device's server
+                // thread joins the NCCL group; resolving waits on the communication stream only).
+                let pending: Vec<_> =
+                    parts.into_iter().map(|g| collective(g, ReduceOperation::Sum, devices.to_vec())).collect();
+                pending.into_iter().map(|c| c.resolve()).collect()
+            })
+        }
+    }
+}
+
+/// [`all_reduce`]'s bookkeeping around `sum`, which takes one parameter's gradient from every
+/// device (in device order) and returns the sum on every device.
+fn reduce_by_parameter(
+    acc: Vec<Grads>,
+    devices: &[Device],
+    mut sum: impl FnMut(Vec<Tensor<1>>) -> Vec<Tensor<1>>,
+) -> Vec<Grads> {
+    assert_eq!(acc.len(), devices.len(), "one gradient set per device");
+    let mut maps: Vec<HashMap<ParamId, (usize, Tensor<1>)>> = acc.into_iter().map(|g| g.map).collect();
+    if maps.len() == 1 {
+        return maps.into_iter().map(|map| Grads { map }).collect();
+    }
+    // Module order: (index, id, numel) of every parameter that has a gradient anywhere.
+    let mut order: BTreeMap<usize, (ParamId, usize)> = BTreeMap::new();
+    for map in &maps {
+        for (id, (i, g)) in map {
+            order.entry(*i).or_insert((*id, g.dims()[0]));
+        }
+    }
+    let mut out: Vec<HashMap<ParamId, (usize, Tensor<1>)>> = vec![HashMap::new(); maps.len()];
+    for (i, (id, numel)) in order {
+        let parts: Vec<Tensor<1>> = maps
+            .iter_mut()
+            .zip(devices)
+            .map(|(map, dev)| map.remove(&id).map_or_else(|| Tensor::zeros([numel], dev), |(_, g)| g))
+            .collect();
+        for (o, g) in out.iter_mut().zip(sum(parts)) {
+            o.insert(id, (i, g));
+        }
+    }
+    out.into_iter().map(|map| Grads { map }).collect()
+}
+
 /// Row length of [`sum_all`]'s chunks, and the largest tensor it sums in one go.
 const SUM_CHUNK: usize = 4096;
 
@@ -356,6 +442,23 @@ impl AdamW {
         module.map(&mut mapper)
     }
 
+    /// A copy of the optimiser (moments and step count) on `device`: the AdamW of a data-parallel
+    /// replica, which applies the same reduced gradient to its copy of the weights.
+    pub fn fork(&self, device: &Device) -> AdamW {
+        let inner = device.clone().inner();
+        AdamW {
+            cfg: self.cfg.clone(),
+            step: self.step.as_ref().map(|t| t.clone().to_device(&inner)),
+            state: self
+                .state
+                .iter()
+                .map(|(p, s)| {
+                    (p.clone(), Moments { m: s.m.clone().to_device(&inner), v: s.v.clone().to_device(&inner) })
+                })
+                .collect(),
+        }
+    }
+
     /// No moments yet (no step was queued).
     pub fn state_tensors_is_empty(&self) -> bool {
         self.state.is_empty()
@@ -390,6 +493,47 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reduction's bookkeeping: parameters are summed in module order (NCCL needs the same
+    /// order on every device), a replica without a parameter's gradient contributes zeros, and
+    /// every device gets the sum, under the same `ParamId` and module index.
+    #[test]
+    fn reduction_sums_every_parameter_in_module_order_onto_every_device() {
+        let dev = Device::flex();
+        let t = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &dev);
+        let (a, b, c) = (ParamId::new(), ParamId::new(), ParamId::new());
+        // Module order: c (index 1), a (index 2), b (index 3); device 2 has no gradient for b.
+        let grads = |parts: Vec<(ParamId, usize, Tensor<1>)>| Grads {
+            map: parts.into_iter().map(|(id, i, g)| (id, (i, g))).collect(),
+        };
+        let acc = vec![
+            grads(vec![(a, 2, t(&[1.0, 2.0])), (b, 3, t(&[10.0])), (c, 1, t(&[100.0, 0.5, 0.25]))]),
+            grads(vec![(a, 2, t(&[3.0, 4.0])), (b, 3, t(&[20.0])), (c, 1, t(&[200.0, 0.5, 0.25]))]),
+            grads(vec![(a, 2, t(&[5.0, 6.0])), (c, 1, t(&[300.0, 0.5, 0.5]))]),
+        ];
+        let devices = vec![dev.clone(); 3];
+        let mut seen = Vec::new();
+        let out = reduce_by_parameter(acc, &devices, |parts| {
+            seen.push(parts.iter().map(|p| p.dims()[0]).collect::<Vec<_>>());
+            let total = parts.into_iter().reduce(|x, y| x + y).unwrap();
+            vec![total; 3]
+        });
+        assert_eq!(seen, vec![vec![3, 3, 3], vec![2, 2, 2], vec![1, 1, 1]], "module order: c, a, b");
+        assert_eq!(out.len(), 3);
+        for g in &out {
+            assert_eq!(g.to_vecs(), vec![vec![600.0, 1.5, 1.0], vec![9.0, 12.0], vec![30.0]]);
+            assert_eq!(g.map[&a].0, 2);
+        }
+        // The fallback through device 0 gives the same sums.
+        let acc = vec![grads(vec![(a, 2, t(&[1.0, 2.0]))]), grads(vec![(a, 2, t(&[3.0, 4.0])), (b, 3, t(&[20.0]))])];
+        let out = all_reduce(acc, &devices[..2], Reduction::ViaMain);
+        for g in &out {
+            assert_eq!(g.to_vecs(), vec![vec![4.0, 6.0], vec![20.0]]);
+        }
+        assert_eq!(Reduction::for_device("cuda"), Reduction::Collective);
+        assert_eq!(Reduction::for_device("wgpu"), Reduction::ViaMain);
+        assert_eq!(Reduction::for_device("flex"), Reduction::ViaMain);
+    }
 
     #[test]
     fn schedule() {

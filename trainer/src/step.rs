@@ -10,7 +10,7 @@ use dermlip::input::tokenizer::TextIds;
 use dermlip::Clip;
 
 use crate::loss::clip_loss;
-use crate::optim::{AdamW, Grads};
+use crate::optim::{all_reduce, AdamW, Grads, Reduction};
 use crate::pixels::HostPixels;
 
 /// The arithmetic of the towers' forward and backward passes (open_clip `--precision`).
@@ -109,6 +109,10 @@ pub struct StepReport {
 pub struct Stepper {
     /// The autodiff devices; `devices[0]` holds the trained model and the optimiser.
     devices: Vec<Device>,
+    /// The model and its AdamW on `devices[1..]`, made from the trained model and optimiser at
+    /// the first step and kept: every step applies the same reduced gradient to each of them.
+    replicas: Vec<(Clip, AdamW)>,
+    reduction: Reduction,
     precision: Precision,
     size: usize,
     accum_freq: usize,
@@ -136,12 +140,26 @@ impl Stepper {
         c[C_SCALE] = scale;
         Stepper {
             devices: devices.to_vec(),
+            replicas: Vec::new(),
+            reduction: Reduction::ViaMain,
             precision,
             size,
             accum_freq,
             counters: Tensor::from_data(TensorData::new(c, [NUM_COUNTERS]), (&main, DType::F32)),
             last: None,
         }
+    }
+
+    /// How the replicas' gradients are summed ([`Reduction::ViaMain`] unless set; the training
+    /// loop sets [`Reduction::for_device`]).
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The replicas on `devices[1..]` as they are now (tests: they must equal the trained model).
+    pub fn replicas(&self) -> impl Iterator<Item = &Clip> {
+        self.replicas.iter().map(|(m, _)| m)
     }
 
     /// Continues a resumed run: the current run of non-finite steps and the loss scaler's state.
@@ -156,14 +174,19 @@ impl Stepper {
 
     /// One optimisation step on a loaded batch (`pixels`: CHW rows, `u8` as the loader delivers
     /// them or normalised f32; `tokens` without their padding columns), queued on the devices
-    /// without a single readback: the replicas get the model (one copy per extra device), every
-    /// shard is launched before any result is gathered, each replica's gradient is accumulated
-    /// on its own device and reduced once onto `devices[0]`, and AdamW steps at `lr` there; then
-    /// the logit scale is clamped.
+    /// without a single readback: every shard is launched on its replica before any result is
+    /// gathered, each replica's gradient is accumulated on its own device, the gradients are
+    /// summed once (the step's one [`Reduction`]), and AdamW steps at `lr` on every device with
+    /// the same sum — the trained model on `devices[0]` with `optim`, each replica with its own
+    /// copy of it; then the logit scale is clamped.
     /// When the loss or the global gradient norm is NaN or infinite the update is skipped on
     /// the device (open_clip's AMP GradScaler skips such steps too), so one bad batch cannot
     /// poison the weights or the AdamW moments; with f16 loss scaling a skipped step also halves
     /// the scale.
+    ///
+    /// The replicas follow the model from step to step: `model` must be the model the previous
+    /// `step` of this stepper returned (a changed model, or a re-loaded optimiser, needs a new
+    /// `Stepper`). The first step makes them from `model` and `optim`.
     pub fn step(
         &mut self,
         model: Clip,
@@ -173,12 +196,16 @@ impl Stepper {
         lr: f64,
     ) -> Clip {
         let main_inner = self.devices[0].clone().inner();
-        let replicas: Vec<Clip> = self.devices[1..].iter().map(|d| model.clone().fork(d)).collect();
+        if self.replicas.len() + 1 != self.devices.len() {
+            self.replicas = self.devices[1..].iter().map(|d| (model.clone().fork(d), optim.fork(d))).collect();
+        }
+        let (replicas, replica_optims): (Vec<Clip>, Vec<AdamW>) =
+            std::mem::take(&mut self.replicas).into_iter().unzip();
         let models: Vec<&Clip> = std::iter::once(&model).chain(replicas.iter()).collect();
         let c = self.counters.clone();
         let scale = c.clone().narrow(0, C_SCALE, 1);
         let scaled = self.precision.scaled();
-        let (grads, loss) = gradients(
+        let (acc, loss) = gradients(
             &models,
             &self.devices,
             pixels.into(),
@@ -188,12 +215,27 @@ impl Stepper {
             self.precision,
             scaled.then_some(&scale),
         );
-        drop(replicas);
+        let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
+        let mut sums = all_reduce(acc, &inner, self.reduction).into_iter();
+        let grads = sums.next().expect("the main device's gradients");
         let sq = grads.norm_squared().map_or_else(|| Tensor::zeros([1], &main_inner), |t| t.inner());
         let loss_ok = loss.clone().is_finite();
         let grad_ok = sq.clone().is_finite();
         let ok = loss_ok.clone().bool_and(grad_ok);
         let unscale = scale.clone().recip();
+        // Every replica takes the step with the main device's norm and verdict (tiny copies), so
+        // a skipped or clipped step is skipped or clipped everywhere alike.
+        self.replicas = replicas
+            .into_iter()
+            .zip(replica_optims)
+            .zip(sums)
+            .zip(&inner[1..])
+            .map(|(((r, mut o), g), dev)| {
+                let here = |t: &Tensor<1>| t.clone().to_device(dev);
+                let r = o.step_on_device(r, g, lr, here(&sq), ok.clone().to_device(dev), here(&unscale));
+                (clamp_logit_scale(r), o)
+            })
+            .collect();
         let m = optim.step_on_device(model, grads, lr, sq.clone(), ok.clone(), unscale.clone());
         let m = clamp_logit_scale(m);
         // The counters, on the device.
@@ -315,13 +357,16 @@ pub fn batch_gradients(
     k: usize,
 ) -> (Grads, f64) {
     let refs: Vec<&Clip> = models.iter().collect();
-    let (g, loss) = gradients(&refs, devices, pixels.to_vec().into(), tokens, size, k, Precision::F32, None);
+    let (acc, loss) = gradients(&refs, devices, pixels.to_vec().into(), tokens, size, k, Precision::F32, None);
+    let inner: Vec<Device> = devices.iter().map(|d| d.clone().inner()).collect();
+    let g = all_reduce(acc, &inner, Reduction::ViaMain).into_iter().next().unwrap_or_default();
     (g, loss.into_scalar::<f32>() as f64)
 }
 
 /// [`batch_gradients`] with the loss as a `[1]` tensor on the main device (nothing read back),
 /// mixed precision and an optional loss scale (`[1]`, multiplies the loss before backward: the
-/// gradients come out scaled; the returned loss is not).
+/// gradients come out scaled; the returned loss is not), and each replica's gradients left on
+/// its device (`out[d]`: the sum over the micro-batches of `models[d]`'s gradients, unreduced).
 #[allow(clippy::too_many_arguments)]
 fn gradients(
     models: &[&Clip],
@@ -332,7 +377,7 @@ fn gradients(
     k: usize,
     precision: Precision,
     loss_scale: Option<&Tensor<1>>,
-) -> (Grads, Tensor<1>) {
+) -> (Vec<Grads>, Tensor<1>) {
     let n = tokens.rows;
     let main = &devices[0];
     let main_inner = main.clone().inner();
@@ -380,7 +425,7 @@ fn gradients(
         let (img, ids) = &uploaded[d];
         (d, img.clone().narrow(0, off, len), ids.clone().narrow(0, off, len))
     };
-    // Per-device gradient sums; reduced onto the main device once, at the end.
+    // Per-device gradient sums (reduced by the caller, once per step).
     let mut acc: Vec<Grads> = (0..nd).map(|_| Grads::default()).collect();
     let mut collect = |mut g: burn::tensor::Gradients| {
         for (d, m) in models.iter().enumerate() {
@@ -410,7 +455,7 @@ fn gradients(
         let loss = clip_loss(img, txt, models[0].logit_scale.val());
         let value = loss.clone().inner();
         collect(backward(loss));
-        return (reduce(acc, &main_inner), value);
+        return (acc, value);
     }
     // Pass 1: every micro-batch's features, without gradient (all launched, then gathered).
     let frozen: Vec<Clip> = models.iter().map(|m| compute_model(&m.valid(), precision)).collect();
@@ -456,17 +501,7 @@ fn gradients(
         value = Some(loss.clone().inner());
         collect(backward(loss));
     }
-    (reduce(acc, &main_inner), value.expect("k >= 1"))
-}
-
-/// The one reduction of a step: every replica's accumulated gradients onto the main device.
-fn reduce(acc: Vec<Grads>, main: &Device) -> Grads {
-    let mut it = acc.into_iter();
-    let mut total = it.next().unwrap_or_default();
-    for g in it {
-        total.add(g.to_device(main));
-    }
-    total
+    (acc, value.expect("k >= 1"))
 }
 
 /// `t` (without autodiff) on the autodiff device `like`, with its gradient-checkpointing strategy

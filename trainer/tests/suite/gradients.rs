@@ -123,6 +123,60 @@ fn replicas_with_uneven_shards_give_the_single_device_gradient() {
     }
 }
 
+/// Data-parallel replicas are kept between steps and updated in place: over 4 AdamW steps with
+/// 3 replicas (uneven shards, accumulation 2, gradient clipping on) every replica's weights stay
+/// bit-equal to the trained model's (each applies the same reduced gradient with its own copy of
+/// AdamW, forked from the trained model's optimiser after a first step on one device, as on
+/// resume), and the losses and gradient norms follow the single-device steps. A replica that
+/// missed an update, or an AdamW copy without the moments, would differ from the model.
+#[test]
+fn kept_replicas_follow_the_model_step_by_step() {
+    let n = 11;
+    let (model, device, pixels, tokens) = setup(n, 17);
+    let params = |m: &Clip| -> Vec<Vec<f32>> {
+        struct V(Vec<Vec<f32>>);
+        impl burn::module::ModuleVisitor for V {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                self.0.push(p.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = V(Vec::new());
+        m.visit(&mut v);
+        v.0
+    };
+    let run = |devices: &[Device]| -> Vec<(f64, f64)> {
+        let mut m = model.clone();
+        let cfg = OptimConfig { lr: 1e-3, warmup: 0, grad_clip_norm: Some(1.0), ..OptimConfig::default() };
+        let mut optim = AdamW::new(cfg);
+        // The first step on one device, as a resumed run's optimiser comes with moments and a
+        // step count: the replicas' AdamW copies must start from them.
+        let mut stepper = Stepper::new(std::slice::from_ref(&devices[0]), Precision::F32, SIZE, 2);
+        let mut out = Vec::new();
+        for step in 0..4 {
+            if step == 1 {
+                stepper = Stepper::new(devices, Precision::F32, SIZE, 2);
+            }
+            m = stepper.step(m.clone(), &mut optim, pixels.clone(), &tokens, 1e-3);
+            let r = stepper.read(&m).unwrap();
+            out.push((r.loss, r.grad_norm));
+            let want = params(&m);
+            assert_eq!(stepper.replicas().count(), if step == 0 { 0 } else { devices.len() - 1 });
+            for (d, replica) in stepper.replicas().enumerate() {
+                assert!(params(replica) == want, "replica {} differs from the model after step {step}", d + 1);
+            }
+        }
+        assert_ne!(params(&m), params(&model), "the steps moved the weights");
+        out
+    };
+    let one = run(std::slice::from_ref(&device));
+    let three = run(&[device.clone(), device.clone(), device.clone()]);
+    eprintln!("1 device {one:?}\n3 replicas {three:?}");
+    for (a, b) in one.iter().zip(&three) {
+        assert!((a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-4 * a.1, "{a:?} vs {b:?}");
+    }
+    assert!(one[3].0 < one[0].0, "the steps train: {one:?}");
+}
+
 /// Mixed precision on the tiny model: 100 steps with the towers in f16 (with the dynamic loss
 /// scaler: its first steps overflow at 2¹⁶ and are skipped, as torch's GradScaler does) and in
 /// bf16 follow the f32 loss curve. The curves are compared by AdamW steps taken (a skipped step
