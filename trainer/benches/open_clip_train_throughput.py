@@ -30,7 +30,18 @@ def main():
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model = open_clip.create_model(a.model, device=a.device)
+    name = a.model
+    if name.startswith("local-dir:"):
+        # Random init from a model folder's config (open_clip 2.x has no local-dir: schema, and
+        # no weights are wanted): register its model_cfg under a name.
+        import pathlib, tempfile
+        folder = pathlib.Path(name[len("local-dir:"):])
+        cfg = json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]
+        tmp = pathlib.Path(tempfile.mkdtemp())
+        name = "bench-" + folder.name
+        (tmp / f"{name}.json").write_text(json.dumps(cfg))
+        open_clip.add_model_config(tmp)
+    model = open_clip.create_model(name, device=a.device)
     model.train()
     size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     ctx = model.context_length
