@@ -20,7 +20,7 @@ fn setup(n: usize, seed: u64) -> (Clip, Device, Vec<f32>, TextIds) {
     setup_on(n, seed, Device::flex().autodiff())
 }
 
-fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Vec<f32>, TextIds) {
+pub(crate) fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Vec<f32>, TextIds) {
     let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(SIZE as u32).to_string()).unwrap();
     let cfg = &file_cfg.model;
     let model = {
@@ -133,17 +133,6 @@ fn replicas_with_uneven_shards_give_the_single_device_gradient() {
 fn kept_replicas_follow_the_model_step_by_step() {
     let n = 11;
     let (model, device, pixels, tokens) = setup(n, 17);
-    let params = |m: &Clip| -> Vec<Vec<f32>> {
-        struct V(Vec<Vec<f32>>);
-        impl burn::module::ModuleVisitor for V {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-                self.0.push(p.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
-            }
-        }
-        let mut v = V(Vec::new());
-        m.visit(&mut v);
-        v.0
-    };
     let run = |devices: &[Device]| -> Vec<(f64, f64)> {
         let mut m = model.clone();
         let cfg = OptimConfig { lr: 1e-3, warmup: 0, grad_clip_norm: Some(1.0), ..OptimConfig::default() };
@@ -175,6 +164,19 @@ fn kept_replicas_follow_the_model_step_by_step() {
         assert!((a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-4 * a.1, "{a:?} vs {b:?}");
     }
     assert!(one[3].0 < one[0].0, "the steps train: {one:?}");
+}
+
+/// Every float parameter of `m`, in module order, as f32 values.
+pub(crate) fn params(m: &Clip) -> Vec<Vec<f32>> {
+    struct V(Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for V {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0.push(p.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut v = V(Vec::new());
+    m.visit(&mut v);
+    v.0
 }
 
 /// Mixed precision on the tiny model: 100 steps with the towers in f16 (with the dynamic loss

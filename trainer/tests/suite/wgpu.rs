@@ -91,3 +91,44 @@ fn u8_pixels_normalise_on_wgpu() {
         assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "value {i}: {g} vs {w}");
     }
 }
+
+/// The kept replicas on wgpu (the lavapipe device twice, as the CPU tests repeat flex), with f16
+/// amp: every replica takes the same update as the model — the reduced gradient, the norm, the
+/// non-finite verdict and the loss scale copied to its device — and stays bit-equal to it over 6
+/// steps: the loss scaler's first skipped steps (2¹⁶ overflows the tiny model's f16 gradients)
+/// and the updates after them; the losses follow one device's.
+#[test]
+fn kept_replicas_follow_the_model_on_wgpu_with_amp() {
+    use crate::gradients::{params, setup_on};
+    use burn::tensor::FloatDType;
+    use dermlip_trainer::optim::{AdamW, OptimConfig};
+    use dermlip_trainer::step::{Precision, Stepper};
+    let (model, device, pixels, tokens) = setup_on(6, 23, wgpu().autodiff());
+    let size = 32;
+    let run = |devices: &[Device]| -> (Vec<f64>, u64) {
+        let mut m = model.clone();
+        let mut optim = AdamW::new(OptimConfig { lr: 1e-3, warmup: 0, ..OptimConfig::default() });
+        let mut stepper = Stepper::new(devices, Precision::Amp(FloatDType::F16), size, 2);
+        let mut losses = Vec::new();
+        let mut skips = 0;
+        for step in 0..6 {
+            m = stepper.step(m.clone(), &mut optim, pixels.clone(), &tokens, 1e-3);
+            let r = stepper.read(&m).unwrap();
+            losses.push(r.loss);
+            skips = r.scaler_skips;
+            let want = params(&m);
+            for replica in stepper.replicas() {
+                assert!(params(replica) == want, "the replica differs from the model after step {step}");
+            }
+        }
+        (losses, skips)
+    };
+    let (one, skips_one) = run(std::slice::from_ref(&device));
+    let (two, skips_two) = run(&[device.clone(), device.clone()]);
+    eprintln!("1 device {one:?} ({skips_one} scaler skips)\n2 replicas {two:?} ({skips_two} scaler skips)");
+    assert_eq!(skips_one, skips_two, "the loss scaler skips the same steps");
+    assert!(skips_one < 5 && one[5] < one[0], "updates after the skips train: {one:?}");
+    for (a, b) in one.iter().zip(&two) {
+        assert!((a - b).abs() < 1e-3 * a.abs().max(1.0), "{one:?} vs {two:?}");
+    }
+}
