@@ -9,7 +9,8 @@
 # Environment: BATCH (256), ACCUM (4), STEPS (3), WARMUP (1), LIMIT (200 s per configuration),
 # TORCH_DEVICE (cuda), PYTHON (python3, with torch), OUT (the folder for table.md and the logs;
 # default .gpu/out), MODEL (an open_clip model folder instead of ViT-B/16, e.g.
-# tests/fixtures/models/tiny-quickgelu to try the script on a CPU machine).
+# tests/fixtures/models/tiny-quickgelu to try the script on a CPU machine), CHECKPOINTING=1 (adds
+# dermlip amp with --grad-checkpointing: GPU memory per sample with and without; up to LIMIT more).
 # Memory: peak GPU memory in use (nvidia-smi, sampled every 200 ms, minus the idle reading) per
 # sample of the batch; one configuration per process. Not a test.
 set -uo pipefail
@@ -64,6 +65,9 @@ fi
 measure open_clip-amp "$py" "${torch_args[@]}" --precision amp
 measure dermlip-amp "$bin" "${dermlip_args[@]}" --precision amp
 measure dermlip-f32 "$bin" "${dermlip_args[@]}" --precision f32
+if [ "${CHECKPOINTING:-0}" = 1 ]; then
+  measure dermlip-amp-checkpointing "$bin" "${dermlip_args[@]}" --precision amp --grad-checkpointing
+fi
 measure open_clip-fp32 "$py" "${torch_args[@]}" --precision fp32
 
 python3 - "$out" "$gpu" "$batch" <<'PY' | tee "$out/table.md"
@@ -79,7 +83,8 @@ base, _ = load("open_clip-amp")
 print(f"GPU: {gpu}\n")
 print("| framework | device | precision | batch | accum | ms/step | samples/s | GPU MiB/sample | ratio to open_clip amp |")
 print("|---|---|---|---|---|---|---|---|---|")
-for name in ["dermlip-amp", "dermlip-f32", "open_clip-amp", "open_clip-fp32"]:
+names = ["dermlip-amp", "dermlip-amp-checkpointing", "dermlip-f32", "open_clip-amp", "open_clip-fp32"]
+for name in [n for n in names if (out / f"{n}.stdout").exists()]:
     r, mem = load(name)
     if r is None:
         err = (out / f"{name}.stderr").read_text(errors="replace").strip().splitlines()
@@ -87,6 +92,7 @@ for name in ["dermlip-amp", "dermlip-f32", "open_clip-amp", "open_clip-fp32"]:
         continue
     ratio = f"{r['samples_per_s'] / base['samples_per_s']:.2f}×" if base else "–"
     per = "–" if mem is None else f"{mem / r['batch']:.1f}"
-    print(f"| {r['framework']} | {r['device']} | {r.get('precision', '')} | {r['batch']} | {r['accum_freq']} "
+    prec = r.get("precision", "") + (" + checkpointing" if r.get("grad_checkpointing") else "")
+    print(f"| {r['framework']} | {r['device']} | {prec} | {r['batch']} | {r['accum_freq']} "
           f"| {r['step_ms']:.0f} | {r['samples_per_s']:.1f} | {per} | {ratio} |")
 PY
