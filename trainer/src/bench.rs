@@ -12,7 +12,7 @@ use dermlip::input::tokenizer::TextIds;
 use dermlip::Clip;
 use serde::Serialize;
 
-use crate::optim::{AdamW, OptimConfig, Reduction};
+use crate::optim::{AdamW, OptimConfig};
 use crate::pixels::HostPixels;
 use crate::rng::Rng;
 use crate::step::{materialize, Precision, Stepper};
@@ -80,8 +80,7 @@ pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, 
     let top = (cfg.text.vocab_size as u64 - 1).min(49_000);
     let ids: Vec<i32> = (0..o.batch * ctx).map(|_| 1 + (rng.next_u64() % (top - 1)) as i32).collect();
     let tokens = TextIds { ids, rows: o.batch, len: ctx };
-    let mut stepper =
-        Stepper::new(&devices, precision, size, o.accum_freq).with_reduction(Reduction::for_device(&o.device));
+    let mut stepper = Stepper::new(&devices, precision, size, o.accum_freq).for_backend(&o.device);
     let mut timed = 0.0;
     let mut loss = f64::NAN;
     for i in 0..o.warmup + o.steps {

@@ -115,7 +115,7 @@ pub fn evaluate(
         if batch.len == 0 {
             continue;
         }
-        let img = batch.take_pixels(&cfg.preprocess).upload(batch.len, size, &device);
+        let img = batch.take_pixels(&cfg.preprocess).upload(batch.len, size, &device, false);
         let tok = TextIds::trimmed(&batch.tokens, batch.len, pad).tensor(&device);
         imgs.push(l2_normalize(model.encode_image(img)));
         txts.push(l2_normalize(model.encode_text(tok)));

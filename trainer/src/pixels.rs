@@ -40,16 +40,25 @@ impl HostPixels {
     }
 
     /// The `rows × 3 × size × size` f32 image tensor on `device`: one upload; `u8` values are
-    /// unpacked and normalised on the device.
-    pub fn upload(self, rows: usize, size: usize, device: &Device) -> Tensor<4> {
+    /// unpacked and normalised on the device. `pinned`: the host buffer is first copied into
+    /// page-locked memory (Burn's `Device::staging`; CUDA has it), so the upload is an
+    /// asynchronous DMA that does not hold the device's thread; elsewhere Burn leaves the buffer
+    /// as it is.
+    pub fn upload(self, rows: usize, size: usize, device: &Device, pinned: bool) -> Tensor<4> {
         let shape = [rows, 3, size, size];
+        let staged = |mut data: TensorData| {
+            if pinned {
+                device.staging(std::iter::once(&mut data));
+            }
+            data
+        };
         match self {
-            HostPixels::F32(v) => Tensor::from_data(TensorData::new(v, shape), (device, DType::F32)),
+            HostPixels::F32(v) => Tensor::from_data(staged(TensorData::new(v, shape)), (device, DType::F32)),
             HostPixels::U8 { data, mean, std } => {
                 let n = data.len();
                 let words = pack_u8(&data);
                 let w = words.len();
-                let packed = Tensor::<1, Int>::from_data(TensorData::new(words, [w]), device);
+                let packed = Tensor::<1, Int>::from_data(staged(TensorData::new(words, [w])), device);
                 // Byte k of each word: (w >> 8k) & 255 (the arithmetic shift of a negative word
                 // is masked off). Stacked last, so the bytes come out in memory order.
                 let bytes: Vec<Tensor<2, Int>> = (0..4)
@@ -97,9 +106,12 @@ mod tests {
             .map(|(i, &v)| (v as f32 / 255.0 - mean[(i / plane) % 3]) / std[(i / plane) % 3])
             .collect();
         let device = Device::flex();
-        let got = HostPixels::U8 { data, mean, std }.upload(rows, size, &device);
-        assert_eq!(got.dims(), [rows, 3, size, size]);
-        assert_eq!(got.into_data().try_to_vec::<f32>().unwrap(), want);
+        // `pinned` asks Burn for page-locked memory, which the CPU backend does not need.
+        for pinned in [false, true] {
+            let got = HostPixels::U8 { data: data.clone(), mean, std }.upload(rows, size, &device, pinned);
+            assert_eq!(got.dims(), [rows, 3, size, size]);
+            assert_eq!(got.into_data().try_to_vec::<f32>().unwrap(), want, "pinned {pinned}");
+        }
     }
 
     #[test]

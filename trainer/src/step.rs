@@ -113,6 +113,8 @@ pub struct Stepper {
     /// the first step and kept: every step applies the same reduced gradient to each of them.
     replicas: Vec<(Clip, AdamW)>,
     reduction: Reduction,
+    /// Batches go through page-locked host memory on their way to the devices.
+    pinned: bool,
     precision: Precision,
     size: usize,
     accum_freq: usize,
@@ -142,6 +144,7 @@ impl Stepper {
             devices: devices.to_vec(),
             replicas: Vec::new(),
             reduction: Reduction::ViaMain,
+            pinned: false,
             precision,
             size,
             accum_freq,
@@ -150,10 +153,15 @@ impl Stepper {
         }
     }
 
-    /// How the replicas' gradients are summed ([`Reduction::ViaMain`] unless set; the training
-    /// loop sets [`Reduction::for_device`]).
-    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction;
+    /// The choices that depend on the backend `--device name` (the training loop and `--bench`
+    /// make them; a new stepper sums through device 0 from pageable memory):
+    /// - the gradient reduction, [`Reduction::for_device`];
+    /// - page-locked batch uploads on CUDA (Burn's `Device::staging`). wgpu has no such memory
+    ///   (Burn's call returns unchanged after a round trip to the device's thread, so it is not
+    ///   made) and flex needs none.
+    pub fn for_backend(mut self, name: &str) -> Self {
+        self.reduction = Reduction::for_device(name);
+        self.pinned = name == "cuda";
         self
     }
 
@@ -214,6 +222,7 @@ impl Stepper {
             self.accum_freq,
             self.precision,
             scaled.then_some(&scale),
+            self.pinned,
         );
         let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
         let mut sums = all_reduce(acc, &inner, self.reduction).into_iter();
@@ -357,7 +366,7 @@ pub fn batch_gradients(
     k: usize,
 ) -> (Grads, f64) {
     let refs: Vec<&Clip> = models.iter().collect();
-    let (acc, loss) = gradients(&refs, devices, pixels.to_vec().into(), tokens, size, k, Precision::F32, None);
+    let (acc, loss) = gradients(&refs, devices, pixels.to_vec().into(), tokens, size, k, Precision::F32, None, false);
     let inner: Vec<Device> = devices.iter().map(|d| d.clone().inner()).collect();
     let g = all_reduce(acc, &inner, Reduction::ViaMain).into_iter().next().unwrap_or_default();
     (g, loss.into_scalar::<f32>() as f64)
@@ -377,6 +386,7 @@ fn gradients(
     k: usize,
     precision: Precision,
     loss_scale: Option<&Tensor<1>>,
+    pinned: bool,
 ) -> (Vec<Grads>, Tensor<1>) {
     let n = tokens.rows;
     let main = &devices[0];
@@ -410,7 +420,7 @@ fn gradients(
     let upload = |d: usize, data: HostPixels, rows: &[(usize, usize)]| -> (Tensor<4>, Tensor<2, Int>) {
         let dev = devices[d].clone().inner();
         let total: usize = rows.iter().map(|(a, b)| b - a).sum();
-        let img = data.upload(total, size, &dev);
+        let img = data.upload(total, size, &dev, pinned);
         let ids: Vec<i32> =
             rows.iter().flat_map(|&(a, b)| tokens.ids[a * tokens.len..b * tokens.len].iter().copied()).collect();
         (img, Tensor::<2, Int>::from_data(TensorData::new(ids, [total, tokens.len]), &dev))

@@ -23,7 +23,7 @@ use crate::config::TrainConfig;
 use crate::data::{CsvSpec, Dataset};
 use crate::evaluate::{evaluate, EvalReport};
 use crate::loader::{num_batches, EpochLoader, LoaderConfig, ReaderPool, Transform};
-use crate::optim::{cosine_lr, AdamW, Reduction};
+use crate::optim::{cosine_lr, AdamW};
 use crate::step::{materialize, Precision, StepReport, Stepper};
 use crate::tensorboard::EventWriter;
 
@@ -598,8 +598,7 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
             if cfg.grad_checkpointing { ", activation checkpointing" } else { "" }
         ),
     );
-    let mut stepper =
-        Stepper::new(&devices, precision, size, cfg.accum_freq).with_reduction(Reduction::for_device(&cfg.device));
+    let mut stepper = Stepper::new(&devices, precision, size, cfg.accum_freq).for_backend(&cfg.device);
     stepper.resume(state.nonfinite_in_a_row as u64, state.loss_scale, state.scaler_good_steps);
     // The device's counters start at 0: what was counted before this process is in `state`.
     let mut counted = (0u64, 0u64);
