@@ -7,8 +7,8 @@
 #   bash trainer/benches/gpu/run.sh
 #
 # Environment: BATCH (256), ACCUM (4), STEPS (3), WARMUP (1), LIMIT (200 s per configuration),
-# TORCH_DEVICE (cuda), PYTHON (python3, with torch), OUT (the folder for table.md and the logs;
-# default .gpu/out), MODEL (an open_clip model folder instead of ViT-B/16, e.g.
+# TORCH_DEVICE (cuda), PYTHON (python3, with torch), OUT (where table.md and logs.tgz go, two
+# files: the device tool brings back at most 8; default .gpu/out), MODEL (an open_clip model folder instead of ViT-B/16, e.g.
 # tests/fixtures/models/tiny-quickgelu to try the script on a CPU machine), CHECKPOINTING=1 (adds
 # dermlip amp with --grad-checkpointing: GPU memory per sample with and without; up to LIMIT more).
 # Memory: peak GPU memory in use (nvidia-smi, sampled every 200 ms, minus the idle reading) per
@@ -16,6 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-.gpu/out}; mkdir -p "$out"
+logs=$(mktemp -d /tmp/dermlip-gpu-bench.XXXXXX)
 batch=${BATCH:-256}; accum=${ACCUM:-4}; steps=${STEPS:-3}; warmup=${WARMUP:-1}; limit=${LIMIT:-200}
 torch_dev=${TORCH_DEVICE:-cuda}; py=${PYTHON:-python3}
 [ -f .gpu/trainer.gz ] || { echo "no .gpu/trainer.gz: run trainer/benches/gpu/prepare.sh first and carry .gpu" >&2; exit 1; }
@@ -37,20 +38,21 @@ gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; }
 
 # measure NAME CMD...: runs CMD under LIMIT, keeps its last stdout line (one JSON object) and its
-# peak GPU memory above the idle reading (MiB) in $out/NAME.json / NAME.mem.
+# peak GPU memory above the idle reading (MiB) in $logs/NAME.json / NAME.mem.
 measure() {
   local name=$1; shift
   local idle; idle=$(used); idle=${idle:-0}
-  (while sleep 0.2; do used; done) >"$out/$name.samples" 2>/dev/null &
+  (while sleep 0.2; do used; done) >"$logs/$name.samples" 2>/dev/null &
   local sampler=$!
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$out/$name.stdout" 2>"$out/$name.stderr"
+  timeout "$limit" "$@" >"$logs/$name.stdout" 2>"$logs/$name.stderr"
   local rc=$?
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
-  local peak; peak=$(sort -n "$out/$name.samples" | tail -1); peak=${peak:-$idle}
-  echo $((peak - idle)) >"$out/$name.mem"
-  tail -1 "$out/$name.stdout" >"$out/$name.json"
-  echo "$name: exit $rc after $((SECONDS - t0)) s" | tee -a "$out/runs.txt"
+  local peak; peak=$(sort -n "$logs/$name.samples" | tail -1); peak=${peak:-$idle}
+  echo $((peak - idle)) >"$logs/$name.mem"
+  echo "$rc" >"$logs/$name.rc"
+  tail -1 "$logs/$name.stdout" >"$logs/$name.json"
+  echo "$name: exit $rc after $((SECONDS - t0)) s" | tee -a "$logs/runs.txt"
 }
 
 torch_args=(trainer/benches/open_clip_train_throughput.py --batch "$batch" --steps "$steps" --warmup "$warmup"
@@ -61,7 +63,7 @@ if [ -n "${MODEL:-}" ]; then
   torch_args+=(--model "local-dir:$MODEL")
   dermlip_args+=(--model-config "$MODEL/open_clip_config.json")
 fi
-: >"$out/runs.txt"
+: >"$logs/runs.txt"
 measure open_clip-amp "$py" "${torch_args[@]}" --precision amp
 measure dermlip-amp "$bin" "${dermlip_args[@]}" --precision amp
 measure dermlip-f32 "$bin" "${dermlip_args[@]}" --precision f32
@@ -70,7 +72,7 @@ if [ "${CHECKPOINTING:-0}" = 1 ]; then
 fi
 measure open_clip-fp32 "$py" "${torch_args[@]}" --precision fp32
 
-python3 - "$out" "$gpu" "$batch" <<'PY' | tee "$out/table.md"
+python3 - "$logs" "$gpu" "$batch" <<'PY' | tee "$logs/table.md"
 import json, sys, pathlib
 out, gpu, batch = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 def load(name):
@@ -88,7 +90,9 @@ for name in [n for n in names if (out / f"{n}.stdout").exists()]:
     r, mem = load(name)
     if r is None:
         err = (out / f"{name}.stderr").read_text(errors="replace").strip().splitlines()
-        print(f"| {name} | | | | | failed or timed out: {(err[-1] if err else '')[:120]} | | | |")
+        rc = (out / f"{name}.rc").read_text().strip()
+        why = "timed out (LIMIT)" if rc == "124" else f"failed (exit {rc}): {(err[-1] if err else '')[:120]}"
+        print(f"| {name} | | | | | {why} | | | |")
         continue
     ratio = f"{r['samples_per_s'] / base['samples_per_s']:.2f}×" if base else "–"
     per = "–" if mem is None else f"{mem / r['batch']:.1f}"
@@ -96,3 +100,5 @@ for name in [n for n in names if (out / f"{n}.stdout").exists()]:
     print(f"| {r['framework']} | {r['device']} | {prec} | {r['batch']} | {r['accum_freq']} "
           f"| {r['step_ms']:.0f} | {r['samples_per_s']:.1f} | {per} | {ratio} |")
 PY
+cp "$logs/table.md" "$out/table.md"
+tar czf "$out/logs.tgz" -C "$logs" .
