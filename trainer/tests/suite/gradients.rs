@@ -13,7 +13,7 @@ use dermlip_trainer::step::{batch_gradients, materialize, Precision, Stepper};
 use dermlip_trainer::synth::tiny_config_json;
 use dermlip_trainer::train::text_tokenizer;
 
-const SIZE: usize = 32;
+pub(crate) const SIZE: usize = 32;
 
 /// The tiny CLIP (seeded) and `n` captioned images: distinct captions and pixel patterns.
 fn setup(n: usize, seed: u64) -> (Clip, Device, Vec<f32>, TextIds) {

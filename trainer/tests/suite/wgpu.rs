@@ -102,16 +102,15 @@ fn u8_pixels_normalise_on_wgpu() {
 /// and the updates after them; the losses follow one device's.
 #[test]
 fn kept_replicas_follow_the_model_on_wgpu_with_amp() {
-    use crate::gradients::{params, setup_on};
+    use crate::gradients::{params, setup_on, SIZE};
     use burn::tensor::FloatDType;
     use dermlip_trainer::optim::{AdamW, OptimConfig};
     use dermlip_trainer::step::{Precision, Stepper};
     let (model, device, pixels, tokens) = setup_on(6, 23, wgpu().autodiff());
-    let size = 32;
     let run = |devices: &[Device]| -> (Vec<f64>, u64) {
         let mut m = model.clone();
         let mut optim = AdamW::new(OptimConfig { lr: 1e-3, warmup: 0, ..OptimConfig::default() });
-        let mut stepper = Stepper::new(devices, Precision::Amp(FloatDType::F16), size, 2);
+        let mut stepper = Stepper::new(devices, Precision::Amp(FloatDType::F16), SIZE, 2);
         let mut losses = Vec::new();
         let mut skips = 0;
         for step in 0..6 {
