@@ -151,11 +151,6 @@ impl Grads {
         Grads { map: v.out }
     }
 
-    /// Moves every gradient to `device`.
-    pub fn to_device(self, device: &Device) -> Self {
-        Grads { map: self.map.into_iter().map(|(id, (i, g))| (id, (i, g.to_device(device)))).collect() }
-    }
-
     /// Gradient accumulation: `self += other`.
     pub fn add(&mut self, other: Grads) {
         for (id, (i, g)) in other.map {

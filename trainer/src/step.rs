@@ -203,7 +203,6 @@ impl Stepper {
         tokens: &TextIds,
         lr: f64,
     ) -> Clip {
-        let main_inner = self.devices[0].clone().inner();
         if self.replicas.len() + 1 != self.devices.len() {
             self.replicas = self.devices[1..].iter().map(|d| (model.clone().fork(d), optim.fork(d))).collect();
         }
@@ -227,7 +226,7 @@ impl Stepper {
         let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
         let mut sums = all_reduce(acc, &inner, self.reduction).into_iter();
         let grads = sums.next().expect("the main device's gradients");
-        let sq = grads.norm_squared().map_or_else(|| Tensor::zeros([1], &main_inner), |t| t.inner());
+        let sq = grads.norm_squared().map_or_else(|| Tensor::zeros([1], &inner[0]), |t| t.inner());
         let loss_ok = loss.clone().is_finite();
         let grad_ok = sq.clone().is_finite();
         let ok = loss_ok.clone().bool_and(grad_ok);
