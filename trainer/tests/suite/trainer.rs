@@ -423,6 +423,33 @@ fn example_configs_parse() {
     }
 }
 
+/// The two Derm1M configs say what the Derm1M scripts say (shared/docs/dermlip-reference.md §3:
+/// script/pretrain/ViT-B-16.sh and PanDerm-base-w-PubMed-256.sh, open_clip's defaults for the
+/// flags they leave out): lr 1e-4, warmup 1000, wd 0.1, 30 epochs, seed 0, 32 workers, AdamW
+/// betas/eps by model name, no clipping, the augmentation, `--precision amp` (open_clip's
+/// default) and `--grad-checkpointing`.
+#[test]
+fn derm1m_configs_follow_the_scripts() {
+    for (name, betas) in [
+        ("derm1m-vit-b-16.toml", (0.9, 0.98, 1e-6)),
+        ("derm1m-panderm-base-w-pubmed-256.toml", (0.9, 0.999, 1e-8)),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
+        let cfg = TrainConfig::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let o = &cfg.optim;
+        assert_eq!((o.lr, o.warmup, o.weight_decay, o.grad_clip_norm), (1e-4, 1000, 0.1, None), "{name}");
+        assert_eq!((o.beta1, o.beta2, o.eps), betas, "{name}");
+        assert_eq!((cfg.epochs, cfg.seed, cfg.data.workers), (30, 0, 32), "{name}");
+        assert_eq!((cfg.data.caption_key.as_str(), cfg.data.image_key.as_str()), ("truncated_caption", "filename"));
+        let a = &cfg.augment;
+        assert_eq!((a.scale, a.color_jitter), ((0.4, 1.0), (0.32, 0.32, 0.32, 0.08)), "{name}");
+        assert_eq!((a.color_jitter_prob, a.gray_scale_prob), (0.8, 0.2), "{name}");
+        assert_eq!(cfg.precision, "amp", "{name}: open_clip's default --precision");
+        assert!(cfg.grad_checkpointing, "{name}: the script passes --grad-checkpointing");
+        assert_eq!((cfg.checkpoint_every, cfg.eval_every), (0, 0), "{name}: --save-frequency 1, --zeroshot-frequency 1");
+    }
+}
+
 fn panderm_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-panderm")
 }
