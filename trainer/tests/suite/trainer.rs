@@ -430,10 +430,9 @@ fn example_configs_parse() {
 /// default) and `--grad-checkpointing`.
 #[test]
 fn derm1m_configs_follow_the_scripts() {
-    for (name, betas) in [
-        ("derm1m-vit-b-16.toml", (0.9, 0.98, 1e-6)),
-        ("derm1m-panderm-base-w-pubmed-256.toml", (0.9, 0.999, 1e-8)),
-    ] {
+    for (name, betas) in
+        [("derm1m-vit-b-16.toml", (0.9, 0.98, 1e-6)), ("derm1m-panderm-base-w-pubmed-256.toml", (0.9, 0.999, 1e-8))]
+    {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
         let cfg = TrainConfig::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let o = &cfg.optim;
@@ -446,7 +445,11 @@ fn derm1m_configs_follow_the_scripts() {
         assert_eq!((a.color_jitter_prob, a.gray_scale_prob), (0.8, 0.2), "{name}");
         assert_eq!(cfg.precision, "amp", "{name}: open_clip's default --precision");
         assert!(cfg.grad_checkpointing, "{name}: the script passes --grad-checkpointing");
-        assert_eq!((cfg.checkpoint_every, cfg.eval_every), (0, 0), "{name}: --save-frequency 1, --zeroshot-frequency 1");
+        assert_eq!(
+            (cfg.checkpoint_every, cfg.eval_every),
+            (0, 0),
+            "{name}: --save-frequency 1, --zeroshot-frequency 1"
+        );
     }
 }
 
