@@ -100,3 +100,76 @@ pub fn wgpu_device() -> burn::tensor::Device {
         })
         .clone()
 }
+
+/// How far a committed file's model outputs may sit from a fresh run's. The same code gives
+/// different last bits on different CPUs (the CPU backend's matmul picks its SIMD kernel at run
+/// time, which changes the summation order): 2e-7 measured between two x86 machines, on embeddings
+/// of unit length. A real change to the model or its inputs moves them by far more.
+pub const FLOAT_NOISE: f64 = 1e-5;
+
+/// `Ok` when two JSON documents are equal, floats within [`FLOAT_NOISE`] (integers, strings and
+/// the document's shape exactly); the error names the first difference by its path.
+pub fn json_close(ours: &serde_json::Value, theirs: &serde_json::Value, path: &str) -> Result<(), String> {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            if (a - b).abs() <= FLOAT_NOISE {
+                Ok(())
+            } else {
+                Err(format!("{path}: {a} against {b}"))
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if a.len() != b.len() {
+                return Err(format!("{path}: {} values against {}", a.len(), b.len()));
+            }
+            a.iter().zip(b).enumerate().try_for_each(|(i, (a, b))| json_close(a, b, &format!("{path}[{i}]")))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+            if keys(a) != keys(b) {
+                return Err(format!("{path}: keys {:?} against {:?}", keys(a), keys(b)));
+            }
+            a.iter().try_for_each(|(k, v)| json_close(v, &b[k], &format!("{path}.{k}")))
+        }
+        (a, b) if a == b => Ok(()),
+        (a, b) => Err(format!("{path}: {a} against {b}")),
+    }
+}
+
+/// `Ok` when two little-endian f32 arrays have the same length and agree within [`FLOAT_NOISE`].
+pub fn f32_bytes_close(ours: &[u8], theirs: &[u8], what: &str) -> Result<(), String> {
+    if ours.len() != theirs.len() || ours.len() % 4 != 0 {
+        return Err(format!("{what}: {} bytes against {}", ours.len(), theirs.len()));
+    }
+    let f = |c: &[u8]| f32::from_le_bytes(c[..4].try_into().unwrap()) as f64;
+    match ours.chunks_exact(4).zip(theirs.chunks_exact(4)).position(|(a, b)| !((f(a) - f(b)).abs() <= FLOAT_NOISE)) {
+        None => Ok(()),
+        Some(i) => Err(format!("{what}: value {i} is {} against {}", f(&ours[4 * i..]), f(&theirs[4 * i..]))),
+    }
+}
+
+/// `Ok` when two safetensors files hold the same tensors (names, dtypes, shapes, metadata, layout)
+/// and their f32 values agree within [`FLOAT_NOISE`]; other dtypes must be byte-equal.
+pub fn safetensors_close(ours: &[u8], theirs: &[u8]) -> Result<(), String> {
+    fn split(b: &[u8]) -> Result<(serde_json::Value, &[u8]), String> {
+        let n = b.get(..8).map(|h| u64::from_le_bytes(h.try_into().unwrap()) as usize).ok_or("no header length")?;
+        let header = b.get(8..8 + n).ok_or("truncated header")?;
+        Ok((serde_json::from_slice(header).map_err(|e| e.to_string())?, &b[8 + n..]))
+    }
+    let ((h1, d1), (h2, d2)) = (split(ours)?, split(theirs)?);
+    if h1 != h2 {
+        return Err(format!("the headers differ: {h1} against {h2}"));
+    }
+    for (name, t) in h1.as_object().unwrap().iter().filter(|(k, _)| *k != "__metadata__") {
+        let at = |i: usize| t["data_offsets"][i].as_u64().unwrap() as usize;
+        let (a, b) = (&d1[at(0)..at(1)], &d2[at(0)..at(1)]);
+        if t["dtype"] == "F32" {
+            f32_bytes_close(a, b, name)?;
+        } else if a != b {
+            return Err(format!("{name} ({}) differs", t["dtype"]));
+        }
+    }
+    Ok(())
+}
