@@ -16,12 +16,14 @@ use crate::optim::{AdamW, OptimConfig};
 use crate::pixels::HostPixels;
 use crate::rng::Rng;
 use crate::step::{materialize, Precision, Stepper};
-use crate::train::{autodiff_devices, pick_devices};
+use crate::train::{autodiff_devices, describe_device, pick_devices};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
     pub framework: String,
     pub device: String,
+    /// The adapter and shader compiler ([`describe_device`]).
+    pub adapter: String,
     pub devices: usize,
     pub precision: String,
     pub grad_checkpointing: bool,
@@ -97,6 +99,7 @@ pub fn run(file_cfg: &ModelFileConfig, o: &BenchOptions) -> Result<BenchResult, 
     Ok(BenchResult {
         framework: "dermlip (Burn 0.22.1)".into(),
         device: o.device.clone(),
+        adapter: describe_device(&o.device, &base[0]),
         devices: devices.len(),
         precision: precision.label().into(),
         grad_checkpointing: o.grad_checkpointing,

@@ -123,6 +123,28 @@ pub fn load_dataset(
     Ok(Some(ds))
 }
 
+/// What a run trains on, for its log and `--bench`: for wgpu the adapter wgpu picked (one without
+/// a card, such as lavapipe, is named as the CPU emulation it is); for flex, the CPU.
+pub fn describe_device(name: &str, device: &Device) -> String {
+    match name {
+        "flex" | "cpu" => "flex (the CPU)".into(),
+        "wgpu" => {
+            let who = device.identity();
+            let adapter = who.as_ref().map_or_else(|| "an unnamed adapter".to_string(), |i| i.name.clone());
+            let soft = if who.is_some_and(|i| i.physical.is_none()) {
+                " (no GPU: a software adapter emulated on the CPU, far slower than --device flex)"
+            } else {
+                ""
+            };
+            format!("wgpu on {adapter}{soft}")
+        }
+        other => match device.identity() {
+            Some(i) => format!("{other} on {}", i.name),
+            None => other.to_string(),
+        },
+    }
+}
+
 /// The devices of a run: `num_devices` of the kind `name` (flex repeats the CPU device, which
 /// only makes sense to test the data-parallel code path).
 pub fn pick_devices(name: &str, num: usize) -> Result<Vec<Device>> {
@@ -580,6 +602,7 @@ pub fn train_with(cfg: &TrainConfig, resume: Option<&Path>, opts: &RunOptions) -
             ),
         );
     }
+    log(quiet, format!("device: {}", describe_device(&cfg.device, &all_devices[0])));
     if devices.len() > 1 {
         log(quiet, format!("data parallel over {} devices, negatives gathered over the global batch", devices.len()));
     }

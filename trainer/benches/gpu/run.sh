@@ -99,6 +99,11 @@ for name in [n for n in names if (out / f"{n}.stdout").exists()]:
     prec = r.get("precision", "") + (" + checkpointing" if r.get("grad_checkpointing") else "")
     print(f"| {r['framework']} | {r['device']} | {prec} | {r['batch']} | {r['accum_freq']} "
           f"| {r['step_ms']:.0f} | {r['samples_per_s']:.1f} | {per} | {ratio} |")
+for name in ["dermlip-amp", "dermlip-f32"]:
+    r, _ = load(name)
+    if r is not None and r.get("adapter"):
+        print(f"\ndermlip's device: {r['adapter']}")
+        break
 PY
 cp "$logs/table.md" "$out/table.md"
 tar czf "$out/logs.tgz" -C "$logs" .

@@ -11,6 +11,20 @@ fn wgpu() -> Device {
     dermlip_trainer::train::pick_device("wgpu").expect("install mesa-vulkan-drivers (scripts/setup.sh does)")
 }
 
+/// The run's log and `--bench` name the adapter; a CPU emulation (lavapipe in CI) is called one,
+/// so a slow run on a machine whose GPU was not found says why.
+#[test]
+fn the_device_line_names_the_adapter() {
+    use dermlip_trainer::train::describe_device;
+    let device = wgpu();
+    let name = device.identity().expect("wgpu names its adapter").name;
+    let line = describe_device("wgpu", &device);
+    assert!(line.starts_with(&format!("wgpu on {name}")), "{line}");
+    let emulated = ["llvmpipe", "lavapipe", "SwiftShader"].iter().any(|s| name.contains(s));
+    assert_eq!(line.contains("no GPU: a software adapter"), emulated, "{line}");
+    assert_eq!(describe_device("cpu", &Device::flex()), "flex (the CPU)");
+}
+
 /// `sum_all` against f64 sums, at sizes on both sides of Burn 0.22.1's wgpu full-reduction bug
 /// (from 262 133 elements its `sum()` drops the rest) and at the token embedding's size; an
 /// infinity in the last element must come out infinite (it went unseen by the non-finite guard).
