@@ -82,7 +82,8 @@ pub fn add_norm_tokens(ln: &LayerNorm, eps: f64, x: Tensor<3>, r: Tensor<3>) -> 
 /// A ViT's patch embedding, a `p×p` convolution with stride `p` and no padding (as both image
 /// towers build theirs), as `[batch, grid², width]` tokens in row-major patch order: on a GPU one
 /// fused matmul over the unfolded patches ([`kernels::linear`], open_clip's conv as the matmul it
-/// is), elsewhere Burn's `Conv2d`.
+/// is), elsewhere the same matmul in Burn's ops; Burn's `Conv2d` only for an image that is not
+/// whole patches (which the preprocessing never makes).
 pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
     let [batch, channels, h, w] = images.dims();
     let [width, _, p, _] = conv.weight.dims();
@@ -95,10 +96,20 @@ pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
     };
     // A view with K columns, only to ask whether the kernel applies (no copy).
     let whole = h % p == 0 && w % p == 0 && batch * h * w > 0;
-    if whole && kernels::linear_uses_own_kernel(&images.clone().reshape([batch * gh * gw, k]), &weight, Some(&bias)) {
+    if whole {
+        let own = kernels::linear_uses_own_kernel(&images.clone().reshape([batch * gh * gw, k]), &weight, Some(&bias));
         let patches =
             images.reshape([batch, channels, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([batch * gh * gw, k]);
-        return kernels::linear(patches, weight, Some(bias), kernels::Epilogue::None).reshape([batch, gh * gw, width]);
+        let x = if own {
+            kernels::linear(patches, weight, Some(bias), kernels::Epilogue::None)
+        } else {
+            // Not Burn's Conv2d: on wgpu (Burn 0.22.1) its weight gradient is wrong for a batch
+            // of 32 images of 64 px with 16 px patches (14× off; right for 8 of them, and at
+            // 32 px), which slowed training on wgpu; the trainer's
+            // `patch_embedding_gradient_on_wgpu_equals_the_cpus` checks this.
+            patches.matmul(weight) + bias.unsqueeze::<2>()
+        };
+        return x.reshape([batch, gh * gw, width]);
     }
     let x = conv.forward(images); // [b, width, grid, grid]
     let [batch, width, gh, gw] = x.dims();

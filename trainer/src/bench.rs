@@ -22,7 +22,7 @@ use crate::train::{autodiff_devices, describe_device, pick_devices};
 pub struct BenchResult {
     pub framework: String,
     pub device: String,
-    /// The adapter and shader compiler ([`describe_device`]).
+    /// The adapter ([`describe_device`]).
     pub adapter: String,
     pub devices: usize,
     pub precision: String,

@@ -132,7 +132,7 @@ pub fn describe_device(name: &str, device: &Device) -> String {
             let who = device.identity();
             let adapter = who.as_ref().map_or_else(|| "an unnamed adapter".to_string(), |i| i.name.clone());
             let soft = if who.is_some_and(|i| i.physical.is_none()) {
-                " (no GPU: a software adapter emulated on the CPU, far slower than --device flex)"
+                " (no GPU: a software adapter emulated on the CPU)"
             } else {
                 ""
             };
