@@ -107,7 +107,11 @@ pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
             // of 32 images of 64 px with 16 px patches (14× off; right for 8 of them, and at
             // 32 px), which slowed training on wgpu; the trainer's
             // `patch_embedding_gradient_on_wgpu_equals_the_cpus` checks this.
-            patches.matmul(weight) + bias.unsqueeze::<2>()
+            let x = patches.matmul(weight);
+            match &conv.bias {
+                Some(b) => x + b.val().unsqueeze::<2>(),
+                None => x,
+            }
         };
         return x.reshape([batch, gh * gw, width]);
     }
