@@ -21,7 +21,12 @@ fn setup(n: usize, seed: u64) -> (Clip, Device, Vec<f32>, TextIds) {
 }
 
 pub(crate) fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Vec<f32>, TextIds) {
-    let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(SIZE as u32).to_string()).unwrap();
+    setup_sized(n, seed, device, SIZE)
+}
+
+/// [`setup_on`] with images of `size` pixels.
+pub(crate) fn setup_sized(n: usize, seed: u64, device: Device, size: usize) -> (Clip, Device, Vec<f32>, TextIds) {
+    let file_cfg = ModelFileConfig::from_json_str(&tiny_config_json(size as u32).to_string()).unwrap();
     let cfg = &file_cfg.model;
     let model = {
         let _turn = crate::rng_turn();
@@ -39,7 +44,7 @@ pub(crate) fn setup_on(n: usize, seed: u64, device: Device) -> (Clip, Device, Ve
         .collect();
     let tokens = TextIds::trimmed(&ids, n, text_pad_id(&cfg.text.arch));
     let pixels: Vec<f32> =
-        (0..n * 3 * SIZE * SIZE).map(|i| (((i * 37 + (i / 977) * 11) % 101) as f32 / 50.0) - 1.0).collect();
+        (0..n * 3 * size * size).map(|i| (((i * 37 + (i / 977) * 11) % 101) as f32 / 50.0) - 1.0).collect();
     (model, device, pixels, tokens)
 }
 

@@ -26,35 +26,16 @@ fn the_device_line_names_the_adapter() {
 }
 
 /// One batch's gradients on wgpu equal the CPU's, at the synthetic run's shapes (a batch of 32
-/// images of 64 px, 16 px patches). Burn 0.22.1's `Conv2d` weight gradient on wgpu was 14× off
+/// images of 64 px, 16 px patches). Burn 0.22.1's `Conv2d` weight gradient on wgpu was 9–14× off
 /// there (right for a batch of 8, and at 32 px), so the patch embedding is a matmul over the
 /// unfolded patches (`dermlip::model::layers::patch_tokens`); with the conv, the synthetic run
 /// on wgpu learned visibly slower (f32: loss 0.60× against 0.47× on the CPU from the same init).
 #[test]
 fn patch_embedding_gradient_on_wgpu_equals_the_cpus() {
     use burn::module::Module;
-    use dermlip::input::tokenizer::{text_pad_id, TextIds};
     use dermlip_trainer::step::batch_gradients;
-    let (size, n) = (64, 32);
-    let file_cfg =
-        dermlip::ModelFileConfig::from_json_str(&dermlip_trainer::synth::tiny_config_json(size as u32).to_string())
-            .unwrap();
-    let cfg = &file_cfg.model;
-    let cpu = Device::flex().autodiff();
-    let model = {
-        let _turn = crate::rng_turn();
-        cpu.seed(11);
-        dermlip::Clip::new(cfg, &cpu).init_parameters()
-    };
-    let tokenizer = dermlip_trainer::train::text_tokenizer(cfg).unwrap();
-    let ids: Vec<i32> = (0..n)
-        .map(|i| format!("a small red round lesion on scaly skin {i}"))
-        .flat_map(|t| tokenizer.encode(&t).unwrap())
-        .map(|i| i as i32)
-        .collect();
-    let tokens = TextIds::trimmed(&ids, n, text_pad_id(&cfg.text.arch));
-    let pixels: Vec<f32> =
-        (0..n * 3 * size * size).map(|i| (((i * 37 + (i / 977) * 11) % 101) as f32 / 50.0) - 1.0).collect();
+    let size = 64;
+    let (model, cpu, pixels, tokens) = crate::gradients::setup_sized(32, 11, Device::flex().autodiff(), size);
     let gpu = wgpu().autodiff();
     let (want, loss_cpu) = batch_gradients(std::slice::from_ref(&model), &[cpu], &pixels, &tokens, size, 1);
     let (got, loss_gpu) = batch_gradients(&[model.fork(&gpu)], &[gpu], &pixels, &tokens, size, 1);
