@@ -104,7 +104,7 @@ pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
             kernels::linear(patches, weight, Some(bias), kernels::Epilogue::None)
         } else {
             // Not Burn's Conv2d: on wgpu (Burn 0.22.1) its weight gradient is wrong for a batch
-            // of 32 images of 64 px with 16 px patches (14× off; right for 8 of them, and at
+            // of 32 images of 64 px with 16 px patches (9–14× off; right for 8 of them, and at
             // 32 px), which slowed training on wgpu; the trainer's
             // `patch_embedding_gradient_on_wgpu_equals_the_cpus` checks this.
             let x = patches.matmul(weight);
