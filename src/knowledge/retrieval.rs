@@ -162,6 +162,11 @@ impl EmbeddingStore {
         &self.items
     }
 
+    /// The model check: this collection's model's embedding of [`probe_rgba`], if it has one.
+    pub fn probe(&self) -> Option<&[f32]> {
+        self.probe.as_deref()
+    }
+
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
     }

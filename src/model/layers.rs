@@ -100,20 +100,13 @@ pub fn patch_tokens(conv: &Conv2d, images: Tensor<4>) -> Tensor<3> {
         let own = kernels::linear_uses_own_kernel(&images.clone().reshape([batch * gh * gw, k]), &weight, Some(&bias));
         let patches =
             images.reshape([batch, channels, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([batch * gh * gw, k]);
-        let x = if own {
-            kernels::linear(patches, weight, Some(bias), kernels::Epilogue::None)
-        } else {
-            // Not Burn's Conv2d: on wgpu (Burn 0.22.1) its weight gradient is wrong for a batch
-            // of 32 images of 64 px with 16 px patches (9–14× off; right for 8 of them, and at
-            // 32 px), which slowed training on wgpu; the trainer's
-            // `patch_embedding_gradient_on_wgpu_equals_the_cpus` checks this.
-            let x = patches.matmul(weight);
-            match &conv.bias {
-                Some(b) => x + b.val().unsqueeze::<2>(),
-                None => x,
-            }
-        };
-        return x.reshape([batch, gh * gw, width]);
+        // dermlip's kernel takes a bias (zeros for open_clip's bias-less conv1); Burn's ops take
+        // the conv's own, so amp's half type stays unmixed. Not Burn's Conv2d: on wgpu (Burn
+        // 0.22.1) its weight gradient is wrong for a batch of 32 images of 64 px with 16 px
+        // patches (9–14× off; right for 8 of them, and at 32 px), which slowed training on wgpu;
+        // the trainer's `patch_embedding_gradient_on_wgpu_equals_the_cpus` checks this.
+        let bias = if own { Some(bias) } else { conv.bias.as_ref().map(|b| b.val()) };
+        return kernels::linear(patches, weight, bias, kernels::Epilogue::None).reshape([batch, gh * gw, width]);
     }
     let x = conv.forward(images); // [b, width, grid, grid]
     let [batch, width, gh, gw] = x.dims();

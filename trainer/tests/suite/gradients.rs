@@ -50,7 +50,7 @@ pub(crate) fn setup_sized(n: usize, seed: u64, device: Device, size: usize) -> (
 
 /// Largest relative difference between two gradients, parameter tensor by parameter tensor
 /// (`‖a − b‖ / ‖a‖`), and the number of tensors.
-fn worst_relative(a: &Grads, b: &Grads) -> (f64, usize) {
+pub(crate) fn worst_relative(a: &Grads, b: &Grads) -> (f64, usize) {
     let (a, b) = (a.to_vecs(), b.to_vecs());
     assert_eq!(a.len(), b.len(), "the same parameters get gradients");
     let worst = a
